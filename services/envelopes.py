@@ -1,0 +1,49 @@
+"""Reading events off intermediate subjects: batch envelopes, and single rejections.
+
+An unreadable envelope is rejected whole; an unreadable rejection is only logged (it is
+already on a rejected subject, and rejecting it again would loop)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import msgspec
+import structlog
+
+from services.runtime import Emitter, Inbound
+from shared import subjects as s
+from shared.events import AnyEvent, RejectedInput, batch_decoder
+
+log = structlog.get_logger()
+_rejected = msgspec.json.Decoder(RejectedInput)
+
+
+def decode_events(subject: str, data: bytes) -> list[AnyEvent]:
+    """Raises msgspec.DecodeError when the message is not a readable event."""
+    if subject.startswith(s.REJECTED + ".") or subject.startswith(s.DEAD_LETTER + "."):
+        return [_rejected.decode(data)]
+    return batch_decoder.decode(data).events
+
+
+def events_of(batch: Iterable[Inbound], stage: str, out: Emitter) -> Iterator[tuple[Inbound, AnyEvent]]:
+    for msg in batch:
+        try:
+            events = decode_events(msg.subject, msg.data)
+        except msgspec.DecodeError as exc:
+            if msg.subject.startswith(s.REJECTED + "."):
+                log.warning("unreadable rejection skipped", subject=msg.subject, seq=msg.stream_seq)
+                continue
+            out.rejected(RejectedInput(
+                event_id=f"rej:{stage}:{msg.subject}:{msg.stream_seq}",
+                stage=stage,
+                reason="bad_event",
+                message=f"not a readable event envelope: {exc}",
+                subject=msg.subject,
+                headers=msg.headers,
+                raw=msg.data,
+                source_seq=msg.stream_seq,
+                dsp_received=msg.stream_time_ms,
+            ))
+            continue
+        for event in events:
+            yield msg, event

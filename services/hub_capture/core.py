@@ -1,0 +1,114 @@
+"""Pure core of hub-capture: one inbound CSP message -> AlertCaptured or RejectedInput."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.runtime import Inbound
+from services.validation import (
+    InvalidInput,
+    base64_payload,
+    comms_hub_id,
+    json_object,
+    text_field,
+    timestamp,
+)
+from shared import subjects as s
+from shared.events import AlertCaptured, RejectedInput
+from shared.settings import Settings
+from shared.timefmt import TimestampError, parse_csp
+
+STAGE = s.HUB_CAPTURE
+DSP_RECEIVED_HEADER = "Dsp-Received-Timestamp"
+TRACE_HEADER = "traceparent"
+
+NORTH_FIELDS = {"responseId", "commsHubId", "payload", "timestamp", "HubTimestamp"}
+FEED_FIELDS = {
+    "messageId", "commsHubId", "payload",
+    "chfReceivedTimestamp", "cspReceivedTimestamp", "cspSentTimestamp",
+}
+
+
+def capture(msg: Inbound, settings: Settings) -> AlertCaptured | RejectedInput:
+    region = s.IN_CSP.get(msg.subject)
+    try:
+        if region is None:
+            raise InvalidInput("unknown_subject", f"no CSP feed is published on {msg.subject}")
+        obj = json_object(msg.data, max_bytes=settings.max_message_bytes, max_depth=settings.max_json_depth)
+        dsp_received, source = _dsp_received(msg)
+        if region == "north":
+            return _north(obj, msg, dsp_received, source, settings)
+        return _feed(obj, msg, region, dsp_received, source, settings)
+    except InvalidInput as exc:
+        return reject(msg, exc.reason, str(exc))
+
+
+def _dsp_received(msg: Inbound) -> tuple[int, str]:
+    header = msg.headers.get(DSP_RECEIVED_HEADER)
+    if header is None:
+        return msg.stream_time_ms, "stream"
+    try:
+        return parse_csp(header), "header"
+    except TimestampError as exc:
+        raise InvalidInput("bad_timestamp", f"header {DSP_RECEIVED_HEADER}: {exc}") from None
+
+
+def _north(obj: dict[str, Any], msg: Inbound, dsp_received: int, source: str, settings: Settings) -> AlertCaptured:
+    response_id = text_field(obj, "responseId")
+    payload, _ = base64_payload(obj, max_chars=settings.max_payload_b64_chars)
+    return AlertCaptured(
+        event_id=f"cap:north:{response_id}",
+        response_id=response_id,
+        region="north",
+        comms_hub_id=comms_hub_id(obj),
+        payload=payload,
+        chf_received=timestamp(obj, "HubTimestamp", required=False),
+        csp_received=None,  # CSP North sends when the alert left it; mapped by csp-enrichment
+        csp_sent=timestamp(obj, "timestamp", required=True),
+        dsp_received=dsp_received,
+        dsp_received_source=source,
+        source_seq=msg.stream_seq,
+        extra={k: v for k, v in obj.items() if k not in NORTH_FIELDS},
+        trace=msg.headers.get(TRACE_HEADER),
+    )
+
+
+def _feed(obj: dict[str, Any], msg: Inbound, region: str, dsp_received: int, source: str,
+          settings: Settings) -> AlertCaptured:
+    response_id = text_field(obj, "messageId")
+    payload, _ = base64_payload(obj, max_chars=settings.max_payload_b64_chars)
+    return AlertCaptured(
+        event_id=f"cap:{region}:{response_id}",
+        response_id=response_id,
+        region=region,  # type: ignore[arg-type]
+        comms_hub_id=comms_hub_id(obj),
+        payload=payload,
+        chf_received=timestamp(obj, "chfReceivedTimestamp", required=False),
+        csp_received=timestamp(obj, "cspReceivedTimestamp", required=True),
+        csp_sent=timestamp(obj, "cspSentTimestamp", required=True),  # type: ignore[arg-type]
+        dsp_received=dsp_received,
+        dsp_received_source=source,
+        source_seq=msg.stream_seq,
+        extra={k: v for k, v in obj.items() if k not in FEED_FIELDS},
+        trace=msg.headers.get(TRACE_HEADER),
+    )
+
+
+def reject(msg: Inbound, reason: str, message: str, stage: str = STAGE) -> RejectedInput:
+    """The input whole, with why. The id comes from the stream position: a redelivery of
+    the same message is the same rejection, two equal bad messages are two rejections."""
+    try:
+        dsp_received = _dsp_received(msg)[0]
+    except InvalidInput:
+        dsp_received = msg.stream_time_ms
+    return RejectedInput(
+        event_id=f"rej:{stage}:{msg.subject}:{msg.stream_seq}",
+        stage=stage,
+        reason=reason,
+        message=message,
+        subject=msg.subject,
+        headers=msg.headers,
+        raw=msg.data,
+        source_seq=msg.stream_seq,
+        dsp_received=dsp_received,
+    )

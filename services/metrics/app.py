@@ -1,0 +1,126 @@
+"""metrics service: joins expectations and the delivery log into AST records, closes
+15-minute windows by event time, publishes ``ast.record`` and ``ast.report.15m`` and writes
+the window files for DS&A.
+
+State is rebuilt, not hoped for: on start it replays its own input subjects from the event
+log up to its durable consumer's ack floor (outputs suppressed; the core is deterministic),
+then resumes from the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import structlog
+
+from services.metrics.core import MetricsConfig, MetricsCore, Output
+from services.metrics.files import write_window
+from services.metrics.replay import read_events
+from services.runtime import Binding, Emitter, Inbound, Service
+from services.envelopes import events_of
+from shared import bus
+from shared import subjects as s
+from shared.events import encoder, record_id
+from shared.settings import Settings
+
+log = structlog.get_logger()
+
+
+def metrics_config(settings: Settings) -> MetricsConfig:
+    return MetricsConfig(
+        allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
+        handshake_timeout_ms=int(settings.handshake_timeout_s * 1000),
+        idle_close_after_s=settings.idle_close_after_s,
+    )
+
+
+def report_id(window_start: str, revision: int, partition: int) -> str:
+    return f"report:{partition}:{window_start}:{revision}"
+
+
+def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0,
+         report_subject: str = s.REPORT_15M, record_subject: str = s.RECORD) -> None:
+    """Everything one step of the core produced, as messages and files."""
+    for record in output.records:
+        out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision))
+    for closed in output.closed:
+        report = closed.report
+        out.single(report_subject, encoder.encode(report), report_id(report.window_start, report.revision, partition))
+        if data_dir is not None:
+            write_window(data_dir, closed)
+
+
+def partitions_owned(settings: Settings) -> list[int]:
+    if settings.metrics_partition is not None:
+        return [settings.metrics_partition]
+    return list(range(settings.metrics_partitions))
+
+
+def build(settings: Settings) -> Service:
+    data_dir = Path(settings.data_dir)
+    bindings = []
+    cores: dict[int, MetricsCore] = {}
+    last_input = {"wall_ms": int(time.time() * 1000)}
+
+    for p in partitions_owned(settings):
+        core = cores[p] = MetricsCore(metrics_config(settings))
+
+        def handle(batch: list[Inbound], out: Emitter, core: MetricsCore = core, p: int = p) -> None:
+            last_input["wall_ms"] = int(time.time() * 1000)
+            emit(core.apply(event for _, event in events_of(batch, s.METRICS, out)), out, data_dir, p)
+
+        bindings.append(Binding(s.STREAM_EVENTS, bus.metrics_durable(p), s.expected(p), handle))
+
+    service = Service(s.METRICS, settings, bindings)
+
+    async def rebuild() -> None:
+        """Replay our inputs up to the durable's ack floor into the cores, outputs dropped."""
+        js = service.broker.connection.jetstream()
+        for p, core in cores.items():
+            info = await js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(p))
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            if not floor:
+                continue
+            started = time.perf_counter()
+            count = 0
+            async for events in read_events(js, info.config.filter_subjects or [], 1, floor):
+                core.apply(events)
+                count += len(events)
+            log.info("metrics state rebuilt from the event log", partition=p, up_to_seq=floor,
+                     events=count, seconds=round(time.perf_counter() - started, 2))
+
+    async def wall_clock() -> None:
+        """Live runs: a quiet stream still closes windows on the wall clock."""
+        while True:
+            await asyncio.sleep(1.0)
+            if service.js is None:
+                continue
+            now = int(time.time() * 1000)
+            for p, core in cores.items():
+                out = Emitter()
+                emit(core.on_wall_clock(now, last_input["wall_ms"]), out, data_dir, p)
+                messages = out.messages()
+                if messages:
+                    try:
+                        await bus.publish_all(service.js, messages, settings.publish_ack_timeout_s)
+                    except bus.PublishError as exc:
+                        log.warning("wall-clock close not published yet", error=str(exc))
+
+    ticker: dict[str, asyncio.Task] = {}
+
+    async def start_clock() -> None:
+        ticker["task"] = asyncio.create_task(wall_clock())
+
+    service.app.on_startup(_connect_first(service, rebuild))
+    service.app.after_startup(start_clock)
+    return service
+
+
+def _connect_first(service: Service, rebuild):  # type: ignore[no-untyped-def]
+    async def hook() -> None:
+        await service.broker.connect()
+        await rebuild()
+
+    return hook

@@ -1,0 +1,249 @@
+"""Pure, seeded traffic: what the CSPs send and how Service Users answer.
+
+Realism, as the operators described it: the hub stamps an alert a few seconds before the
+CSP; CSP North stamps ~350 ms of processing later (its `timestamp` is when the alert
+*left*); some hubs send no HubTimestamp; a share of Service Responses shares the
+interface; alerts to the Access Control Broker fan out to DCC alerts; Service Users
+acknowledge after realistic delays, some after a failed first attempt, some never; an
+outage storm puts a burst into one quarter hour; a few hub clocks run ahead (clock skew).
+Frames are real GBCS built by ``shared.gbcs``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+
+from shared import subjects as s
+from shared.dcc_rules import RuleTable
+from shared.gbcs import ACB_EUI, build_alert, build_response
+from shared.timefmt import format_csp, from_ms, to_ms
+
+SUPPLIER = "90-B3-D5-1F-30-01-00-00"
+NETWORK_OPERATOR = "90-B3-D5-1F-30-02-00-00"
+DEFAULT_START = to_ms(datetime(2023, 6, 1, tzinfo=UTC))
+DAY_MS = 86_400_000
+
+REGIONS = (("north", 0.40), ("central", 0.35), ("south", 0.25))
+
+# (alert code, recipient, content format, weight): the seed's SIT samples and friends.
+ALERT_MIX = (
+    ("8F3F", SUPPLIER, "dlms", 6),  # unauthorised physical access (tamper), meter -> supplier
+    ("8F3F", ACB_EUI, "dlms", 3),  # tamper seen by a hub -> ACB -> N39 + N54
+    ("810D", SUPPLIER, "dlms", 10),  # combined credit below low credit threshold
+    ("8F0F", SUPPLIER, "dlms", 5),  # credit below disablement threshold
+    ("8F72", SUPPLIER, "dlms", 4),  # firmware verification successful
+    ("8F1D", SUPPLIER, "gbz", 4),  # gas: power supply loss
+    ("8F12", ACB_EUI, "dlms", 2),  # CHF device log changed -> ACB
+    ("8F20", ACB_EUI, "dlms", 1),
+    ("8F66", SUPPLIER, "asn1", 2),  # future-dated command actioned
+    ("8F35", NETWORK_OPERATOR, "dlms", 3),  # supply outage restored
+)
+STORM_MIX = (
+    ("8F57", NETWORK_OPERATOR, "dlms", 5),  # supply interrupted
+    ("8F35", NETWORK_OPERATOR, "dlms", 3),
+    ("8F36", NETWORK_OPERATOR, "dlms", 2),
+)
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    alerts: int = 10_000
+    seed: int = 1
+    start_ms: int = DEFAULT_START
+    span_ms: int = DAY_MS
+    service_response_share: float = 0.08
+    missing_hub_share: float = 0.05
+    skew_share: float = 0.005
+    storm_share: float = 0.15  # of alerts, inside one quarter hour
+    storm_at_ms: int = 7 * 3_600_000 + 30 * 60_000  # 07:30 into the span
+    malformed_share: float = 0.0
+    duplicate_share: float = 0.0
+    csp_north_processing_ms: int = 350
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message a CSP sends (subject, bytes, headers) and what it should become."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    response_id: str
+    kind: str  # alert | service_response | malformed | duplicate
+    dsp_received: int
+    deliveries: tuple[str, ...] = ()
+
+
+@dataclass
+class Traffic:
+    inputs: list[Inbound] = field(default_factory=list)
+    dsp_received: dict[str, int] = field(default_factory=dict)  # response id -> DSP receipt
+
+    @property
+    def expected_deliveries(self) -> set[str]:
+        return {d for i in self.inputs if i.kind == "alert" for d in i.deliveries}
+
+    def count(self, kind: str) -> int:
+        return sum(1 for i in self.inputs if i.kind == kind)
+
+    @property
+    def last_event_ms(self) -> int:
+        return max(self.dsp_received.values(), default=DEFAULT_START)
+
+
+def _pick(rng: random.Random, options: tuple) -> tuple:
+    return rng.choices(options, weights=[o[-1] for o in options])[0]
+
+
+def generate(config: TrafficConfig, rules: RuleTable) -> Traffic:
+    rng = random.Random(config.seed)
+    traffic = Traffic()
+    storm_n = int(config.alerts * config.storm_share)
+    times = sorted(
+        [config.start_ms + rng.randrange(config.span_ms) for _ in range(config.alerts - storm_n)]
+        + [config.start_ms + config.storm_at_ms + rng.randrange(900_000) for _ in range(storm_n)]
+    )
+    storm_start = config.start_ms + config.storm_at_ms
+    for n, hub_ms in enumerate(times):
+        in_storm = storm_start <= hub_ms < storm_start + 900_000 and rng.random() < 0.8
+        traffic.inputs.append(_one(rng, config, rules, n, hub_ms, in_storm, traffic))
+    _add_faults(rng, config, traffic)
+    return traffic
+
+
+def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hub_ms: int,
+         in_storm: bool, traffic: Traffic) -> Inbound:
+    region = rng.choices([r for r, _ in REGIONS], weights=[w for _, w in REGIONS])[0]
+    hub_id = rng.randrange(1, 2**32)
+    device = f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}-{(hub_id >> 8) & 0xFF:02X}-{hub_id & 0xFF:02X}"
+    response_id = f"{region[0].upper()}{config.seed:04d}{n:09d}"
+    wan_ms = int(rng.lognormvariate(7.5, 0.4))  # ~1.8 s median WAN + hub
+    skew = rng.random() < config.skew_share
+    chf = hub_ms + (wan_ms + 2_000 if skew else 0)  # a hub clock running ahead
+    csp_in = hub_ms + wan_ms
+    is_response = rng.random() < config.service_response_share
+    if is_response:
+        frame = build_response(originator=device, recipient=SUPPLIER, counter=n + 1,
+                               mac_header=rng.random() < 0.3, signed=rng.random() < 0.5)
+        code, recipient = None, SUPPLIER
+    else:
+        code, recipient, fmt, _ = _pick(rng, STORM_MIX if in_storm else ALERT_MIX)
+        frame = build_alert(alert_code=code, originator=device, recipient=recipient,
+                            alert_time=from_ms(hub_ms - rng.randrange(100, 2_000)), counter=n + 1,
+                            fmt=fmt, mac_header=recipient == ACB_EUI or rng.random() < 0.3,
+                            signed=rng.random() < 0.2)
+    payload = base64.b64encode(frame).decode()
+    has_hub = rng.random() >= config.missing_hub_share
+    if region == "north":
+        csp_sent = csp_in + config.csp_north_processing_ms + rng.randrange(-40, 60)
+        body: dict[str, object] = {"responseId": response_id, "commsHubId": hub_id, "payload": payload,
+                                   "timestamp": format_csp(csp_sent)}
+        if has_hub:
+            body["HubTimestamp"] = format_csp(chf)
+        if rng.random() < 0.1:
+            body["rniVersion"] = "4.2"  # an extra field: kept, not rejected
+    else:
+        csp_sent = csp_in + rng.randrange(50, 300)
+        body = {"messageId": response_id, "commsHubId": hub_id, "payload": payload,
+                "chfReceivedTimestamp": format_csp(chf) if has_hub else None,
+                "cspReceivedTimestamp": format_csp(csp_in), "cspSentTimestamp": format_csp(csp_sent)}
+    dsp_received = csp_sent + rng.randrange(20, 200) + (rng.randrange(0, 3_000) if in_storm else 0)
+    traffic.dsp_received[response_id] = dsp_received
+    deliveries: tuple[str, ...] = ()
+    if not is_response:
+        if recipient == ACB_EUI:
+            deliveries = tuple(f"{response_id}:{r.dcc_alert_code}:{i}"
+                               for i, r in enumerate(rules.rules_for(code), start=1))
+        else:
+            deliveries = (response_id,)
+    return Inbound(
+        subject={"north": s.IN_CSP_NORTH, "central": s.IN_CSP_CENTRAL, "south": s.IN_CSP_SOUTH}[region],
+        data=msgspec.json.encode(body),
+        headers={"Dsp-Received-Timestamp": format_csp(dsp_received)},
+        response_id=response_id,
+        kind="service_response" if is_response else "alert",
+        dsp_received=dsp_received,
+        deliveries=deliveries,
+    )
+
+
+MALFORMED = (
+    (b"{not json", "bad_json"),
+    (b'{"responseId": "X", "commsHubId": 1, "payload": "AAA=", "timestamp": "2023-06-01"}', "bad_timestamp"),
+    (b'{"responseId": "X", "commsHubId": 1, "payload": "%%%not base64%%%", "timestamp": "20230601101500.000"}', "bad_base64"),
+    (b'{"responseId": "X", "commsHubId": 4294967296, "payload": "AAA=", "timestamp": "20230601101500.000"}', "bad_comms_hub_id"),
+    (b'{"responseId": "X", "commsHubId": 7, "payload": "3wkDAAAA", "timestamp": "20230601101500.000"}', "bad_gbcs"),
+)
+
+
+def _add_faults(rng: random.Random, config: TrafficConfig, traffic: Traffic) -> None:
+    """Malformed inputs and duplicates, spread through the run."""
+    originals = list(traffic.inputs)
+    for i in range(int(len(originals) * config.malformed_share)):
+        data, reason = MALFORMED[i % len(MALFORMED)]
+        at = rng.randrange(len(traffic.inputs))
+        near = traffic.inputs[at]
+        unique = data.replace(b'"X"', f'"BAD{config.seed:04d}{i:06d}"'.encode())
+        traffic.inputs.insert(at, Inbound(s.IN_CSP_NORTH, unique, dict(near.headers),
+                                          f"BAD{config.seed:04d}{i:06d}", "malformed", near.dsp_received,
+                                          (reason,)))
+    for _ in range(int(len(originals) * config.duplicate_share)):
+        original = rng.choice(originals)
+        at = min(len(traffic.inputs), traffic.inputs.index(original) + rng.randrange(1, 50))
+        traffic.inputs.insert(at, Inbound(original.subject, original.data, original.headers,
+                                          original.response_id, "duplicate", original.dsp_received))
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One delivery-log line the DSP writes (as the Service User answered)."""
+
+    data: bytes
+    msg_id: str
+    su_passed: int
+
+
+def service_user_answers(delivery_id: str, response_id: str, dcc_alert_code: str | None,
+                         service_user_id: str, dsp_received: int, seed: int) -> list[LogLine]:
+    """Deterministic per delivery: the same notice always gets the same answers."""
+    rng = random.Random(int.from_bytes(hashlib.blake2b(f"{seed}:{delivery_id}".encode(), digest_size=8).digest(), "big"))
+    passed = dsp_received + rng.randrange(30, 300) + (rng.randrange(50, 400) if dcc_alert_code else 0)
+    roll = rng.random()
+    attempts: list[tuple[int, int | None]] = []
+    if roll < 0.90:
+        attempts.append((passed, passed + int(rng.lognormvariate(5.5, 0.7))))
+    elif roll < 0.97:
+        attempts.append((passed, None))
+        retry = passed + 30_000
+        attempts.append((retry, retry + int(rng.lognormvariate(5.5, 0.7))))
+    else:
+        attempts.append((passed, None))
+        if rng.random() < 0.5:
+            attempts.append((passed + 30_000, None))
+    lines = []
+    for su_passed, acked in attempts:
+        body = {
+            "deliveryId": delivery_id,
+            "responseId": response_id,
+            "dccAlertCode": dcc_alert_code,
+            "serviceUserId": service_user_id,
+            "suPassedTimestamp": format_csp(su_passed),
+            "suAcknowledgedTimestamp": format_csp(acked) if acked is not None else None,
+            "outcome": "acknowledged" if acked is not None else "failed",
+        }
+        lines.append(LogLine(msgspec.json.encode(body), f"log:{delivery_id}:{su_passed}", su_passed))
+    return lines
+
+
+def shuffled(lines: list[LogLine], seed: int) -> Iterator[LogLine]:
+    """The delivery log in a shuffled order (files arrive out of order in real life)."""
+    copy = list(lines)
+    random.Random(seed).shuffle(copy)
+    yield from copy

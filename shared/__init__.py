@@ -1,0 +1,1 @@
+"""The common library: events, subjects, time formats, GBCS, bus set-up, telemetry."""

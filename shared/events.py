@@ -1,0 +1,233 @@
+"""Event schemas: immutable facts the services append, JSON on the wire.
+
+Every event carries ``v`` (schema version) and a deterministic ``event_id``
+that is also sent as ``Nats-Msg-Id``, so a redelivered input yields the same
+id and JetStream drops the copy. Times inside events are UTC epoch
+milliseconds; the outbound contract objects (``ast.deliver``, ``ast.record``,
+``ast.report.15m``) use the formats their readers expect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+Region = Literal["north", "central", "south"]
+Category = Literal["device_alert", "dcc_alert"]
+Status = Literal["complete", "no_handshake", "incomplete"]
+
+# Flags a record can carry.
+FLAG_MISSING_HUB_TIMESTAMP = "missing_hub_timestamp"
+FLAG_CLOCK_SKEW = "clock_skew"
+FLAG_CSP_RECEIVED_MAPPED = "csp_received_mapped"  # CSP North: `timestamp` is when it *left* CSP
+FLAG_ALERT_CODE_UNKNOWN = "alert_code_unknown"  # encrypted / undecodable content
+FLAG_NO_DCC_RULE = "no_dcc_rule"
+FLAG_NO_EXPECTATION = "delivery_without_alert"  # delivery log for an alert never seen
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    v: int = SCHEMA_VERSION
+    event_id: str
+
+
+class AlertCaptured(Event, tag="alert_captured"):
+    """hub-capture: an inbound CSP message, parsed and validated, timing points captured."""
+
+    response_id: str
+    region: Region
+    comms_hub_id: int
+    payload: str  # Base64 GBCS, as the CSP sent it
+    chf_received: int | None  # HubTimestamp / chfReceivedTimestamp
+    csp_received: int | None  # CSP Central/South feed; None for North (mapped downstream)
+    csp_sent: int  # North `timestamp`; Central/South cspSentTimestamp
+    dsp_received: int
+    dsp_received_source: Literal["header", "stream"]
+    source_seq: int
+    extra: dict[str, Any] = {}
+    trace: str | None = None  # W3C traceparent of the alert's trace
+
+
+class AlertEnriched(Event, tag="alert_enriched"):
+    """csp-enrichment: the alert with its GBCS header decoded and CSP times mapped."""
+
+    response_id: str
+    region: Region
+    comms_hub_id: int
+    message_code: str
+    alert_code: str | None
+    originator: str
+    recipient: str
+    device_alert_time: int | None
+    chf_received: int | None
+    csp_received: int | None
+    csp_sent: int
+    dsp_received: int
+    flags: tuple[str, ...] = ()
+    trace: str | None = None
+
+
+class ServiceResponseSeen(Event, tag="service_response_seen"):
+    """csp-enrichment: a GBCS Service Response (or command) on the alert interface, passed over."""
+
+    response_id: str
+    region: Region
+    cra_flag: str
+    message_code: str
+    dsp_received: int
+
+
+class DeliveryExpected(Event, tag="delivery_expected"):
+    """dsp-mapping: one alert the DSP passes to a Service User (device alert or DCC alert)."""
+
+    delivery_id: str
+    response_id: str
+    region: Region
+    comms_hub_id: int
+    category: Category
+    alert_code: str | None
+    dcc_alert_code: str | None
+    message_code: str
+    originator: str
+    recipient: str
+    service_user_id: str
+    device_alert_time: int | None
+    chf_received: int | None
+    csp_received: int | None
+    csp_sent: int
+    dsp_received: int
+    flags: tuple[str, ...] = ()
+    trace: str | None = None
+
+
+class DeliveryAttempted(Event, tag="delivery_attempted"):
+    """dsp-mapping: one line of the DSP delivery log, validated."""
+
+    delivery_id: str
+    response_id: str
+    dcc_alert_code: str | None
+    service_user_id: str
+    su_passed: int
+    su_acknowledged: int | None
+    outcome: Literal["acknowledged", "failed"]
+
+
+class ClockTick(Event, tag="clock_tick"):
+    """The DSP gateway's clock, so event time moves on when traffic stops."""
+
+    time: int
+
+
+class RejectedInput(Event, tag="rejected_input"):
+    """An input a stage could not use, kept whole (``raw`` is Base64 in JSON) with the reason."""
+
+    stage: str
+    reason: str  # machine-readable, e.g. "bad_json", "bad_timestamp", "bad_gbcs"
+    message: str  # for people
+    subject: str
+    headers: dict[str, str] = {}
+    raw: bytes = b""
+    source_seq: int | None = None
+    dsp_received: int | None = None
+
+
+AnyEvent = (
+    AlertCaptured
+    | AlertEnriched
+    | ServiceResponseSeen
+    | DeliveryExpected
+    | DeliveryAttempted
+    | ClockTick
+    | RejectedInput
+)
+
+
+class Batch(msgspec.Struct, frozen=True, kw_only=True):
+    """Envelope of intermediate subjects: several events in one message (fewer broker round trips)."""
+
+    v: int = SCHEMA_VERSION
+    events: list[AnyEvent]
+
+
+def batch_id(events: list[AnyEvent]) -> str:
+    """Deterministic id of an envelope: the same events give the same ``Nats-Msg-Id``."""
+    digest = hashlib.blake2b(digest_size=16)
+    for event in events:
+        digest.update(event.event_id.encode())
+        digest.update(b"\0")
+    return f"batch:{digest.hexdigest()}"
+
+
+# Outbound contract objects ------------------------------------------------------------
+
+
+class DeliverNotice(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """``ast.deliver``: one alert the DSP passes to a Service User."""
+
+    v: int = SCHEMA_VERSION
+    delivery_id: str
+    response_id: str
+    dcc_alert_code: str | None
+    service_user_id: str
+
+
+class AstRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """``ast.record``: one delivered alert's timing points and legs (the AST log line)."""
+
+    v: int = SCHEMA_VERSION
+    delivery_id: str
+    response_id: str
+    revision: int
+    region: Region
+    comms_hub_id: int
+    category: Category
+    alert_code: str | None
+    alert_name: str | None
+    dcc_alert_code: str | None
+    message_code: str | None
+    originator: str | None
+    recipient: str | None
+    service_user_id: str | None
+    device_alert_time: str | None
+    chf_received: str | None
+    csp_received: str | None
+    csp_sent: str | None
+    dsp_received: str | None
+    su_passed: str | None
+    su_acknowledged: str | None
+    hub_to_csp_ms: int | None
+    csp_to_dsp_ms: int | None
+    dsp_to_su_ms: int | None
+    su_handshake_ms: int | None
+    end_to_end_ms: int | None
+    status: Status
+    flags: list[str]
+    delivery_attempts: int
+
+
+TIMING_POINTS = (
+    "device_alert_time",
+    "chf_received",
+    "csp_received",
+    "csp_sent",
+    "dsp_received",
+    "su_passed",
+    "su_acknowledged",
+)
+
+LEGS = ("hub_to_csp_ms", "csp_to_dsp_ms", "dsp_to_su_ms", "su_handshake_ms", "end_to_end_ms")
+
+RECORD_FIELDS = tuple(f for f in AstRecord.__struct_fields__)
+
+
+def record_id(delivery_id: str, revision: int) -> str:
+    return f"rec:{delivery_id}:{revision}"
+
+
+encoder = msgspec.json.Encoder()
+batch_decoder = msgspec.json.Decoder(Batch)
+record_decoder = msgspec.json.Decoder(AstRecord)
+deliver_decoder = msgspec.json.Decoder(DeliverNotice)

@@ -1,0 +1,79 @@
+"""Run-time settings, read once from the environment (twelve-factor; compose sets these)."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str = DEFAULT_NATS_URL
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_creds: str | None = None  # path to a credentials file
+    nats_tls_ca: str | None = None
+    data_dir: str = "var"
+    #: CSP North `timestamp` is when the alert *left* CSP North; subtract this to estimate arrival.
+    csp_north_offset_ms: int = 0
+    dcc_rules: str | None = None
+    metrics_partitions: int = 1
+    metrics_partition: int | None = None  # None: this replica owns every partition
+    batch_size: int = 512
+    batch_timeout_s: float = 0.02
+    publish_ack_timeout_s: float = 10.0
+    drain_timeout_s: float = 20.0
+    max_message_bytes: int = 256 * 1024
+    max_payload_b64_chars: int = 64 * 1024
+    max_json_depth: int = 8
+    allowed_lateness_s: float = 300.0
+    handshake_timeout_s: float = 300.0
+    idle_close_after_s: float = 30.0
+    stream_replicas: int = 1
+    stream_max_age_s: float = 7 * 86_400.0
+    duplicate_window_s: float = 120.0
+
+
+#: Environment variables the code reads (compose and the docs are checked against this list).
+ENV_VARS = {
+    "NATS_URL": "nats_url",
+    "NATS_USER": "nats_user",
+    "NATS_PASSWORD": "nats_password",
+    "NATS_CREDS": "nats_creds",
+    "NATS_TLS_CA": "nats_tls_ca",
+    "ALERT_TIMING_DATA_DIR": "data_dir",
+    "ALERT_TIMING_CSP_NORTH_OFFSET_MS": "csp_north_offset_ms",
+    "ALERT_TIMING_DCC_RULES": "dcc_rules",
+    "ALERT_TIMING_METRICS_PARTITIONS": "metrics_partitions",
+    "ALERT_TIMING_METRICS_PARTITION": "metrics_partition",
+    "ALERT_TIMING_BATCH_SIZE": "batch_size",
+    "ALERT_TIMING_BATCH_TIMEOUT_S": "batch_timeout_s",
+    "ALERT_TIMING_PUBLISH_ACK_TIMEOUT_S": "publish_ack_timeout_s",
+    "ALERT_TIMING_DRAIN_TIMEOUT_S": "drain_timeout_s",
+    "ALERT_TIMING_MAX_MESSAGE_BYTES": "max_message_bytes",
+    "ALERT_TIMING_MAX_PAYLOAD_B64_CHARS": "max_payload_b64_chars",
+    "ALERT_TIMING_ALLOWED_LATENESS_S": "allowed_lateness_s",
+    "ALERT_TIMING_HANDSHAKE_TIMEOUT_S": "handshake_timeout_s",
+    "ALERT_TIMING_IDLE_CLOSE_AFTER_S": "idle_close_after_s",
+    "ALERT_TIMING_STREAM_REPLICAS": "stream_replicas",
+    "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
+}
+
+
+def load(**overrides: object) -> Settings:
+    """Settings from the environment, then explicit overrides (CLI flags) on top."""
+    values: dict[str, object] = {}
+    for env, field in ENV_VARS.items():
+        if env in os.environ and os.environ[env] != "":
+            values[field] = os.environ[env]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SystemExit(f"alert-timing: bad setting: {exc}") from None
