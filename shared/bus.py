@@ -99,6 +99,7 @@ def stream_configs(settings: Settings) -> list[api.StreamConfig]:
         api.StreamConfig(
             name=name,
             subjects=list(subs),
+            max_msg_size=MAX_INBOUND_BYTES if name == s.STREAM_IN else MAX_PAYLOAD,
             **common,
         )
         for name, subs in s.STREAM_SUBJECTS.items()
@@ -172,6 +173,12 @@ async def publish_all(
 # --------------------------------------------------------------------------- embedded server
 
 
+#: Server max_payload (embedded and deploy/nats): 4 MiB.
+MAX_PAYLOAD = 4 * 1024 * 1024
+#: Largest inbound message a stream accepts; larger ones are refused to the publisher.
+MAX_INBOUND_BYTES = 1024 * 1024
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -212,8 +219,12 @@ class EmbeddedNats:
             self.port = free_port(self.host)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [nats_server_binary()]
-        if self.config_file:
-            args += ["-c", str(self.config_file)]
+        config = self.config_file
+        if config is None:
+            # Room for a rejected input kept whole (Base64 grows it by a third).
+            config = self.store_dir / "embedded.conf"
+            config.write_text(f"max_payload: {MAX_PAYLOAD}\n")
+        args += ["-c", str(config)]
         args += ["-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir)]
         args += self.extra_args
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
