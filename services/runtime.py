@@ -32,8 +32,24 @@ from shared.events import AnyEvent, Batch, RejectedInput, batch_id, encoder
 from shared.bus import Outgoing
 from shared.settings import Settings
 from shared import subjects as s
+from shared.telemetry import Metrics, Tracing, setup_metrics, setup_tracing
 
 log = structlog.get_logger()
+
+
+def _patch_pull_timeout() -> None:
+    """faststream 0.7's batch pull loop catches ``nats.errors.TimeoutError`` only, but nats-py's
+    fetch also raises a plain ``asyncio.TimeoutError`` when a short fetch times out empty. The
+    loop then dies and restarts, dropping the messages it had gathered for the batch (they come
+    back only after ``ack_wait``). Catching the base class restores the intended behaviour."""
+    import builtins
+
+    from faststream.nats.subscriber.usecases import stream_pull_subscriber
+
+    stream_pull_subscriber.TimeoutError = builtins.TimeoutError  # type: ignore[attr-defined,misc]
+
+
+_patch_pull_timeout()
 
 #: Most events in one envelope (keeps a message well under the 1 MiB default max_payload).
 ENVELOPE_MAX_EVENTS = 256
@@ -110,9 +126,13 @@ def raw_messages(msg: Any) -> list[Msg]:
 class Service:
     """One service process: a faststream app around its bindings."""
 
-    def __init__(self, name: str, settings: Settings, bindings: Sequence[Binding]) -> None:
+    def __init__(self, name: str, settings: Settings, bindings: Sequence[Binding],
+                 tracing: Tracing | None = None, metrics: Metrics | None = None) -> None:
         self.name = name
         self.settings = settings
+        self.bindings = list(bindings)
+        self.tracing = tracing or setup_tracing(name)
+        self.metrics = metrics or setup_metrics(name)
         kwargs: dict[str, Any] = {
             "servers": [u.strip() for u in settings.nats_url.split(",")],
             "name": name,
@@ -140,7 +160,21 @@ class Service:
 
     async def _started(self) -> None:
         self.js = self.broker.connection.jetstream()
+        if self.metrics.provider is not None:
+            self._lag_task = asyncio.create_task(self._watch_lag())
         log.info("service started", service=self.name, nats=self.settings.nats_url)
+
+    async def _watch_lag(self) -> None:
+        """Consumer lag (pending per durable) for the metrics exporter."""
+        assert self.js is not None
+        while True:
+            for b in self.bindings:
+                try:
+                    info = await self.js.consumer_info(b.stream, b.durable)
+                    self.metrics.gauges[(b.stream, b.durable)] = info.num_pending or 0
+                except Exception as exc:  # noqa: BLE001 - lag is best effort; the next poll retries
+                    log.debug("consumer lag not read", durable=b.durable, error=str(exc))
+            await asyncio.sleep(10.0)
 
     def _subscribe(self, binding: Binding) -> None:
         settings = self.settings
@@ -161,12 +195,19 @@ class Service:
                 log.warning("batch will be retried", service=self.name, subject=binding.subject,
                             messages=len(msgs), error=str(exc))
                 await message.nack(delay=RETRY_DELAY_S)
+                self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
                 return
             await message.ack()
+            rejected = sum(1 for o in out if o.subject.startswith(s.REJECTED))
             self.counters["batches"] += 1
             self.counters["in"] += len(msgs)
             self.counters["out"] += len(out)
-            self.counters["rejected"] += sum(1 for o in out if o.subject.startswith(s.REJECTED))
+            self.counters["rejected"] += rejected
+            metrics = self.metrics
+            if metrics.counters:
+                metrics.add("alert_timing.messages.in", len(msgs), service=self.name, subject=binding.subject)
+                metrics.add("alert_timing.messages.out", len(out), service=self.name)
+                metrics.add("alert_timing.messages.rejected", rejected, service=self.name)
 
         self.broker.subscriber(
             binding.subject,
@@ -190,3 +231,5 @@ class Service:
             await asyncio.wait_for(self.app.stop(), self.settings.drain_timeout_s)
         except asyncio.TimeoutError:
             log.warning("drain timed out; unacked messages will be redelivered", service=self.name)
+        self.tracing.shutdown()
+        self.metrics.shutdown()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from services.csp_enrichment.core import STAGE, enrich
 from services.envelopes import events_of
 from services.runtime import Binding, Emitter, Inbound, Service
 from shared import subjects as s
 from shared.events import AlertCaptured, AlertEnriched, RejectedInput
 from shared.settings import Settings
+from shared.telemetry import setup_tracing
 
 
 def build(settings: Settings) -> Service:
     offset = settings.csp_north_offset_ms
+    tracing = setup_tracing(STAGE)
 
     def handle(batch: list[Inbound], out: Emitter) -> None:
         for _, event in events_of(batch, STAGE, out):
@@ -19,12 +23,15 @@ def build(settings: Settings) -> Service:
                 continue
             result = enrich(event, offset)
             if isinstance(result, AlertEnriched):
+                if tracing.enabled:
+                    result = msgspec.structs.replace(result, trace=tracing.step(
+                        "csp-enrichment", result.trace, **{"alert.response_id": result.response_id,
+                                                            "alert.code": result.alert_code}))
                 out.event(s.ENRICHED, result)
             elif isinstance(result, RejectedInput):
                 out.rejected(result)
             else:
                 out.event(s.RESPONSE_SEEN, result)
 
-    return Service(
-        s.CSP_ENRICHMENT, settings, [Binding(s.STREAM_EVENTS, "csp-enrichment", s.CAPTURED, handle)]
-    )
+    return Service(STAGE, settings, [Binding(s.STREAM_EVENTS, "csp-enrichment", s.CAPTURED, handle)],
+                   tracing=tracing)

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from services.hub_capture.core import capture
 from services.runtime import Binding, Emitter, Inbound, Service
 from shared import subjects as s
 from shared.events import RejectedInput
 from shared.settings import Settings
+from shared.telemetry import setup_tracing
 
 
 def build(settings: Settings) -> Service:
+    tracing = setup_tracing(s.HUB_CAPTURE)
+
     def handle(batch: list[Inbound], out: Emitter) -> None:
         for msg in batch:
             event = capture(msg, settings)
             if isinstance(event, RejectedInput):
                 out.rejected(event)
-            else:
-                out.event(s.CAPTURED, event)
+                continue
+            if tracing.enabled:  # the alert's trace starts here (or continues the source's)
+                event = msgspec.structs.replace(event, trace=tracing.step(
+                    "hub-capture", event.trace, **{"alert.response_id": event.response_id,
+                                                    "alert.region": event.region, "messaging.destination": msg.subject}))
+            out.event(s.CAPTURED, event)
 
-    return Service(
-        s.HUB_CAPTURE, settings, [Binding(s.STREAM_IN, "hub-capture", s.IN_CSP_NORTH, handle)]
-    )
+    return Service(s.HUB_CAPTURE, settings, [Binding(s.STREAM_IN, "hub-capture", s.IN_CSP_NORTH, handle)],
+                   tracing=tracing)
