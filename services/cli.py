@@ -251,12 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", default=s.IN_CSP_NORTH, choices=list(s.IN_CSP), help="inbound subject")
     p.set_defaults(func=cmd_ingest)
 
-    for module in ("shared.gbcs_cli", "shared.report"):
+    import importlib
+
+    for module in ("shared.gbcs_cli", "shared.report", "services.metrics.replay", "services.bench", "services.ops"):
         try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ImportError:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
             continue
-        mod.add_parser(sub)
+        (getattr(mod, "add_parsers", None) or mod.add_parser)(sub)
     return parser
 
 

@@ -197,6 +197,13 @@ class Service:
                 await message.nack(delay=RETRY_DELAY_S)
                 self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
                 return
+            except Exception:  # a defect, not bad input (that is rejected): retry, then dead-letter
+                self.counters["retried"] += len(msgs)
+                log.exception("batch failed; it will be retried and, after max_deliver, dead-lettered",
+                              service=self.name, subject=binding.subject, messages=len(msgs))
+                await message.nack(delay=RETRY_DELAY_S * 5)
+                self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
+                return
             await message.ack()
             rejected = sum(1 for o in out if o.subject.startswith(s.REJECTED))
             self.counters["batches"] += 1

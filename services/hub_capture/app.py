@@ -27,5 +27,5 @@ def build(settings: Settings) -> Service:
                                                     "alert.region": event.region, "messaging.destination": msg.subject}))
             out.event(s.CAPTURED, event)
 
-    return Service(s.HUB_CAPTURE, settings, [Binding(s.STREAM_IN, "hub-capture", s.IN_CSP_NORTH, handle)],
+    return Service(s.HUB_CAPTURE, settings, [Binding(s.STREAM_IN, "hub-capture", "ast.in.csp-*", handle)],
                    tracing=tracing)

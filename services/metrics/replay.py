@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Sequence
 
 import msgspec
@@ -15,46 +16,26 @@ from shared.events import AnyEvent, record_decoder
 FETCH = 1000
 
 
-async def read_messages(js: JetStreamContext, stream: str, filter_subjects: Sequence[str],
-                        first_seq: int, last_seq: int | None = None,
-                        start_time: str | None = None) -> AsyncIterator[list]:
-    """Raw messages of ``stream`` matching ``filter_subjects`` from ``first_seq`` (or a start
-    time resolved to a sequence) up to ``last_seq`` (default: the stream's last message now)."""
-    info = await js.stream_info(stream)
+async def read_messages(nc, stream: str, filter_subjects: Sequence[str], first_seq: int,  # type: ignore[no-untyped-def]
+                        last_seq: int | None = None) -> AsyncIterator[list]:
+    """Raw messages of ``stream`` matching ``filter_subjects`` from ``first_seq`` up to
+    ``last_seq`` (default: the stream's last message now), in stream order."""
+    from services.ops import scan_messages
+
+    if isinstance(nc, JetStreamContext):  # callers holding only a JetStream context
+        nc = nc._nc
+    info = await nc.jetstream().stream_info(stream)
     end = info.state.last_seq if last_seq is None else min(last_seq, info.state.last_seq)
-    if end < first_seq or info.state.messages == 0:
+    if end < max(first_seq, 1) or info.state.messages == 0:
         return
-    config = api.ConsumerConfig(
-        ack_policy=api.AckPolicy.NONE,
-        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=max(first_seq, 1),
-        filter_subjects=list(filter_subjects),
-        inactive_threshold=30.0,
-        max_ack_pending=-1,
-        mem_storage=True,
-    )
-    sub = await js.pull_subscribe("", stream=stream, config=config)
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(FETCH, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                return  # nothing more matches before `end`
-            batch = [m for m in msgs if m.metadata.sequence.stream <= end]
-            if batch:
-                yield batch
-            if len(batch) < len(msgs) or msgs[-1].metadata.sequence.stream >= end:
-                return
-            if msgs[-1].metadata.num_pending == 0:
-                return
-    finally:
-        await sub.unsubscribe()
+    async for msgs in scan_messages(nc, stream, filter_subjects, first_seq, end):
+        yield msgs
 
 
-async def read_events(js: JetStreamContext, filter_subjects: Sequence[str], first_seq: int,
+async def read_events(nc, filter_subjects: Sequence[str], first_seq: int,  # type: ignore[no-untyped-def]
                       last_seq: int | None = None) -> AsyncIterator[list[AnyEvent]]:
     """Events of the metrics inputs (envelopes unpacked, rejections as they are)."""
-    async for msgs in read_messages(js, s.STREAM_EVENTS, filter_subjects, first_seq, last_seq):
+    async for msgs in read_messages(nc, s.STREAM_EVENTS, filter_subjects, first_seq, last_seq):
         events: list[AnyEvent] = []
         for m in msgs:
             try:
@@ -65,3 +46,131 @@ async def read_events(js: JetStreamContext, filter_subjects: Sequence[str], firs
 
 
 __all__ = ["read_events", "read_messages", "record_decoder"]
+
+
+# --------------------------------------------------------------------------- the replay command
+
+
+async def sequence_at(js: JetStreamContext, stream: str, start_time_iso: str) -> int | None:
+    """The first stream sequence stored at or after a time (resolved once, then replay by
+    sequence: a consumer started by time cannot recover its place after a reset)."""
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(start_time_iso.replace("Z", "+00:00"))
+    config = api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE,
+        deliver_policy=api.DeliverPolicy.BY_START_TIME,
+        opt_start_time=moment.isoformat().replace("+00:00", "Z"),
+        inactive_threshold=10.0,
+        mem_storage=True,
+    )
+    sub = await js.pull_subscribe("", stream=stream, config=config)
+    try:
+        msgs = await sub.fetch(1, timeout=1.0)
+        return msgs[0].metadata.sequence.stream
+    except (TimeoutError, nats.errors.TimeoutError):
+        return None
+    finally:
+        await sub.unsubscribe()
+
+
+async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None, partitions: int,
+                 publish_prefix: str | None = None, show: bool = True) -> dict:
+    """Rebuild records and 15-minute reports from the event log into ``data_dir`` (and, if
+    given, onto ``<publish_prefix>.record`` / ``<publish_prefix>.report.15m``), leaving the
+    live consumers untouched."""
+    import sys
+    import time
+    from pathlib import Path
+
+    from services.metrics.app import emit, metrics_config
+    from services.metrics.core import MetricsCore
+    from services.runtime import Emitter
+    from shared import bus
+
+    nc = await bus.connect(settings, "replay")
+    js = nc.jetstream(timeout=settings.publish_ack_timeout_s)
+    totals = {"events": 0, "records": 0, "reports": 0, "seconds": 0.0}
+    try:
+        first = 1
+        if start_iso:
+            found = await sequence_at(js, s.STREAM_EVENTS, start_iso)
+            if found is None:
+                raise SystemExit(f"alert-timing replay: no events stored after {start_iso}")
+            first = found
+        last = None
+        if end_iso:
+            after = await sequence_at(js, s.STREAM_EVENTS, end_iso)
+            last = None if after is None else after - 1
+        started = time.perf_counter()
+        for p in range(partitions):
+            spec = next(c for c in bus.consumer_specs(partitions) if c.durable == bus.metrics_durable(p))
+            core = MetricsCore(metrics_config(settings))
+            async for events in read_events(nc, spec.filter_subjects, first, last):
+                output = core.apply(events)
+                out = Emitter()
+                emit(output, out, Path(data_dir), p,
+                     report_subject=f"{publish_prefix}.report.15m" if publish_prefix else s.REPORT_15M,
+                     record_subject=f"{publish_prefix}.record" if publish_prefix else s.RECORD)
+                if publish_prefix:
+                    for m in out.messages():
+                        await nc.publish(m.subject, m.payload)
+                totals["events"] += len(events)
+                totals["records"] += len(output.records)
+                totals["reports"] += len(output.closed)
+                if show:
+                    print(f"\rpartition {p}: {totals['events']} events, {totals['records']} records, "
+                          f"{totals['reports']} reports", end="", file=sys.stderr, flush=True)
+        totals["seconds"] = round(time.perf_counter() - started, 3)
+        if show:
+            print(file=sys.stderr)
+    finally:
+        await nc.close()
+    return totals
+
+
+def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    p = sub.add_parser(
+        "replay", help="rebuild records and 15-minute reports from the event log into a new output",
+        description="Read the metrics inputs back from the event log (by store time, resolved to a "
+                    "sequence) through the same deterministic core, into a new data directory "
+                    "(and optionally a new subject prefix). Live consumers are not touched.")
+    p.add_argument("--nats-url", help="NATS server URL (default: $NATS_URL)")
+    p.add_argument("--from", dest="start", help="ISO time the events were stored from (default: the start)")
+    p.add_argument("--to", dest="end", help="ISO time the events were stored until (default: now)")
+    p.add_argument("--data-dir", required=True, help="a NEW directory for the rebuilt AST files")
+    p.add_argument("--publish-prefix", help="also publish records and reports under this subject prefix "
+                                            "(e.g. replay.ast), core NATS, not stored")
+    p.add_argument("--partitions", type=int, default=None, help="metrics partitions (default: settings)")
+    p.set_defaults(func=cmd_replay)
+
+
+def cmd_replay(args) -> int:  # type: ignore[no-untyped-def]
+    import asyncio
+    from pathlib import Path
+
+    from shared.settings import load
+    from shared.timefmt import TimestampError, parse_iso
+
+    settings = load(nats_url=args.nats_url)
+    for value in (args.start, args.end):
+        if value:
+            try:
+                parse_iso(value)
+            except TimestampError as exc:
+                print(f"alert-timing replay: {exc}", file=sys.stderr)
+                return 2
+    target = Path(args.data_dir)
+    if (target / "ast").exists() and any((target / "ast").iterdir()):
+        print(f"alert-timing replay: {target} already holds AST files; give a new directory", file=sys.stderr)
+        return 2
+    if args.publish_prefix and args.publish_prefix.split(".")[0] == "ast":
+        print("alert-timing replay: --publish-prefix must not be under ast. (it would feed the live streams)",
+              file=sys.stderr)
+        return 2
+    totals = asyncio.run(replay(settings, target, args.start, args.end,
+                                args.partitions or settings.metrics_partitions, args.publish_prefix))
+    rate = totals["events"] / totals["seconds"] if totals["seconds"] else 0
+    print(f"replayed {totals['events']} events into {target}: {totals['records']} records, "
+          f"{totals['reports']} reports in {totals['seconds']} s ({rate:.0f} events/s)")
+    return 0
