@@ -231,3 +231,86 @@ encoder = msgspec.json.Encoder()
 batch_decoder = msgspec.json.Decoder(Batch)
 record_decoder = msgspec.json.Decoder(AstRecord)
 deliver_decoder = msgspec.json.Decoder(DeliverNotice)
+
+
+# Window reports -----------------------------------------------------------------------
+
+
+class SketchBins(msgspec.Struct, frozen=True, kw_only=True):
+    """A DDSketch in mergeable form (logarithmic mapping, values > 0 in ``bins``).
+
+    A value ``x > 0`` falls in bin ``ceil(log(x) / log(gamma) + index_offset)``; ``bins`` maps
+    that bin index to its count, ``zero_count`` counts the values equal to 0. Two sketches with
+    the same ``gamma`` and ``index_offset`` merge by adding the counts bin by bin, so 15-minute
+    sketches roll up into days and months with the same relative error bound.
+    """
+
+    mapping: Literal["logarithmic"] = "logarithmic"
+    relative_accuracy: float
+    gamma: float
+    index_offset: float = 0.0
+    zero_count: int = 0
+    bins: dict[int, int] = {}
+
+
+class LegStats(msgspec.Struct, frozen=True, kw_only=True):
+    """One leg's distribution over a window (ms). ``count``, ``min``, ``max`` and ``sum`` are
+    exact; the percentiles come from ``sketch`` (bound: ``sketch_relative_accuracy`` of the
+    report). Negative values (clock skew) are not in here."""
+
+    count: int
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    min: int | None
+    max: int | None
+    sum: int
+    sketch: SketchBins
+
+
+class ReportRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Counts and leg distributions of one slice: ``region``/``category`` or ``"all"``."""
+
+    region: str
+    category: str
+    alerts: int
+    complete: int
+    no_handshake: int
+    incomplete: int
+    missing_hub_timestamp: int
+    clock_skew: int
+    delivery_without_alert: int
+    service_responses_seen: int
+    rejected: int
+    legs: dict[str, LegStats]
+
+
+class WindowReport(msgspec.Struct, frozen=True, kw_only=True):
+    """``ast.report.15m``: one 15-minute window (by ``dsp_received``), revision n.
+
+    ``sketch_relative_accuracy`` is the bound of every percentile in the report: a percentile
+    ``p`` of ``q`` is within that fraction of ``x[floor(q * (count - 1))]``, the ordered
+    value at that rank (the lower of the two points an exact interpolating quantile uses).
+    """
+
+    v: int = SCHEMA_VERSION
+    window_start: str
+    window_end: str
+    revision: int
+    sketch_relative_accuracy: float
+    rows: list[ReportRow]
+
+
+class RollupReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Several window reports merged (latest revision of each window): a day, a month."""
+
+    v: int = SCHEMA_VERSION
+    period_start: str | None
+    period_end: str | None
+    windows: int
+    sketch_relative_accuracy: float
+    rows: list[ReportRow]
+
+
+report_decoder = msgspec.json.Decoder(WindowReport)

@@ -16,14 +16,14 @@ from pathlib import Path
 import structlog
 
 from services.metrics.core import MetricsConfig, MetricsCore, Output
-from services.metrics.files import write_window
 from services.metrics.replay import read_events
 from services.runtime import Binding, Emitter, Inbound, Service
 from services.envelopes import events_of
 from shared import bus
 from shared import subjects as s
-from shared.events import encoder, record_id
+from shared.events import LEGS, AstRecord, DeliveryExpected, encoder, record_id
 from shared.settings import Settings
+from shared.telemetry import Metrics, Tracing, setup_metrics, setup_tracing
 
 log = structlog.get_logger()
 
@@ -41,15 +41,42 @@ def report_id(window_start: str, revision: int, partition: int) -> str:
 
 
 def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0,
-         report_subject: str = s.REPORT_15M, record_subject: str = s.RECORD) -> None:
+         report_subject: str = s.REPORT_15M, record_subject: str = s.RECORD,
+         telemetry: tuple[Tracing, Metrics, dict[str, str]] | None = None) -> None:
     """Everything one step of the core produced, as messages and files."""
     for record in output.records:
-        out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision))
+        headers = None
+        if telemetry is not None:
+            headers = _observe(record, *telemetry)
+        out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers)
     for closed in output.closed:
         report = closed.report
         out.single(report_subject, encoder.encode(report), report_id(report.window_start, report.revision, partition))
+        if telemetry is not None:
+            telemetry[1].add("alert_timing.windows.closed" if report.revision == 1 else "alert_timing.windows.revised", 1)
         if data_dir is not None:
+            from services.metrics.files import write_window
+
             write_window(data_dir, closed)
+
+
+def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict[str, str]) -> dict[str, str] | None:
+    """The join span (child of the delivery's trace), the journey trace, leg histograms."""
+    metrics.add("alert_timing.records", 1, status=record.status)
+    if metrics.histograms:
+        for leg in LEGS:
+            value = getattr(record, leg)
+            if value is not None and value >= 0:
+                metrics.record("alert_timing.leg", value, leg=leg, region=record.region)
+    if not tracing.enabled:
+        return None
+    parent = traces.pop(record.delivery_id, None) if record.status == "complete" else traces.get(record.delivery_id)
+    trace = tracing.step("metrics record", parent, **{
+        "alert.response_id": record.response_id, "alert.delivery_id": record.delivery_id,
+        "alert.status": record.status, "alert.revision": record.revision,
+        "alert.delivery_attempts": record.delivery_attempts})
+    tracing.journey(record, trace)
+    return {"traceparent": trace} if trace else None
 
 
 def partitions_owned(settings: Settings) -> list[int]:
@@ -63,17 +90,25 @@ def build(settings: Settings) -> Service:
     bindings = []
     cores: dict[int, MetricsCore] = {}
     last_input = {"wall_ms": int(time.time() * 1000)}
+    tracing, metrics = setup_tracing(s.METRICS), setup_metrics(s.METRICS)
+    traces: dict[str, str] = {}  # delivery id -> trace context, only while tracing is on
+    telemetry = (tracing, metrics, traces)
 
     for p in partitions_owned(settings):
         core = cores[p] = MetricsCore(metrics_config(settings))
 
         def handle(batch: list[Inbound], out: Emitter, core: MetricsCore = core, p: int = p) -> None:
             last_input["wall_ms"] = int(time.time() * 1000)
-            emit(core.apply(event for _, event in events_of(batch, s.METRICS, out)), out, data_dir, p)
+            events = [event for _, event in events_of(batch, s.METRICS, out)]
+            if tracing.enabled:
+                for e in events:
+                    if isinstance(e, DeliveryExpected) and e.trace:
+                        traces[e.delivery_id] = e.trace
+            emit(core.apply(events), out, data_dir, p, telemetry=telemetry)
 
         bindings.append(Binding(s.STREAM_EVENTS, bus.metrics_durable(p), s.expected(p), handle))
 
-    service = Service(s.METRICS, settings, bindings)
+    service = Service(s.METRICS, settings, bindings, tracing=tracing, metrics=metrics)
 
     async def rebuild() -> None:
         """Replay our inputs up to the durable's ack floor into the cores, outputs dropped."""
@@ -85,7 +120,7 @@ def build(settings: Settings) -> Service:
                 continue
             started = time.perf_counter()
             count = 0
-            async for events in read_events(js, info.config.filter_subjects or [], 1, floor):
+            async for events in read_events(service.broker.connection, info.config.filter_subjects or [], 1, floor):
                 core.apply(events)
                 count += len(events)
             log.info("metrics state rebuilt from the event log", partition=p, up_to_seq=floor,
@@ -100,7 +135,7 @@ def build(settings: Settings) -> Service:
             now = int(time.time() * 1000)
             for p, core in cores.items():
                 out = Emitter()
-                emit(core.on_wall_clock(now, last_input["wall_ms"]), out, data_dir, p)
+                emit(core.on_wall_clock(now, last_input["wall_ms"]), out, data_dir, p, telemetry=telemetry)
                 messages = out.messages()
                 if messages:
                     try:

@@ -1,0 +1,1317 @@
+"""Metrics core: join expectations with the delivery log, 15-minute windows, sketches.
+
+Pure: no I/O, no clock of its own. ``MetricsCore.apply`` takes events in stream order and
+returns what they produced: new AST records (or revisions) and closed windows (a report and
+the latest revision of every record in the window). The same input order always produces
+the same outputs, byte for byte once encoded, whatever the batching, so a replay of the
+event log rebuilds the state and re-derives the reports.
+
+Join (key ``delivery_id``)
+    A ``DeliveryExpected`` plus an attempt with outcome ``acknowledged`` gives a record,
+    status ``complete`` when csp_received, csp_sent, dsp_received, su_passed and
+    su_acknowledged are all known, else ``incomplete`` (chf_received is optional: flag
+    ``missing_hub_timestamp``). ``su_passed`` is the earliest attempt's, ``su_acknowledged``
+    the acknowledged attempt's (several acknowledged attempts: the earliest
+    acknowledgement), ``delivery_attempts`` the number of distinct attempts. Attempts are
+    identified by content (su_passed, su_acknowledged, outcome), so a redelivered event,
+    whatever its event_id, or a second identical acknowledgement, changes nothing.
+    Expectations are identified by delivery_id: a second one is a duplicate (one with
+    different content is counted as a conflict and ignored; the first one stands).
+
+    Every change to a delivery recomputes its record from everything known about it; a
+    record that differs from the last one published (status, points, attempts) is
+    published again as revision n+1, an identical one is not published at all. The latest
+    record is therefore a function of the set of events, not of their order.
+
+Handshake timeout
+    An expected delivery with no acknowledged attempt once the watermark reaches
+    ``dsp_received + handshake_timeout_ms`` gets a ``no_handshake`` record (su_passed from
+    its attempts, if any). An acknowledgement arriving later revises it.
+
+Deliveries never expected (``delivery_without_alert``)
+    Attempts whose delivery_id never had a ``DeliveryExpected`` stay pending until the
+    watermark reaches ``su_passed + handshake_timeout_ms``. An AST record cannot be made for
+    them (region, category and the Comms Hub are unknown and the record schema requires
+    them), so they produce no record: they are counted in the window of their earliest
+    ``su_passed``, in the ``all`` row only, as ``alerts`` + ``incomplete`` +
+    ``delivery_without_alert``. If the expectation turns up later they become an ordinary
+    record in the window of its ``dsp_received`` and leave the count (a revised report
+    when that window had closed).
+
+Event time and watermark
+    event time = the greatest time seen (dsp_received of expectations, service responses
+    and rejected inputs; su_passed and su_acknowledged of attempts; ClockTick.time);
+    watermark = event time - allowed_lateness_ms.
+
+Windows
+    15 minutes (``window_ms``), aligned to the epoch (so to the quarter hour UTC), by the
+    record's ``dsp_received``. Window [s, e) closes when the watermark reaches
+    ``e + handshake_timeout_ms``: every delivery in it has then resolved. Every window from
+    the first one that saw any event up to the watermark is reported, empty ones with zero
+    counts. A change to a window already reported (a late record, a revision moving a
+    record between statuses, a late service response or rejection) reports it again at
+    once as revision n+1, with the latest revision of all of its records.
+
+    Closed windows, with their records and their deliveries, are kept for
+    ``done_horizon_ms`` after they close (the de-duplication horizon), then forgotten. An
+    event for a window already forgotten still yields its record, but no report revision
+    (counted as ``too_late`` in the stats). A silent gap longer than the horizon (event
+    time jumping ahead by days) is not back-filled with empty windows beyond the horizon.
+
+Rejected inputs are counted in the window of their ``dsp_received`` or, when they have
+none, of the event time when they arrive; service responses and rejections of a known
+region (the inbound CSP subject) go into that region's ``(region, "all")`` row too.
+
+Report rows: ``("all", "all")`` first, then for each region seen ``(region, "all")`` and
+``(region, category)`` for each category present. Percentiles come from DDSketch bins
+(``ddsketch`` logarithmic mapping, ``sketch_relative_accuracy``); each leg carries its
+bins so ``merge_reports`` rolls windows up into days and months.
+
+Memory: a pending delivery is kept as its ``DeliveryExpected`` while fresh; expectations
+still pending at the next sweep (every 16,384 new ones) are packed into one msgpack bytes
+object each (~300 B with the dictionary entry and the delivery id, vs ~1.2 kB decoded). A
+finished delivery is kept as its latest ``AstRecord`` (which the window needs anyway) until
+its window is forgotten.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
+
+from shared import subjects as s
+from shared.events import (
+    FLAG_CLOCK_SKEW,
+    FLAG_MISSING_HUB_TIMESTAMP,
+    LEGS,
+    AstRecord,
+    ClockTick,
+    DeliveryAttempted,
+    DeliveryExpected,
+    LegStats,
+    RejectedInput,
+    ReportRow,
+    RollupReport,
+    ServiceResponseSeen,
+    SketchBins,
+    WindowReport,
+)
+from shared.timefmt import format_iso, from_ms, to_ms
+
+__all__ = [
+    "ClosedWindow",
+    "CoreStats",
+    "MetricsConfig",
+    "MetricsCore",
+    "Output",
+    "ddsketch_of",
+    "leg_stats_from_bins",
+    "merge_reports",
+    "sketch_quantiles",
+    "window_start_of",
+]
+
+QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99))
+ALL = "all"
+
+
+class MetricsConfig(msgspec.Struct, frozen=True, kw_only=True):
+    window_ms: int = 900_000
+    allowed_lateness_ms: int = 300_000
+    handshake_timeout_ms: int = 300_000
+    #: Live runs: after this long without input, event time follows the wall clock.
+    idle_close_after_s: float = 30.0
+    #: How long finished deliveries and closed windows are remembered (de-duplication, revisions).
+    done_horizon_ms: int = 86_400_000
+    sketch_relative_accuracy: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.window_ms <= 0:
+            raise ValueError("window_ms must be positive")
+        if self.allowed_lateness_ms < 0 or self.handshake_timeout_ms < 0 or self.done_horizon_ms < 0:
+            raise ValueError("allowed_lateness_ms, handshake_timeout_ms, done_horizon_ms must be >= 0")
+        if not 0.0 < self.sketch_relative_accuracy < 1.0:
+            raise ValueError("sketch_relative_accuracy must be between 0 and 1")
+
+
+class ClosedWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """A window's report (revision n) and the latest revision of each of its records,
+    sorted by delivery_id. ``start_ms``/``end_ms``: the window in epoch milliseconds."""
+
+    report: WindowReport
+    records: list[AstRecord]
+    start_ms: int
+    end_ms: int
+
+
+class Output(msgspec.Struct, kw_only=True):
+    """What one step produced, in order: new records and revisions, closed windows."""
+
+    records: list[AstRecord] = []
+    closed: list[ClosedWindow] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.closed)
+
+
+class CoreStats(msgspec.Struct, frozen=True, kw_only=True):
+    pending: int  # deliveries waiting for an acknowledgement or the handshake timeout
+    deliveries_tracked: int  # pending + finished ones still remembered
+    windows_open: int
+    windows_retained: int  # closed windows still held for revisions
+    event_time: str | None
+    watermark: str | None
+    records_emitted: int
+    reports_emitted: int
+    duplicates: int
+    conflicting_expectations: int
+    too_late: int
+    ignored: int
+
+
+# ----------------------------------------------------------------------------- helpers
+
+_MINUTE_PREFIX: dict[int, str] = {}
+_SECOND_PREFIX: dict[int, str] = {}
+_SECONDS = tuple(f"{s:02d}." for s in range(60))
+_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
+
+
+def _second(second: int) -> str:
+    """'YYYY-MM-DDTHH:MM:SS.' of an epoch second (cached, built from a cached minute)."""
+    minute = second // 60
+    prefix = _MINUTE_PREFIX.get(minute)
+    if prefix is None:
+        if len(_MINUTE_PREFIX) > 100_000:
+            _MINUTE_PREFIX.clear()
+        prefix = _MINUTE_PREFIX[minute] = from_ms(minute * 60_000).strftime("%Y-%m-%dT%H:%M:")
+    if len(_SECOND_PREFIX) > 400_000:
+        _SECOND_PREFIX.clear()
+    text = _SECOND_PREFIX[second] = prefix + _SECONDS[second % 60]
+    return text
+
+
+def _iso(ms: int | None) -> str | None:
+    """``shared.timefmt.format_iso``, fast (second prefixes cached)."""
+    if ms is None:
+        return None
+    return (_SECOND_PREFIX.get(ms // 1000) or _second(ms // 1000)) + _MILLIS[ms % 1000]
+
+
+def _parse(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return to_ms(datetime.fromisoformat(text))
+
+
+def window_start_of(ms: int, window_ms: int = 900_000) -> int:
+    return ms - ms % window_ms
+
+
+class _AlertNames(dict):  # type: ignore[type-arg]
+    """alert code -> name (``shared.alert_codes``), looked up once per code."""
+
+    def __missing__(self, code: str | None) -> str | None:
+        name = None
+        if code is not None:
+            try:
+                from shared.alert_codes import alert_name
+            except ImportError:  # pragma: no cover - the table ships with the package
+                return None
+            name = alert_name(code)
+        if len(self) < 100_000:
+            self[code] = name
+        return name
+
+
+_ALERT_NAMES = _AlertNames()
+
+
+class _Flags(dict):  # type: ignore[type-arg]
+    """(expectation flags, missing hub timestamp, clock skew) -> the record's sorted flags."""
+
+    def __missing__(self, key: tuple[tuple[str, ...], bool, bool]) -> tuple[str, ...]:
+        base, missing_hub, skew = key
+        flags = set(base)
+        if missing_hub:
+            flags.add(FLAG_MISSING_HUB_TIMESTAMP)
+        if skew:
+            flags.add(FLAG_CLOCK_SKEW)
+        got = tuple(sorted(flags))
+        if len(self) < 10_000:
+            self[key] = got
+        return got
+
+
+_FLAGS = _Flags()
+
+
+_INTERNED: dict[Any, Any] = {}
+
+
+def _intern(value: Any) -> Any:
+    got = _INTERNED.get(value)
+    if got is None:
+        if value is None:
+            return None
+        if len(_INTERNED) > 200_000:
+            _INTERNED.clear()
+        _INTERNED[value] = got = value
+    return got
+
+
+def _compact(e: DeliveryExpected) -> DeliveryExpected:
+    """The same expectation holding less memory: shared copies of the repeated strings, no
+    event id or trace context (neither reaches the record)."""
+    return msgspec.structs.replace(
+        e,
+        event_id="",
+        trace=None,
+        region=_intern(e.region),
+        category=_intern(e.category),
+        alert_code=_intern(e.alert_code),
+        dcc_alert_code=_intern(e.dcc_alert_code),
+        message_code=_intern(e.message_code),
+        recipient=_intern(e.recipient),
+        service_user_id=_intern(e.service_user_id),
+        flags=_intern(e.flags),
+    )
+
+
+_pack_encoder = msgspec.msgpack.Encoder()
+_pack_decoder = msgspec.msgpack.Decoder(
+    tuple[str, str, int, str, str | None, str | None, str, str, str, str,
+          int | None, int | None, int | None, int, int, tuple[str, ...]]
+)
+
+
+def _pack(e: DeliveryExpected) -> bytes:
+    """A pending expectation as one compact bytes object (about a third of the decoded struct
+    with its strings and ints); the delivery id stays the dictionary key."""
+    return _pack_encoder.encode((
+        e.response_id, e.region, e.comms_hub_id, e.category, e.alert_code, e.dcc_alert_code, e.message_code,
+        e.originator, e.recipient, e.service_user_id, e.device_alert_time, e.chf_received, e.csp_received,
+        e.csp_sent, e.dsp_received, e.flags,
+    ))
+
+
+def _unpack(did: str, blob: bytes) -> DeliveryExpected:
+    (response_id, region, hub, category, code, dcc, message_code, originator, recipient, su, device, chf, cr,
+     cs, dr, flags) = _pack_decoder.decode(blob)
+    return DeliveryExpected(
+        event_id="", delivery_id=did, response_id=response_id, region=_intern(region), comms_hub_id=hub,
+        category=_intern(category), alert_code=_intern(code), dcc_alert_code=_intern(dcc),
+        message_code=_intern(message_code), originator=originator, recipient=_intern(recipient),
+        service_user_id=_intern(su), device_alert_time=device, chf_received=chf, csp_received=cr, csp_sent=cs,
+        dsp_received=dr, flags=_intern(flags),
+    )
+
+
+def _packed_dsp_received(blob: bytes) -> int:
+    return _pack_decoder.decode(blob)[14]
+
+
+_DERIVED_FLAGS = frozenset((FLAG_MISSING_HUB_TIMESTAMP, FLAG_CLOCK_SKEW))
+
+
+class _PlainFlags(dict):  # type: ignore[type-arg]
+    """flags tuple -> whether it holds none of the flags a record derives itself."""
+
+    def __missing__(self, flags: tuple[str, ...]) -> bool:
+        plain = not (_DERIVED_FLAGS & set(flags))
+        if len(self) < 10_000:
+            self[flags] = plain
+        return plain
+
+
+_PLAIN_FLAGS = _PlainFlags()
+
+
+def _expected_from_record(record: AstRecord, base_flags: tuple[str, ...]) -> DeliveryExpected:
+    """The expectation behind a record (kept instead of it once the record exists)."""
+    return DeliveryExpected(
+        event_id="",
+        delivery_id=record.delivery_id,
+        response_id=record.response_id,
+        region=record.region,
+        comms_hub_id=record.comms_hub_id,
+        category=record.category,
+        alert_code=record.alert_code,
+        dcc_alert_code=record.dcc_alert_code,
+        message_code=record.message_code or "",
+        originator=record.originator or "",
+        recipient=record.recipient or "",
+        service_user_id=record.service_user_id or "",
+        device_alert_time=_parse(record.device_alert_time),
+        chf_received=_parse(record.chf_received),
+        csp_received=_parse(record.csp_received),
+        csp_sent=_parse(record.csp_sent),  # type: ignore[arg-type]
+        dsp_received=_parse(record.dsp_received),  # type: ignore[arg-type]
+        flags=base_flags,
+    )
+
+
+# --------------------------------------------------------------------------- sketches
+
+
+class _BinKeys(dict):  # type: ignore[type-arg]
+    """value -> DDSketch bin key (None for 0), computed once per value."""
+
+    def __init__(self, mapping: LogarithmicMapping) -> None:
+        super().__init__()
+        self._key = mapping.key
+
+    def __missing__(self, value: int) -> int | None:
+        key = self._key(value) if value else None
+        if len(self) < 1_000_000:
+            self[value] = key
+        return key
+
+
+class _Sketcher:
+    """DDSketch bins of integer millisecond values (``ddsketch`` logarithmic mapping; the bin
+    of each value cached)."""
+
+    def __init__(self, relative_accuracy: float) -> None:
+        self.relative_accuracy = relative_accuracy
+        self.mapping = LogarithmicMapping(relative_accuracy)
+        self.gamma = self.mapping.gamma
+        self._keys = _BinKeys(self.mapping)
+
+    def summarise(self, values: list[int]) -> _LegSummary:
+        """count, zero count, bins (key -> count), min, max, sum of values >= 0."""
+        if not values:
+            return (0, 0, {}, None, None, 0)
+        bins = Counter(map(self._keys.__getitem__, values))
+        zero = bins.pop(None, 0)
+        return (len(values), zero, bins, min(values), max(values), sum(values))
+
+    def stats(self, summary: _LegSummary) -> LegStats:
+        count, zero, bins, lo, hi, total = summary
+        sketch = SketchBins(relative_accuracy=self.relative_accuracy, gamma=self.gamma,
+                            zero_count=zero, bins=dict(sorted(bins.items())))
+        return leg_stats_from_bins(sketch, count, lo, hi, total)
+
+
+_LegSummary = tuple[int, int, dict[int, int], int | None, int | None, int]
+
+
+def _merge_summaries(parts: list[_LegSummary]) -> _LegSummary:
+    if len(parts) == 1:
+        return parts[0]
+    bins: dict[int, int] = {}
+    count = zero = total = 0
+    lo: int | None = None
+    hi: int | None = None
+    for c, z, b, mn, mx, t in parts:
+        if not c:
+            continue
+        count += c
+        zero += z
+        total += t
+        for k, n in b.items():
+            bins[k] = bins.get(k, 0) + n
+        if lo is None or mn < lo:  # type: ignore[operator]
+            lo = mn
+        if hi is None or mx > hi:  # type: ignore[operator]
+            hi = mx
+    return (count, zero, bins, lo, hi, total)
+
+
+def ddsketch_of(sketch: SketchBins) -> DDSketch:
+    """A ``ddsketch.DDSketch`` holding exactly the bins of ``sketch`` (for checks and tools)."""
+    dd = DDSketch(sketch.relative_accuracy)
+    mapping = LogarithmicMapping(sketch.relative_accuracy, offset=sketch.index_offset)
+    if sketch.zero_count:
+        dd.add(0.0, float(sketch.zero_count))
+    for key, n in sketch.bins.items():
+        if n > 0:
+            dd.add(mapping.value(key), float(n))
+    return dd
+
+
+_MAPPINGS: dict[tuple[float, float], LogarithmicMapping] = {}
+
+
+def sketch_quantiles(sketch: SketchBins, quantiles: Iterable[float]) -> list[float | None]:
+    """Quantiles of the sketch bins, by DDSketch's own rule (``DDSketch.get_quantile_value``:
+    rank ``q * (n - 1)``; 0 while the rank is below the zero count; else the first bin whose
+    running count exceeds the rank, read as ``mapping.value(key)``), without building a
+    ``DDSketch`` per read. ``ddsketch_of(sketch).get_quantile_value(q)`` gives the same."""
+    mapping = _MAPPINGS.get((sketch.relative_accuracy, sketch.index_offset))
+    if mapping is None:
+        mapping = _MAPPINGS[(sketch.relative_accuracy, sketch.index_offset)] = LogarithmicMapping(
+            sketch.relative_accuracy, offset=sketch.index_offset)
+    zero = sketch.zero_count
+    bins = sketch.bins
+    keys = sorted(bins)
+    count = zero + sum(bins.values())
+    wanted = list(quantiles)
+    result: list[float | None] = [None] * len(wanted)
+    if count == 0:
+        return result
+    todo = sorted((q * (count - 1), i) for i, q in enumerate(wanted) if 0 <= q <= 1)
+    todo.append((_NEVER, -1))  # sentinel
+    j = 0
+    while todo[j][0] < zero:
+        result[todo[j][1]] = 0.0
+        j += 1
+    last = len(todo) - 1
+    running = zero
+    rank = todo[j][0]
+    for k in keys:
+        if j == last:
+            break
+        running += bins[k]
+        if running > rank:
+            value = float(mapping.value(k))
+            while running > rank:
+                result[todo[j][1]] = value
+                j += 1
+                rank = todo[j][0]
+    while j < last:  # rounding at the very top: DDSketch answers with the last bin
+        result[todo[j][1]] = float(mapping.value(keys[-1]))
+        j += 1
+    return result
+
+
+def leg_stats_from_bins(sketch: SketchBins, count: int, lo: int | None, hi: int | None, total: int) -> LegStats:
+    """Leg statistics with the percentiles read from the sketch bins."""
+    if count == 0:
+        return LegStats(count=0, p50=None, p90=None, p95=None, p99=None, min=None, max=None,
+                        sum=0, sketch=sketch)
+    p50, p90, p95, p99 = sketch_quantiles(sketch, [q for _, q in QUANTILES])
+    return LegStats(count=count, min=lo, max=hi, sum=total, sketch=sketch, p50=p50, p90=p90, p95=p95, p99=p99)
+
+
+def _merge_legs(legs: list[LegStats]) -> LegStats:
+    first = legs[0].sketch
+    gamma, offset = first.gamma, first.index_offset
+    bins: dict[int, int] = {}
+    zero = count = total = 0
+    lo: int | None = None
+    hi: int | None = None
+    for leg in legs:
+        sk = leg.sketch
+        if not math.isclose(sk.gamma, gamma, rel_tol=1e-12) or sk.index_offset != offset:
+            raise ValueError("cannot merge sketches with different relative accuracy or index offset")
+        zero += sk.zero_count
+        for k, n in sk.bins.items():
+            bins[k] = bins.get(k, 0) + n
+        count += leg.count
+        total += leg.sum
+        if leg.min is not None and (lo is None or leg.min < lo):
+            lo = leg.min
+        if leg.max is not None and (hi is None or leg.max > hi):
+            hi = leg.max
+    merged = SketchBins(relative_accuracy=first.relative_accuracy, gamma=gamma, index_offset=offset,
+                        zero_count=zero, bins=dict(sorted(bins.items())))
+    return leg_stats_from_bins(merged, count, lo, hi, total)
+
+
+_COUNT_FIELDS = ("alerts", "complete", "no_handshake", "incomplete", "missing_hub_timestamp",
+                 "clock_skew", "delivery_without_alert", "service_responses_seen", "rejected")
+
+
+def merge_reports(reports: Iterable[WindowReport]) -> RollupReport:
+    """Roll window reports up (a day, a month): counts added, sketches merged bin by bin,
+    percentiles read from the merged sketch (same error bound). Of several revisions of a
+    window only the latest is used."""
+    latest: dict[str, WindowReport] = {}
+    for report in reports:
+        held = latest.get(report.window_start)
+        if held is None or report.revision > held.revision:
+            latest[report.window_start] = report
+    if not latest:
+        return RollupReport(period_start=None, period_end=None, windows=0,
+                            sketch_relative_accuracy=0.0, rows=[])
+    accuracy = {r.sketch_relative_accuracy for r in latest.values()}
+    if len(accuracy) != 1:
+        raise ValueError(f"reports with different sketch accuracies: {sorted(accuracy)}")
+    groups: dict[tuple[str, str], list[ReportRow]] = {}
+    for start in sorted(latest):
+        for row in latest[start].rows:
+            groups.setdefault((row.region, row.category), []).append(row)
+    rows = []
+    for key in sorted(groups, key=_row_order):
+        parts = groups[key]
+        counts = {f: sum(getattr(p, f) for p in parts) for f in _COUNT_FIELDS}
+        legs = {leg: _merge_legs([p.legs[leg] for p in parts]) for leg in LEGS}
+        rows.append(ReportRow(region=key[0], category=key[1], legs=legs, **counts))
+    return RollupReport(
+        period_start=min(r.window_start for r in latest.values()),
+        period_end=max(r.window_end for r in latest.values()),
+        windows=len(latest),
+        sketch_relative_accuracy=accuracy.pop(),
+        rows=rows,
+    )
+
+
+def _row_order(key: tuple[str, str]) -> tuple[int, str, int, str]:
+    region, category = key
+    return (region != ALL, region, category != ALL, category)
+
+
+# ------------------------------------------------------------------------------ state
+
+
+class _Delivery:
+    """What is known about one delivery, when more than an expectation or a record.
+
+    ``exp``: the expectation while no record exists (then dropped: the record holds it);
+    ``flags``: the expectation's own flags; ``attempts``: distinct attempts as
+    (su_passed, su_acknowledged, acknowledged); ``record``: the latest record published;
+    ``window``: for a delivery without alert, the window where it is counted.
+
+    The common cases are stored without this wrapper: a pending delivery with no attempt
+    is its ``DeliveryExpected`` (or, once swept, that expectation packed into ``bytes``); a
+    finished one whose attempts the record itself tells (none, or one acknowledged) is its
+    ``AstRecord``.
+    """
+
+    __slots__ = ("exp", "flags", "attempts", "record", "window")
+
+    def __init__(self) -> None:
+        self.exp: DeliveryExpected | None = None
+        self.flags: tuple[str, ...] = ()
+        self.attempts: tuple[tuple[int, int | None, bool], ...] = ()
+        self.record: AstRecord | None = None
+        self.window: int | None = None
+
+
+class _Window:
+    __slots__ = ("start", "records", "orphans", "responses", "rejected", "event_ids", "revision")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.records: dict[str, AstRecord] = {}
+        self.orphans: set[str] = set()
+        self.responses: dict[str | None, int] = {}
+        self.rejected: dict[str | None, int] = {}
+        self.event_ids: list[str] = []
+        self.revision = 0
+
+
+_NEVER = float("inf")
+_BUCKET_MS = 1000
+
+
+class MetricsCore:
+    """The join and the windows. See the module docstring for the rules."""
+
+    def __init__(self, config: MetricsConfig | None = None) -> None:
+        self.config = config = config or MetricsConfig()
+        self._w = config.window_ms
+        self._lateness = config.allowed_lateness_ms
+        self._timeout = config.handshake_timeout_ms
+        self._horizon = config.done_horizon_ms
+        self._sketcher = _Sketcher(config.sketch_relative_accuracy)
+        self._max_gap = max(config.done_horizon_ms, 86_400_000)
+
+        # id -> DeliveryExpected | bytes (packed) while pending with no attempt; AstRecord when finished
+        # and its record tells its attempts; _Delivery otherwise
+        self._deliveries: dict[str, Any] = {}
+        self._pending = 0
+        self._fresh: list[str] = []  # expectations stored as decoded, compacted in batches
+        self._compact_every = 16_384
+        self._buckets: dict[int, list[str]] = {}  # deadline // 1000 -> delivery ids
+        self._bucket_keys: list[int] = []  # heap
+        self._next_due: float = _NEVER
+
+        self._windows: dict[int, _Window] = {}
+        self._first: int | None = None  # first window reported (or to be)
+        self._close_ptr: int | None = None  # windows before this one are closed
+        self._retain_from: float = -_NEVER  # windows before this one are forgotten
+        self._dirty: set[int] = set()
+        self._counted: set[str] = set()  # event ids of responses/rejections counted
+        self._unplaced: list[RejectedInput] = []  # rejections before any event time
+
+        self._event_time: int | None = None
+        self._wm: float = -_NEVER
+        self._next_action: float = _NEVER
+        self._next_evict: float = _NEVER
+        self._event_time_at_input: int | None = None
+
+        self._records_emitted = 0
+        self._reports_emitted = 0
+        self._duplicates = 0
+        self._conflicts = 0
+        self._too_late = 0
+        self._ignored = 0
+
+    # ------------------------------------------------------------------ public
+
+    def apply(self, events: Iterable[Any]) -> Output:
+        records: list[AstRecord] = []
+        closed: list[ClosedWindow] = []
+        on_exp, on_att = self._on_expected, self._on_attempted
+        seen = False
+        for ev in events:
+            seen = True
+            kind = type(ev)
+            if kind is DeliveryExpected:
+                t = on_exp(ev, records)
+            elif kind is DeliveryAttempted:
+                t = on_att(ev, records)
+            elif kind is ClockTick:
+                t = ev.time
+            elif kind is ServiceResponseSeen:
+                t = self._on_response(ev, closed)
+            elif kind is RejectedInput:
+                t = self._on_rejected(ev, closed)
+            else:
+                self._ignored += 1
+                continue
+            if t is not None:
+                et = self._event_time
+                if et is None or t > et:
+                    self._event_time = t
+                    self._wm = t - self._lateness
+                    if self._first is None:
+                        self._start(t)
+            if self._wm >= self._next_action:
+                self._advance(records, closed)
+            if self._dirty:
+                self._flush_dirty(closed)
+        if seen:
+            self._event_time_at_input = self._event_time
+        self._records_emitted += len(records)
+        self._reports_emitted += len(closed)
+        return Output(records=records, closed=closed)
+
+    def on_wall_clock(self, now_wall_ms: int, last_input_wall_ms: int) -> Output:
+        """Live runs only: after ``idle_close_after_s`` without input, event time moves on by
+        the wall time elapsed since the last input, so a quiet stream still closes windows."""
+        idle = now_wall_ms - last_input_wall_ms
+        base = self._event_time_at_input
+        if base is None or idle < self.config.idle_close_after_s * 1000:
+            return Output(records=[], closed=[])
+        target = base + idle
+        records: list[AstRecord] = []
+        closed: list[ClosedWindow] = []
+        if self._event_time is None or target > self._event_time:
+            self._event_time = target
+            self._wm = target - self._lateness
+            if self._wm >= self._next_action:
+                self._advance(records, closed)
+            if self._dirty:
+                self._flush_dirty(closed)
+        self._records_emitted += len(records)
+        self._reports_emitted += len(closed)
+        return Output(records=records, closed=closed)
+
+    def stats(self) -> CoreStats:
+        closed_ptr = self._close_ptr
+        open_windows = sum(1 for s_ in self._windows if closed_ptr is None or s_ >= closed_ptr)
+        if closed_ptr is not None and self._event_time is not None:
+            last = window_start_of(self._event_time, self._w)
+            open_windows = max(open_windows, (last - closed_ptr) // self._w + 1)
+        return CoreStats(
+            pending=self._pending,
+            deliveries_tracked=len(self._deliveries),
+            windows_open=open_windows,
+            windows_retained=sum(1 for s_ in self._windows if closed_ptr is not None and s_ < closed_ptr),
+            event_time=format_iso(self._event_time),
+            watermark=format_iso(int(self._wm)) if self._event_time is not None else None,
+            records_emitted=self._records_emitted,
+            reports_emitted=self._reports_emitted,
+            duplicates=self._duplicates,
+            conflicting_expectations=self._conflicts,
+            too_late=self._too_late,
+            ignored=self._ignored,
+        )
+
+    snapshot = stats
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    # ------------------------------------------------------------ event handlers
+
+    def _on_expected(self, e: DeliveryExpected, out: list[AstRecord]) -> int:
+        did = e.delivery_id
+        deliveries = self._deliveries
+        d = deliveries.get(did)
+        if d is None:
+            deliveries[did] = e
+            self._pending += 1
+            self._add_deadline(did, e.dsp_received + self._timeout)
+            fresh = self._fresh
+            fresh.append(did)
+            if len(fresh) >= self._compact_every:
+                self._compact_fresh()
+            return e.dsp_received
+        kind = type(d)
+        if kind is bytes:
+            d = _unpack(did, d)
+            kind = DeliveryExpected
+        if kind is not _Delivery or d.exp is not None or d.record is not None:
+            held = d if kind is not _Delivery else (d.exp or d.record)
+            if _same_expectation(held, e):
+                self._duplicates += 1
+            else:
+                self._conflicts += 1
+            return e.dsp_received
+        # Its attempts came first: join now.
+        if d.window is not None:  # it was counted as a delivery without alert
+            self._drop_orphan(did, d)
+            self._pending += 1
+        if any(a[2] for a in d.attempts) or e.dsp_received + self._timeout <= self._wm:
+            self._resolve(did, e, d.attempts, out)
+        else:
+            d.exp = e
+            d.flags = e.flags
+            self._add_deadline(did, e.dsp_received + self._timeout)
+        return e.dsp_received
+
+    def _on_attempted(self, a: DeliveryAttempted, out: list[AstRecord]) -> int:
+        did = a.delivery_id
+        passed = a.su_passed
+        acked_at = a.su_acknowledged
+        acked = a.outcome == "acknowledged"
+        key = (passed, acked_at, acked)
+        t = passed if acked_at is None or acked_at < passed else acked_at
+        d = self._deliveries.get(did)
+        if d is None:  # not (yet) expected
+            d = _Delivery()
+            d.attempts = (key,)
+            self._deliveries[did] = d
+            self._pending += 1
+            self._add_deadline(did, passed + self._timeout)
+            return t
+        kind = type(d)
+        if kind is bytes:
+            d = _unpack(did, d)
+            kind = DeliveryExpected
+        if kind is DeliveryExpected:
+            if acked:
+                self._resolve(did, d, (key,), out)
+            else:
+                w = _Delivery()
+                w.exp = d
+                w.flags = d.flags
+                w.attempts = (key,)
+                self._deliveries[did] = w
+            return t
+        if kind is AstRecord:
+            d = self._unpack(did, d)
+        if key in d.attempts:
+            self._duplicates += 1
+            return t
+        d.attempts = d.attempts + (key,)
+        if d.record is not None:
+            self._revise(did, d, out)
+        elif d.exp is not None:
+            if acked:
+                self._resolve(did, d.exp, d.attempts, out)
+        elif d.window is not None:  # a delivery without alert, already counted
+            if self._orphan_start(d) != d.window:
+                self._drop_orphan(did, d)
+                self._count_orphan(did, d)
+        else:  # a delivery without alert, pending
+            self._add_deadline(did, min(x[0] for x in d.attempts) + self._timeout)
+        return t
+
+    def _on_response(self, e: ServiceResponseSeen, closed: list[ClosedWindow]) -> int:
+        if e.event_id in self._counted:
+            self._duplicates += 1
+            return e.dsp_received
+        if self._first is None:
+            self._start(e.dsp_received)
+        w = self._window_for(e.dsp_received)
+        if w is None:
+            self._too_late += 1
+            return e.dsp_received
+        self._counted.add(e.event_id)
+        w.event_ids.append(e.event_id)
+        w.responses[e.region] = w.responses.get(e.region, 0) + 1
+        self._touch(w)
+        return e.dsp_received
+
+    def _on_rejected(self, e: RejectedInput, closed: list[ClosedWindow]) -> int | None:
+        if e.event_id in self._counted:
+            self._duplicates += 1
+            return e.dsp_received
+        t = e.dsp_received if e.dsp_received is not None else self._event_time
+        if t is None:
+            self._unplaced.append(e)
+            self._counted.add(e.event_id)
+            return None
+        if self._first is None:
+            self._start(t)
+        self._count_rejected(e, t)
+        return e.dsp_received
+
+    def _count_rejected(self, e: RejectedInput, t: int) -> None:
+        w = self._window_for(t)
+        if w is None:
+            self._too_late += 1
+            return
+        self._counted.add(e.event_id)
+        w.event_ids.append(e.event_id)
+        region = s.IN_CSP.get(e.subject)
+        w.rejected[region] = w.rejected.get(region, 0) + 1
+        self._touch(w)
+
+    # ------------------------------------------------------------------- records
+
+    def _build(self, e: DeliveryExpected, attempts: tuple[tuple[int, int | None, bool], ...],
+               revision: int, did: str) -> AstRecord:
+        chf = e.chf_received
+        cr = e.csp_received
+        cs = e.csp_sent
+        dr = e.dsp_received
+        n = len(attempts)
+        if n == 1:
+            sp, sa, acked = attempts[0]
+            if not acked:
+                sa = None
+        elif n == 0:
+            sp = sa = None
+            acked = False
+        else:
+            sp = min(x[0] for x in attempts)
+            acks = [(x[1] is None, x[1] or 0, x[0]) for x in attempts if x[2]]
+            if acks:
+                best = min(acks)
+                sa = None if best[0] else best[1]
+                acked = True
+            else:
+                sa = None
+                acked = False
+        transit = dr - cs
+        skew = transit < 0
+        hub = None if cr is None or chf is None else cr - chf
+        if hub is not None and hub < 0:
+            skew = True
+        if sp is None:
+            dsp = hs = None
+        else:
+            dsp = sp - dr
+            if dsp < 0:
+                skew = True
+            if sa is None:
+                hs = None
+            else:
+                hs = sa - sp
+                if hs < 0:
+                    skew = True
+        if sa is None or chf is None:
+            e2e = None
+        else:
+            e2e = sa - chf
+            if e2e < 0:
+                skew = True
+        if not acked:
+            status = "no_handshake"
+        elif cr is not None and sp is not None and sa is not None:
+            status = "complete"
+        else:
+            status = "incomplete"
+        # ISO text inlined (this is the hot path): cached "YYYY-MM-DDTHH:MM:SS." + "mmmZ"
+        sec = _SECOND_PREFIX
+        mil = _MILLIS
+        dat = e.device_alert_time
+        code = e.alert_code
+        return AstRecord(
+            delivery_id=did,
+            response_id=e.response_id,
+            revision=revision,
+            region=e.region,
+            comms_hub_id=e.comms_hub_id,
+            category=e.category,
+            alert_code=code,
+            alert_name=_ALERT_NAMES[code],
+            dcc_alert_code=e.dcc_alert_code,
+            message_code=e.message_code,
+            originator=e.originator,
+            recipient=e.recipient,
+            service_user_id=e.service_user_id,
+            device_alert_time=None if dat is None else (
+                (sec.get(dat // 1000) or _second(dat // 1000)) + mil[dat % 1000]),
+            chf_received=None if chf is None else (
+                (sec.get(chf // 1000) or _second(chf // 1000)) + mil[chf % 1000]),
+            csp_received=None if cr is None else (
+                (sec.get(cr // 1000) or _second(cr // 1000)) + mil[cr % 1000]),
+            csp_sent=(sec.get(cs // 1000) or _second(cs // 1000)) + mil[cs % 1000],
+            dsp_received=(sec.get(dr // 1000) or _second(dr // 1000)) + mil[dr % 1000],
+            su_passed=None if sp is None else (
+                (sec.get(sp // 1000) or _second(sp // 1000)) + mil[sp % 1000]),
+            su_acknowledged=None if sa is None else (
+                (sec.get(sa // 1000) or _second(sa // 1000)) + mil[sa % 1000]),
+            hub_to_csp_ms=hub,
+            csp_to_dsp_ms=transit,
+            dsp_to_su_ms=dsp,
+            su_handshake_ms=hs,
+            end_to_end_ms=e2e,
+            status=status,
+            flags=list(_FLAGS[(e.flags, chf is None, skew)]),
+            delivery_attempts=n,
+        )
+
+    def _resolve(self, did: str, e: DeliveryExpected, attempts: tuple[tuple[int, int | None, bool], ...],
+                 out: list[AstRecord]) -> None:
+        """First record of a pending expected delivery (acknowledged, or timed out)."""
+        rec = self._build(e, attempts, 1, did)
+        self._pending -= 1
+        out.append(rec)
+        if (not attempts or (len(attempts) == 1 and attempts[0][2])) and _PLAIN_FLAGS[e.flags]:
+            self._deliveries[did] = rec
+        else:
+            d = _Delivery()
+            d.flags = e.flags
+            d.attempts = attempts
+            d.record = rec
+            self._deliveries[did] = d
+        w = self._window_for(e.dsp_received)
+        if w is None:
+            self._too_late += 1
+            del self._deliveries[did]
+            return
+        w.records[did] = rec
+        if w.start < self._close_ptr:  # type: ignore[operator]
+            self._dirty.add(w.start)
+
+    def _unpack(self, did: str, rec: AstRecord) -> _Delivery:
+        """The full state of a delivery stored as its record."""
+        d = _Delivery()
+        d.record = rec
+        d.flags = tuple(f for f in rec.flags if f not in _DERIVED_FLAGS)
+        if rec.delivery_attempts:
+            d.attempts = ((_parse(rec.su_passed), _parse(rec.su_acknowledged), True),)  # type: ignore[assignment]
+        self._deliveries[did] = d
+        return d
+
+    def _revise(self, did: str, d: _Delivery, out: list[AstRecord]) -> None:
+        old = d.record
+        assert old is not None
+        e = _expected_from_record(old, d.flags)
+        rec = self._build(e, d.attempts, old.revision, did)
+        if rec == old:
+            return
+        rec = msgspec.structs.replace(rec, revision=old.revision + 1)
+        d.record = rec
+        out.append(rec)
+        w = self._windows.get(window_start_of(e.dsp_received, self._w))
+        if w is not None and did in w.records:
+            w.records[did] = rec
+            self._touch(w)
+
+    # ------------------------------------------------------------------- orphans
+
+    def _orphan_start(self, d: _Delivery) -> int:
+        return window_start_of(min(x[0] for x in d.attempts), self._w)
+
+    def _count_orphan(self, did: str, d: _Delivery) -> None:
+        w = self._window_for(min(x[0] for x in d.attempts))
+        if w is None:
+            self._too_late += 1
+            del self._deliveries[did]
+            return
+        d.window = w.start
+        w.orphans.add(did)
+        self._touch(w)
+
+    def _drop_orphan(self, did: str, d: _Delivery) -> None:
+        w = self._windows.get(d.window)  # type: ignore[arg-type]
+        d.window = None
+        if w is not None:
+            w.orphans.discard(did)
+            self._touch(w)
+
+    # ------------------------------------------------------------------- windows
+
+    def _start(self, t: int) -> None:
+        start = window_start_of(t, self._w)
+        self._first = self._close_ptr = start
+        self._next_evict = start + self._w + self._timeout + self._horizon
+        self._next_action = min(self._next_due, start + self._w + self._timeout)
+        if self._unplaced:
+            pending, self._unplaced = self._unplaced, []
+            for e in pending:
+                self._counted.discard(e.event_id)
+                self._count_rejected(e, t)
+
+    def _touch(self, w: _Window) -> None:
+        if w.start < self._close_ptr:  # type: ignore[operator]
+            self._dirty.add(w.start)
+
+    def _window_for(self, t: int) -> _Window | None:
+        start = t - t % self._w
+        w = self._windows.get(start)
+        if w is not None:
+            return w
+        if start < self._retain_from:
+            return None  # forgotten
+        w = self._windows[start] = _Window(start)
+        first = self._first
+        if start < first:  # type: ignore[operator]
+            if first == self._close_ptr:  # nothing closed yet: reporting starts earlier
+                self._first = self._close_ptr = start
+                self._next_evict = start + self._w + self._timeout + self._horizon
+                self._next_action = min(self._next_action, start + self._w + self._timeout)
+            else:  # before the first window already reported: report the gap as well
+                for gap in range(start + self._w, first, self._w):  # type: ignore[arg-type]
+                    if gap not in self._windows:
+                        self._windows[gap] = _Window(gap)
+                    self._dirty.add(gap)
+                self._dirty.add(start)
+                self._first = start
+        return w
+
+    def _add_deadline(self, did: str, deadline: int) -> None:
+        key = deadline // _BUCKET_MS
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._buckets[key] = [did]
+            heapq.heappush(self._bucket_keys, key)
+            at = key * _BUCKET_MS
+            if at < self._next_due:
+                self._next_due = at
+                if at < self._next_action:
+                    self._next_action = at
+        else:
+            bucket.append(did)
+            if deadline < self._next_due:  # the partly-due bucket: exact time matters
+                self._next_due = deadline
+                if deadline < self._next_action:
+                    self._next_action = deadline
+
+    def _deadline(self, d: Any) -> int | None:
+        """Deadline of a pending delivery, None when it is not pending."""
+        kind = type(d)
+        if kind is DeliveryExpected:
+            return d.dsp_received + self._timeout
+        if kind is bytes:
+            return _packed_dsp_received(d) + self._timeout
+        if kind is AstRecord or d.record is not None:
+            return None
+        if d.exp is not None:
+            return d.exp.dsp_received + self._timeout
+        if d.window is not None:
+            return None
+        return min(x[0] for x in d.attempts) + self._timeout
+
+    def _advance(self, records: list[AstRecord], closed: list[ClosedWindow]) -> None:
+        wm = self._wm
+        timeout = self._timeout
+        # 1. handshake timeouts
+        if wm >= self._next_due:
+            due: dict[str, int] = {}
+            heap = self._bucket_keys
+            deliveries = self._deliveries
+            self._next_due = _NEVER
+            while heap and heap[0] * _BUCKET_MS <= wm:
+                key = heapq.heappop(heap)
+                keep = []
+                soonest = _NEVER
+                for did in self._buckets.pop(key):
+                    d = deliveries.get(did)
+                    kind = type(d)
+                    if kind is AstRecord or d is None:
+                        continue  # finished (the common case) or forgotten
+                    dl = d.dsp_received + timeout if kind is DeliveryExpected else self._deadline(d)
+                    if dl is None or dl // _BUCKET_MS != key:
+                        continue  # resolved, or it has an entry in its own bucket
+                    if dl <= wm:
+                        due[did] = dl
+                    else:
+                        keep.append(did)
+                        if dl < soonest:
+                            soonest = dl
+                if keep:
+                    self._buckets[key] = keep
+                    heapq.heappush(heap, key)
+                    self._next_due = soonest
+                    break
+            if self._next_due == _NEVER and heap:
+                self._next_due = heap[0] * _BUCKET_MS
+            if due:
+                for did in sorted(due, key=lambda k: (due[k], k)):
+                    d = deliveries[did]
+                    if type(d) is bytes:
+                        d = _unpack(did, d)
+                    if type(d) is DeliveryExpected:
+                        self._resolve(did, d, (), records)
+                    elif d.exp is not None:
+                        self._resolve(did, d.exp, d.attempts, records)
+                    else:
+                        self._pending -= 1
+                        self._count_orphan(did, d)
+        # 2. windows
+        w_ms = self._w
+        ptr = self._close_ptr
+        if ptr is None:
+            self._next_action = self._next_due
+            return
+        close_at = ptr + w_ms + timeout
+        if wm < close_at and wm < self._next_evict:
+            nd, ne = self._next_due, self._next_evict
+            self._next_action = (nd if nd < close_at else close_at) if nd < ne else (ne if ne < close_at else close_at)
+            return
+        horizon_start = int(wm) - w_ms - timeout - self._horizon  # windows starting at/before: forgotten
+        retain_from = horizon_start - horizon_start % w_ms + w_ms
+        if ptr < retain_from and retain_from - ptr > self._max_gap:
+            # event time jumped ahead by more than the horizon: the empty windows of the gap
+            # are not reported (the ones with data are, then forgotten at once)
+            for start in sorted(st for st in self._windows if ptr <= st < retain_from):
+                self._close(self._windows[start], closed)
+            ptr = int(retain_from)
+        while ptr + w_ms + timeout <= wm:
+            w = self._windows.get(ptr)
+            if w is None:
+                w = self._windows[ptr] = _Window(ptr)
+            self._close(w, closed)
+            ptr += w_ms
+        self._close_ptr = ptr
+        if self._dirty:
+            self._flush_dirty(closed)
+        # 3. forget windows beyond the horizon
+        if retain_from > self._retain_from:  # type: ignore[operator]
+            self._retain_from = int(retain_from)
+            for start in [st for st in self._windows if st < retain_from]:
+                self._evict(self._windows.pop(start))
+        low = max(self._retain_from, self._first)  # type: ignore[type-var]
+        self._next_evict = low + w_ms + timeout + self._horizon
+        self._next_action = min(self._next_due, self._next_close(), self._next_evict)
+
+    def _next_close(self) -> float:
+        ptr = self._close_ptr
+        return _NEVER if ptr is None else ptr + self._w + self._timeout
+
+    def _evict(self, w: _Window) -> None:
+        deliveries = self._deliveries
+        for did in w.records:
+            deliveries.pop(did, None)
+        for did in w.orphans:
+            deliveries.pop(did, None)
+        self._counted.difference_update(w.event_ids)
+        self._dirty.discard(w.start)
+
+    def _close(self, w: _Window, closed: list[ClosedWindow]) -> None:
+        self._dirty.discard(w.start)
+        w.revision += 1
+        closed.append(self._closed_window(w))
+
+    def _flush_dirty(self, closed: list[ClosedWindow]) -> None:
+        for start in sorted(self._dirty):
+            w = self._windows.get(start)
+            if w is not None and start < self._close_ptr:  # type: ignore[operator]
+                w.revision += 1
+                closed.append(self._closed_window(w))
+        self._dirty.clear()
+
+    def _compact_fresh(self) -> None:
+        """Expectations still pending since the last sweep are packed (most were resolved
+        meanwhile and cost nothing here)."""
+        deliveries = self._deliveries
+        for did in self._fresh:
+            d = deliveries.get(did)
+            kind = type(d)
+            if kind is DeliveryExpected:
+                deliveries[did] = _pack(d)
+            elif kind is _Delivery and d.exp is not None and d.exp.event_id:
+                d.exp = _compact(d.exp)
+        self._fresh = []
+
+    # ------------------------------------------------------------------- reports
+
+    def _closed_window(self, w: _Window) -> ClosedWindow:
+        records = [w.records[k] for k in sorted(w.records)]
+        report = self._report(w, records)
+        return ClosedWindow(report=report, records=records, start_ms=w.start, end_ms=w.start + self._w)
+
+    def _report(self, w: _Window, records: list[AstRecord]) -> WindowReport:
+        groups: dict[tuple[str, str], list[AstRecord]] = {}
+        for r in records:
+            key = (r.region, r.category)
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [r]
+            else:
+                g.append(r)
+        summarise = self._sketcher.summarise
+        summary: dict[tuple[str, str], tuple[list[int], list[_LegSummary]]] = {}
+        for key, g in groups.items():
+            statuses = Counter([r.status for r in g])
+            counts = [
+                len(g),
+                statuses["complete"],
+                statuses["no_handshake"],
+                statuses["incomplete"],
+                [r.chf_received for r in g].count(None),
+                sum([FLAG_CLOCK_SKEW in r.flags for r in g]),
+            ]
+            legs = [
+                summarise([v for v in [r.hub_to_csp_ms for r in g] if v is not None and v >= 0]),
+                summarise([v for v in [r.csp_to_dsp_ms for r in g] if v is not None and v >= 0]),
+                summarise([v for v in [r.dsp_to_su_ms for r in g] if v is not None and v >= 0]),
+                summarise([v for v in [r.su_handshake_ms for r in g] if v is not None and v >= 0]),
+                summarise([v for v in [r.end_to_end_ms for r in g] if v is not None and v >= 0]),
+            ]
+            summary[key] = (counts, legs)
+        regions = sorted({k[0] for k in groups} | {r for r in w.responses if r} | {r for r in w.rejected if r})
+        rows = [self._row(ALL, ALL, sorted(groups), summary, len(w.orphans),
+                          sum(w.responses.values()), sum(w.rejected.values()))]
+        for region in regions:
+            keys = sorted(k for k in groups if k[0] == region)
+            rows.append(self._row(region, ALL, keys, summary, 0,
+                                  w.responses.get(region, 0), w.rejected.get(region, 0)))
+            for key in keys:
+                rows.append(self._row(region, key[1], [key], summary, 0, 0, 0))
+        return WindowReport(
+            window_start=_iso(w.start),  # type: ignore[arg-type]
+            window_end=_iso(w.start + self._w),  # type: ignore[arg-type]
+            revision=w.revision,
+            sketch_relative_accuracy=self.config.sketch_relative_accuracy,
+            rows=rows,
+        )
+
+    def _row(self, region: str, category: str, keys: list[tuple[str, str]],
+             summary: dict[tuple[str, str], tuple[list[int], list[_LegSummary]]],
+             orphans: int, responses: int, rejected: int) -> ReportRow:
+        totals = [0, 0, 0, 0, 0, 0]
+        for key in keys:
+            for i, n in enumerate(summary[key][0]):
+                totals[i] += n
+        alerts, complete, no_handshake, incomplete, missing, skew = totals
+        stats = self._sketcher.stats
+        legs = {
+            name: stats(_merge_summaries([summary[key][1][i] for key in keys]) if keys else (0, 0, {}, None, None, 0))
+            for i, name in enumerate(LEGS)
+        }
+        return ReportRow(
+            region=region,
+            category=category,
+            alerts=alerts + orphans,
+            complete=complete,
+            no_handshake=no_handshake,
+            incomplete=incomplete + orphans,
+            missing_hub_timestamp=missing,
+            clock_skew=skew,
+            delivery_without_alert=orphans,
+            service_responses_seen=responses,
+            rejected=rejected,
+            legs=legs,
+        )
+
+
+def _same_expectation(held: Any, e: DeliveryExpected) -> bool:
+    if type(held) is DeliveryExpected:
+        return (held.response_id, held.dsp_received, held.csp_sent, held.chf_received, held.csp_received,
+                held.service_user_id, held.dcc_alert_code) == (
+            e.response_id, e.dsp_received, e.csp_sent, e.chf_received, e.csp_received,
+            e.service_user_id, e.dcc_alert_code)
+    return (held.response_id, held.dsp_received, held.csp_sent, held.chf_received, held.csp_received,
+            held.service_user_id, held.dcc_alert_code) == (
+        e.response_id, _iso(e.dsp_received), _iso(e.csp_sent), _iso(e.chf_received), _iso(e.csp_received),
+        e.service_user_id, e.dcc_alert_code)

@@ -1,0 +1,520 @@
+"""DS&A retrieval: exact alert-timing statistics for a month or any period, and the Q&A dashboard.
+
+``alert-timing report --data-dir DIR (--month YYYY-MM | --from ISO --to ISO) --out OUTDIR [--sat FILE]``
+
+Reads the AST files the metrics service writes (``DIR/ast/date=YYYY-MM-DD/ast_*_r<n>.parquet``
+and ``.json``) with DuckDB: of each 15-minute window only the latest revision's files, of
+each delivery only its latest revision. Records are selected by ``dsp_received`` in
+[from, to). Statistics are exact (``quantile_cont``, i.e. linear interpolation between the
+two nearest ranks); negative legs (clock skew) are counted, not used in percentiles, as in
+the 15-minute reports. Rejected inputs, service responses and deliveries without alert come
+from the JSON window reports (they are not records).
+
+Writes to OUTDIR: ``summary.csv``, ``by_region.csv``, ``by_category.csv``,
+``by_alert_code.csv``, ``by_dcc_alert_code.csv``, ``by_day.csv``, ``by_interval.csv``
+(15 minutes), ``completeness.csv`` (per day), ``latency_histogram.csv`` and the Q&A
+dashboard ``index.html``; with ``--sat FILE`` (CSV with columns response_id,time) also
+``sat_missing_in_ast.csv`` and ``ast_missing_in_sat.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from shared.events import LEGS
+from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
+
+__all__ = ["ReportError", "add_parser", "main", "month_bounds", "run", "select_files"]
+
+FILE_RE = re.compile(r"^ast_(\d{8}T\d{4})_r(\d+)\.(parquet|json)$")
+DATE_DIR_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+#: SAT and AST times differ a little: look this far beyond the period for the other side.
+SAT_MARGIN_MS = 3_600_000
+HISTOGRAM_BINS_PER_DECADE = 20
+
+
+class ReportError(Exception):
+    """A problem with the request or the data, said plainly (exit status in ``code``)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------- period
+
+
+def month_bounds(month: str) -> tuple[int, int]:
+    """``YYYY-MM`` -> [first instant, first instant of the next month) in epoch ms (UTC)."""
+    m = re.fullmatch(r"(\d{4})-(\d{2})", month or "")
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise ReportError(f"--month {month!r} is not YYYY-MM", 2)
+    year, mon = int(m.group(1)), int(m.group(2))
+    start = datetime(year, mon, 1, tzinfo=UTC)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
+    return to_ms(start), to_ms(end)
+
+
+def _period(args: argparse.Namespace) -> tuple[int, int]:
+    if args.month:
+        if args.from_ or args.to:
+            raise ReportError("give either --month or --from/--to, not both", 2)
+        return month_bounds(args.month)
+    if not (args.from_ and args.to):
+        raise ReportError("give --month YYYY-MM, or both --from and --to (ISO 8601)", 2)
+    try:
+        start, end = parse_iso(args.from_), parse_iso(args.to)
+    except TimestampError as exc:
+        raise ReportError(str(exc), 2) from None
+    if end <= start:
+        raise ReportError(f"--to {args.to} is not after --from {args.from_}", 2)
+    return start, end
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def select_files(data_dir: Path, start_ms: int, end_ms: int) -> tuple[list[Path], list[Path]]:
+    """Latest revision's Parquet and JSON file of every window in [start, end): the files of
+    windows starting from one window before ``start`` (a window holds the records of its
+    15 minutes by dsp_received)."""
+    root = Path(data_dir) / "ast"
+    first_day = format_iso(start_ms - 900_000)[:10]  # type: ignore[index]
+    last_day = format_iso(end_ms - 1)[:10]  # type: ignore[index]
+    latest: dict[tuple[str, str], tuple[int, Path]] = {}
+    for folder in root.iterdir() if root.is_dir() else ():
+        m = DATE_DIR_RE.match(folder.name)
+        if not m or not (first_day <= m.group(1) <= last_day) or not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            f = FILE_RE.match(path.name)
+            if not f:
+                continue
+            window, revision, kind = f.group(1), int(f.group(2)), f.group(3)
+            w_start = parse_iso(f"{window[:4]}-{window[4:6]}-{window[6:8]}T{window[9:11]}:{window[11:13]}:00Z")
+            if w_start + 900_000 <= start_ms or w_start >= end_ms:
+                continue
+            held = latest.get((window, kind))
+            if held is None or revision > held[0]:
+                latest[(window, kind)] = (revision, path)
+    parquet = [p for (w, k), (_, p) in sorted(latest.items()) if k == "parquet"]
+    reports = [p for (w, k), (_, p) in sorted(latest.items()) if k == "json"]
+    return parquet, reports
+
+
+class _RowCounts(msgspec.Struct):
+    region: str
+    category: str
+    service_responses_seen: int = 0
+    rejected: int = 0
+    delivery_without_alert: int = 0
+
+
+class _ReportCounts(msgspec.Struct):
+    window_start: str
+    revision: int
+    rows: list[_RowCounts]
+
+
+_report_counts = msgspec.json.Decoder(_ReportCounts)
+
+
+def _window_counts(paths: list[Path], start_ms: int, end_ms: int) -> list[tuple[int, int, int, int]]:
+    """(window start ms, rejected, service responses, deliveries without alert) of each window."""
+    out = []
+    for path in paths:
+        try:
+            rep = _report_counts.decode(path.read_bytes())
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ReportError(f"cannot read window report {path}: {exc}") from None
+        start = parse_iso(rep.window_start)
+        if not start_ms - 900_000 < start < end_ms:
+            continue
+        for row in rep.rows:
+            if row.region == "all" and row.category == "all":
+                out.append((start, row.rejected, row.service_responses_seen, row.delivery_without_alert))
+    return out
+
+
+# ----------------------------------------------------------------------------- query
+
+
+class _Progress:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.started = time.perf_counter()
+        self.last = self.started
+
+    def __call__(self, message: str) -> None:
+        now = time.perf_counter()
+        if self.enabled:
+            print(f"[{now - self.started:6.1f} s] {message}", file=sys.stderr, flush=True)
+        self.last = now
+
+
+def _leg_columns() -> str:
+    parts = []
+    for leg in LEGS:
+        parts.append(f"count({leg}) FILTER (WHERE {leg} >= 0) AS {leg}_count")
+        parts.append(f"quantile_cont({leg}, {list(QUANTILES)}) FILTER (WHERE {leg} >= 0) AS {leg}_q")
+        parts.append(f"max({leg}) FILTER (WHERE {leg} >= 0) AS {leg}_max")
+    return ",\n       ".join(parts)
+
+
+def _leg_outputs() -> str:
+    parts = []
+    for leg in LEGS:
+        parts.append(f"{leg}_count")
+        for i, q in enumerate(QUANTILES, start=1):
+            parts.append(f"round({leg}_q[{i}], 3) AS {leg}_p{int(q * 100)}")
+        parts.append(f"{leg}_max")
+    return ", ".join(parts)
+
+
+COUNTS = """count(*) AS alerts,
+       count(*) FILTER (WHERE status = 'complete') AS complete,
+       count(*) FILTER (WHERE status = 'no_handshake') AS no_handshake,
+       count(*) FILTER (WHERE status = 'incomplete') AS incomplete,
+       count(*) FILTER (WHERE missing_hub) AS missing_hub_timestamp,
+       count(*) FILTER (WHERE clock_skew) AS clock_skew"""
+
+
+def _grouped(keys: Sequence[tuple[str, str]], where: str = "", extra: Sequence[tuple[str, str]] = ()) -> str:
+    """Exact statistics grouped by ``keys`` [(expression, name)], plus ``extra`` aggregates."""
+    names = ", ".join(name for _, name in keys)
+    inner_keys = "".join(f"{expr} AS {name}, " for expr, name in keys)
+    inner_extra = "".join(f"{expr} AS {name}, " for expr, name in extra)
+    outer_extra = "".join(f"{name}, " for _, name in extra)
+    group = f"GROUP BY {names}" if keys else ""
+    order = f"ORDER BY {names}" if keys else ""
+    return f"""
+SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete,
+       missing_hub_timestamp, clock_skew, {_leg_outputs()}
+FROM (
+    SELECT {inner_keys}{inner_extra}
+       {COUNTS},
+       {_leg_columns()}
+    FROM ast {where}
+    {group}
+)
+{order}"""
+
+
+INTERVAL = "time_bucket(INTERVAL 15 MINUTE, dsp_received)"
+DAY = "strftime(dsp_received, '%Y-%m-%d')"
+
+
+def _iso_col(expr: str) -> str:
+    return f"strftime({expr}, '%Y-%m-%dT%H:%M:%SZ')"
+
+
+def _rows(con: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cur = con.execute(sql)
+    return [d[0] for d in cur.description], cur.fetchall()
+
+
+def _one(con: Any, sql: str) -> tuple[Any, ...]:
+    rows = con.execute(sql).fetchall()
+    return tuple(rows[0])
+
+
+def _write_csv(con: Any, table: str, path: Path) -> None:
+    con.execute(f"COPY (SELECT * FROM {table}) TO '{_sql_path(path)}' (HEADER, DELIMITER ',')")
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _table_data(con: Any, table: str) -> dict[str, list[Any]]:
+    names, rows = _rows(con, f"SELECT * FROM {table}")
+    return {name: [r[i] for r in rows] for i, name in enumerate(names)}
+
+
+def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Compute everything, write the CSVs and the dashboard; return paths and headline counts."""
+    import duckdb
+
+    say = _Progress(progress)
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ReportError(f"no such data directory: {data_dir}", 2)
+    if sat is not None and not Path(sat).is_file():
+        raise ReportError(f"no such SAT file: {sat}", 2)
+    period = f"{format_iso(start_ms)} to {format_iso(end_ms)}"
+    parquet, reports = select_files(data_dir, start_ms, end_ms)
+    if not parquet:
+        raise ReportError(f"no AST data in {data_dir / 'ast'} for {period}")
+    say(f"{len(parquet):,} window files (latest revisions) for {period}")
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    files_sql = "[" + ", ".join(f"'{_sql_path(p)}'" for p in parquet) + "]"
+    t_from = f"make_timestamptz({start_ms * 1000})"
+    t_to = f"make_timestamptz({end_ms * 1000})"
+    columns = f"""revision, region, category, alert_code, alert_name, dcc_alert_code, status, dsp_received,
+       chf_received IS NULL AS missing_hub, list_contains(flags, 'clock_skew') AS clock_skew, {', '.join(LEGS)}"""
+    where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}"
+    try:
+        con.execute(f"""CREATE TEMP TABLE ast AS
+                        SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}""")
+        records, distinct = _one(con, "SELECT count(*), count(DISTINCT id_hash) FROM ast")
+        if records != distinct:  # a delivery in several files: keep its latest revision
+            con.execute("DROP TABLE ast")
+            con.execute(f"""CREATE TEMP TABLE ast AS
+                SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}
+                QUALIFY row_number() OVER (PARTITION BY delivery_id ORDER BY revision DESC) = 1""")
+            (records,) = _one(con, "SELECT count(*) FROM ast")
+    except duckdb.Error as exc:
+        raise ReportError(f"cannot read the AST Parquet files: {exc}") from None
+    if not records:
+        raise ReportError(f"no AST records in {data_dir / 'ast'} for {period}")
+    say(f"{records:,} records loaded")
+
+    from shared.alert_codes import ALERT_NAMES
+
+    import pyarrow as pa
+
+    names_src = pa.table({"code": list(ALERT_NAMES), "name": list(ALERT_NAMES.values())})
+    con.register("names_src", names_src)
+    con.execute("CREATE TEMP TABLE names AS SELECT code::VARCHAR AS code, name::VARCHAR AS name FROM names_src")
+    counts = _window_counts(reports, start_ms, end_ms)
+    windows_src = pa.table({
+        "start_ms": pa.array([c[0] for c in counts], pa.int64()),
+        "rejected": pa.array([c[1] for c in counts], pa.int64()),
+        "service_responses_seen": pa.array([c[2] for c in counts], pa.int64()),
+        "delivery_without_alert": pa.array([c[3] for c in counts], pa.int64()),
+    })
+    con.register("windows_src", windows_src)
+    con.execute("""CREATE TEMP TABLE windows AS
+                   SELECT make_timestamptz(start_ms * 1000) AS start, rejected, service_responses_seen,
+                          delivery_without_alert FROM windows_src""")
+
+    written: list[Path] = []
+
+    def make(name: str, sql: str) -> None:
+        con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+        path = out_dir / f"{name}.csv"
+        _write_csv(con, name, path)
+        written.append(path)
+
+    make("summary", f"""
+SELECT '{format_iso(start_ms)}' AS period_start, '{format_iso(end_ms)}' AS period_end,
+       (SELECT count(*) FROM windows) AS windows_reported, *,
+       (SELECT coalesce(sum(rejected), 0) FROM windows) AS rejected,
+       (SELECT coalesce(sum(service_responses_seen), 0) FROM windows) AS service_responses_seen,
+       (SELECT coalesce(sum(delivery_without_alert), 0) FROM windows) AS delivery_without_alert
+FROM ({_grouped([])})""")
+    say("overall")
+    make("by_region", _grouped([("region", "region")]))
+    make("by_category", _grouped([("category", "category")]))
+    say("by region and category")
+    make("by_alert_code", f"""
+SELECT s.alert_code, coalesce(s.record_alert_name, n.name) AS alert_name, s.* EXCLUDE (alert_code, record_alert_name)
+FROM ({_grouped([("coalesce(alert_code, 'unknown')", "alert_code")], extra=[("max(alert_name)", "record_alert_name")])}) s
+LEFT JOIN names n ON n.code = s.alert_code
+ORDER BY s.alerts DESC, s.alert_code""")
+    say("by alert code")
+    make("by_dcc_alert_code", _grouped([("dcc_alert_code", "dcc_alert_code")], where="WHERE dcc_alert_code IS NOT NULL"))
+    say("by DCC alert code")
+    make("by_day", f"""
+SELECT coalesce(d.day, w.day) AS day, d.* EXCLUDE (day),
+       coalesce(w.rejected, 0) AS rejected, coalesce(w.service_responses_seen, 0) AS service_responses_seen,
+       coalesce(w.delivery_without_alert, 0) AS delivery_without_alert
+FROM ({_grouped([(DAY, "day")])}) d
+FULL JOIN (SELECT strftime(start, '%Y-%m-%d') AS day, sum(rejected) AS rejected,
+                  sum(service_responses_seen) AS service_responses_seen,
+                  sum(delivery_without_alert) AS delivery_without_alert
+           FROM windows WHERE start >= {t_from} AND start < {t_to} GROUP BY 1) w ON w.day = d.day
+ORDER BY 1""")
+    say("by day")
+    make("by_interval", f"""
+WITH stats AS ({_grouped([(INTERVAL, "interval_ts")])})
+SELECT {_iso_col('coalesce(s.interval_ts, w.start)')} AS interval_start,
+       s.* EXCLUDE (interval_ts),
+       coalesce(w.rejected, 0) AS rejected, coalesce(w.service_responses_seen, 0) AS service_responses_seen,
+       coalesce(w.delivery_without_alert, 0) AS delivery_without_alert
+FROM stats s FULL JOIN (SELECT * FROM windows WHERE start >= {t_from} AND start < {t_to}) w
+     ON w.start = s.interval_ts
+ORDER BY interval_start""")
+    say("by 15-minute interval")
+    make("completeness", """
+SELECT day, coalesce(alerts, 0) AS alerts, coalesce(missing_hub_timestamp, 0) AS missing_hub_timestamp,
+       coalesce(no_handshake, 0) AS no_handshake, coalesce(incomplete, 0) AS incomplete,
+       coalesce(clock_skew, 0) AS clock_skew, rejected, service_responses_seen,
+       delivery_without_alert,
+       round(100.0 * missing_hub_timestamp / nullif(alerts, 0), 3) AS missing_hub_timestamp_pct,
+       round(100.0 * no_handshake / nullif(alerts, 0), 3) AS no_handshake_pct,
+       round(100.0 * clock_skew / nullif(alerts, 0), 3) AS clock_skew_pct
+FROM by_day ORDER BY day""")
+    hist_parts = []
+    for leg in LEGS:
+        hist_parts.append(f"""
+SELECT '{leg}' AS leg, CASE WHEN {leg} = 0 THEN -1 ELSE floor(log10({leg}) * {HISTOGRAM_BINS_PER_DECADE}) END AS b,
+       count(*) AS n
+FROM ast WHERE {leg} >= 0 GROUP BY ALL""")
+    make("latency_histogram", f"""
+SELECT leg,
+       CASE WHEN b < 0 THEN 0 ELSE round(pow(10, b / {HISTOGRAM_BINS_PER_DECADE}), 3) END AS ms_from,
+       CASE WHEN b < 0 THEN 1 ELSE round(pow(10, (b + 1) / {HISTOGRAM_BINS_PER_DECADE}), 3) END AS ms_to,
+       n AS count
+FROM ({' UNION ALL '.join(hist_parts)})
+ORDER BY leg, ms_from""")
+    say("completeness and distributions")
+
+    sat_result: dict[str, int] = {}
+    if sat is not None:
+        sat_result = _sat_check(con, Path(sat), parquet, data_dir, start_ms, end_ms, t_from, t_to, out_dir, written)
+        say("SAT cross-check")
+
+    from shared.dashboard import build_dashboard
+
+    data = {name: _table_data(con, name) for name in ("summary", "by_region", "by_category", "by_alert_code",
+                                                      "by_dcc_alert_code", "by_day", "by_interval",
+                                                      "completeness", "latency_histogram")}
+    html = build_dashboard(data, out_dir / "index.html", title=f"Alert throughput timing, {period}", sat=sat_result)
+    written.append(html)
+    say("dashboard")
+    con.close()
+    return {"records": records, "windows": len(parquet), "paths": written, "sat": sat_result}
+
+
+def _sat_check(con: Any, sat: Path, parquet: list[Path], data_dir: Path, start_ms: int, end_ms: int,
+               t_from: str, t_to: str, out_dir: Path, written: list[Path]) -> dict[str, int]:
+    import duckdb
+
+    import csv
+
+    try:
+        with sat.open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"cannot read SAT file {sat}: {exc}") from None
+    by_name = {h.strip().lower(): h for h in header}
+    if "response_id" not in by_name or "time" not in by_name:
+        raise ReportError(f"SAT file {sat} needs a header with columns response_id,time (found: {','.join(header)})")
+    rid = '"' + by_name["response_id"].replace('"', '""') + '"'
+    tcol = '"' + by_name["time"].replace('"', '""') + '"'
+    try:
+        con.execute(f"""
+CREATE TEMP TABLE sat AS
+SELECT trim({rid}) AS response_id, trim({tcol}) AS time,
+       coalesce(try_cast(trim({tcol}) AS TIMESTAMPTZ),
+                try_strptime(trim({tcol}), '%Y%m%d%H%M%S.%g')::TIMESTAMPTZ) AS sat_time
+FROM read_csv('{_sql_path(sat)}', header = true, all_varchar = true)
+WHERE {rid} IS NOT NULL AND trim({rid}) <> ''""")
+    except duckdb.Error as exc:
+        raise ReportError(f"cannot read SAT file {sat} (CSV with columns response_id,time): {exc}") from None
+    wide, _ = select_files(data_dir, start_ms - SAT_MARGIN_MS, end_ms + SAT_MARGIN_MS)
+    files_sql = "[" + ", ".join(f"'{_sql_path(p)}'" for p in wide) + "]"
+    margin = SAT_MARGIN_MS * 1000
+    con.execute(f"""
+CREATE TEMP TABLE ast_ids AS
+SELECT DISTINCT response_id FROM read_parquet({files_sql})
+WHERE dsp_received >= make_timestamptz({start_ms * 1000 - margin})
+  AND dsp_received < make_timestamptz({end_ms * 1000 + margin})""")
+    con.execute(f"""
+CREATE TEMP TABLE sat_missing_in_ast AS
+SELECT s.response_id, s.time FROM sat s
+WHERE (s.sat_time IS NULL OR (s.sat_time >= {t_from} AND s.sat_time < {t_to}))
+  AND NOT EXISTS (SELECT 1 FROM ast_ids a WHERE a.response_id = s.response_id)
+ORDER BY s.sat_time, s.response_id""")
+    con.execute(f"""
+CREATE TEMP TABLE sat_ids AS
+SELECT DISTINCT response_id FROM sat
+WHERE sat_time IS NULL OR (sat_time >= make_timestamptz({start_ms * 1000 - margin})
+                           AND sat_time < make_timestamptz({end_ms * 1000 + margin}))""")
+    period_files = "[" + ", ".join(f"'{_sql_path(p)}'" for p in parquet) + "]"
+    con.execute(f"""
+CREATE TEMP TABLE ast_missing_in_sat AS
+SELECT response_id, strftime(min(dsp_received), '%Y-%m-%dT%H:%M:%S.%gZ') AS dsp_received,
+       min(region) AS region, min(alert_code) AS alert_code, count(DISTINCT delivery_id) AS deliveries
+FROM read_parquet({period_files}) a
+WHERE dsp_received >= {t_from} AND dsp_received < {t_to}
+  AND NOT EXISTS (SELECT 1 FROM sat_ids s WHERE s.response_id = a.response_id)
+GROUP BY response_id ORDER BY dsp_received, response_id""")
+    for name in ("sat_missing_in_ast", "ast_missing_in_sat"):
+        path = out_dir / f"{name}.csv"
+        _write_csv(con, name, path)
+        written.append(path)
+    (sat_entries,) = _one(con, f"""SELECT count(*) FROM sat WHERE sat_time IS NULL
+                                   OR (sat_time >= {t_from} AND sat_time < {t_to})""")
+    (missing_ast,) = _one(con, "SELECT count(*) FROM sat_missing_in_ast")
+    (missing_sat,) = _one(con, "SELECT count(*) FROM ast_missing_in_sat")
+    (ast_ids,) = _one(con, f"""SELECT count(DISTINCT response_id) FROM read_parquet({period_files})
+                               WHERE dsp_received >= {t_from} AND dsp_received < {t_to}""")
+    return {"sat_entries": sat_entries, "ast_response_ids": ast_ids, "sat_missing_in_ast": missing_ast,
+            "ast_missing_in_sat": missing_sat}
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``report`` command to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "report",
+        help="DS&A: exact statistics for a month or period, CSVs and the Q&A dashboard",
+        description="Read the AST files (latest revisions) with DuckDB and write exact statistics by region, "
+                    "category, alert code, DCC alert code, day and 15-minute interval, completeness, and the "
+                    "self-contained Q&A dashboard (index.html). --sat cross-checks against SAT entries.",
+    )
+    p.add_argument("--data-dir", required=True, help="the metrics data directory (holding ast/date=YYYY-MM-DD/)")
+    p.add_argument("--month", help="a calendar month, YYYY-MM (UTC)")
+    p.add_argument("--from", dest="from_", metavar="ISO", help="period start, ISO 8601 (inclusive)")
+    p.add_argument("--to", metavar="ISO", help="period end, ISO 8601 (exclusive)")
+    p.add_argument("--out", required=True, help="directory for the CSVs and index.html")
+    p.add_argument("--sat", metavar="FILE", help="CSV of SAT entries (response_id,time) to cross-check")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        start, end = _period(args)
+        result = build_report(Path(args.data_dir), start, end, Path(args.out),
+                              Path(args.sat) if args.sat else None, progress=not args.quiet)
+    except ReportError as exc:
+        print(f"alert-timing report: {exc}", file=sys.stderr)
+        return exc.code
+    except OSError as exc:
+        print(f"alert-timing report: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    for path in result["paths"]:
+        print(path)
+    print(f"{result['records']:,} records from {result['windows']:,} windows", file=sys.stderr)
+    sat = result["sat"]
+    if sat:
+        print(f"SAT cross-check: {sat['sat_entries']:,} SAT entries, {sat['ast_response_ids']:,} AST response ids; "
+              f"{sat['sat_missing_in_ast']:,} SAT entries missing in AST, "
+              f"{sat['ast_missing_in_sat']:,} AST response ids missing in SAT")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``report`` on its own: ``python -m shared.report --data-dir DIR --month YYYY-MM --out OUT``."""
+    parser = argparse.ArgumentParser(prog="alert-timing")
+    add_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""The DS&A report: records made by the core, written as window files, read back by DuckDB.
+
+Exact quantiles are worked out by hand: DuckDB's ``quantile_cont`` interpolates linearly at
+rank h = q * (n - 1) of the sorted values.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+from services.metrics.core import ClosedWindow, MetricsCore
+from services.metrics.files import write_window
+from shared import report
+from shared.events import DeliveryAttempted, RejectedInput
+from shared import subjects as s
+from tests.unit.test_metrics_core import SUPPLIER, at, exp, tick
+
+
+def ack(e, e2e: int, handshake: int = 100) -> DeliveryAttempted:  # type: ignore[no-untyped-def]
+    """The acknowledgement making the end-to-end leg ``e2e`` ms (chf is dsp - 500 ms)."""
+    acked = e.dsp_received - 500 + e2e
+    return DeliveryAttempted(event_id=f"ack:{e.delivery_id}", delivery_id=e.delivery_id, response_id=e.response_id,
+                             dcc_alert_code=e.dcc_alert_code, service_user_id=SUPPLIER,
+                             su_passed=acked - handshake, su_acknowledged=acked, outcome="acknowledged")
+
+
+def _write(data_dir: Path, closed: list[ClosedWindow]) -> None:
+    for c in closed:
+        write_window(data_dir, c)
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Window 10:00: north device alerts e2e 1000, 1100, ..., 2000 (11 values);
+    window 10:15: two south DCC alerts (N53, e2e 400 and 800), one revised from no_handshake
+    to complete after its window closed (files r1 and r2 both on disk), a rejected input;
+    window 10:30: empty (closed by event time 10:55)."""
+    data_dir = tmp_path_factory.mktemp("data")
+    core = MetricsCore()
+    events: list[object] = []
+    for i in range(11):
+        e = exp(f"n{i:02d}", f"10:0{i % 10}:{10 + i}.000")
+        events += [e, ack(e, 1000 + 100 * i)]
+    s1 = exp("s1", "10:16:00.000", region="south", category="dcc_alert", dcc="N53", chf=None)
+    s2 = exp("s2", "10:17:00.000", region="south", category="dcc_alert", dcc="N53")
+    s3 = exp("s3", "10:18:00.000", region="south", category="dcc_alert", dcc="N53")
+    events += [s1, ack(s1, 300), s2, ack(s2, 400), s3,
+               RejectedInput(event_id="rj", stage="hub-capture", reason="bad_json", message="bad",
+                             subject=s.IN_CSP_SOUTH, dsp_received=at("10:20:00.000")),
+               tick("10:55:00.000")]
+    out = core.apply(events)
+    _write(data_dir, out.closed)
+    late = core.apply([ack(s3, 800)])  # s3: no_handshake -> complete, window 10:15 r2
+    assert [c.report.revision for c in late.closed] == [2]
+    _write(data_dir, late.closed)
+    return data_dir
+
+
+def test_report_exact_statistics(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = report.main(["--data-dir", str(dataset), "--from", "2023-06-01T10:00:00Z", "--to", "2023-06-01T11:00:00Z",
+                        "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    for name in ("summary", "by_region", "by_category", "by_alert_code", "by_dcc_alert_code", "by_day",
+                 "by_interval", "completeness", "latency_histogram"):
+        assert str(out / f"{name}.csv") in printed.out
+    assert str(out / "index.html") in printed.out
+    assert "records loaded" in printed.err  # progress
+
+    [summary] = _csv(out / "summary.csv")
+    assert (summary["alerts"], summary["complete"], summary["no_handshake"]) == ("14", "14", "0")  # s3 revised
+    assert summary["missing_hub_timestamp"] == "1" and summary["rejected"] == "1"
+    assert summary["windows_reported"] == "3"  # 10:00, 10:15 (r2), 10:30 (event time 10:55 closes up to 10:30)
+
+    regions = {r["region"]: r for r in _csv(out / "by_region.csv")}
+    north = regions["north"]
+    # 11 values 1000..2000 step 100: p50 h=5 -> 1500; p90 h=9 -> 1900; p95 h=9.5 -> 1950; p99 h=9.9 -> 1990
+    assert (north["end_to_end_ms_count"], north["end_to_end_ms_p50"], north["end_to_end_ms_p90"],
+            north["end_to_end_ms_p95"], north["end_to_end_ms_p99"], north["end_to_end_ms_max"]) == (
+        "11", "1500.0", "1900.0", "1950.0", "1990.0", "2000")
+    south = regions["south"]
+    # s1 has no hub timestamp (no e2e); s2 400, s3 800 (its latest revision): p50 h=0.5 -> 600; p99 h=0.99 -> 796
+    assert (south["alerts"], south["end_to_end_ms_count"], south["end_to_end_ms_p50"], south["end_to_end_ms_p99"]) == (
+        "3", "2", "600.0", "796.0")
+    assert south["su_handshake_ms_p50"] == "100.0"
+
+    categories = {r["category"]: r["alerts"] for r in _csv(out / "by_category.csv")}
+    assert categories == {"device_alert": "11", "dcc_alert": "3"}
+    [dcc] = _csv(out / "by_dcc_alert_code.csv")
+    assert (dcc["dcc_alert_code"], dcc["alerts"]) == ("N53", "3")
+    [code_row] = _csv(out / "by_alert_code.csv")
+    assert code_row["alert_code"] == "8F3F" and code_row["alert_name"] and code_row["alerts"] == "14"
+
+    [day] = _csv(out / "by_day.csv")
+    assert (day["day"], day["alerts"], day["rejected"]) == ("2023-06-01", "14", "1")
+    intervals = {r["interval_start"]: r for r in _csv(out / "by_interval.csv")}
+    assert list(intervals) == ["2023-06-01T10:00:00Z", "2023-06-01T10:15:00Z", "2023-06-01T10:30:00Z"]
+    assert intervals["2023-06-01T10:00:00Z"]["end_to_end_ms_p50"] == "1500.0"
+    assert intervals["2023-06-01T10:15:00Z"]["rejected"] == "1"
+    assert intervals["2023-06-01T10:30:00Z"]["alerts"] == ""  # an empty window: reported, no records
+    [comp] = _csv(out / "completeness.csv")
+    assert (comp["missing_hub_timestamp"], comp["no_handshake"], comp["rejected"]) == ("1", "0", "1")
+    hist = [r for r in _csv(out / "latency_histogram.csv") if r["leg"] == "end_to_end_ms"]
+    assert sum(int(r["count"]) for r in hist) == 13
+    assert (out / "index.html").stat().st_size > 1_000_000  # plotly.js inlined
+
+
+def test_month_and_period_selection(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--data-dir", str(dataset), "--month", "2023-06", "--out", str(tmp_path / "m"),
+                        "--quiet"]) == 0
+    assert _csv(tmp_path / "m" / "summary.csv")[0]["alerts"] == "14"
+    # 10:15 to 10:30 only: the south alerts
+    assert report.main(["--data-dir", str(dataset), "--from", "2023-06-01T10:15:00Z", "--to", "2023-06-01T10:30:00Z",
+                        "--out", str(tmp_path / "p"), "--quiet"]) == 0
+    assert _csv(tmp_path / "p" / "summary.csv")[0]["alerts"] == "3"
+    assert report.month_bounds("2023-12") == (at("00:00:00.000") + 183 * 86_400_000, 1_704_067_200_000)
+
+
+def test_sat_cross_check(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sat = tmp_path / "sat.csv"
+    sat.write_text("response_id,time\n"
+                   "resp-n00,2023-06-01T10:00:10.100Z\n"
+                   "resp-s1,20230601101600.050\n"
+                   "resp-zz,2023-06-01T10:40:00.000Z\n"  # not in AST
+                   "resp-out,2023-06-01T15:00:00.000Z\n")  # outside the period: ignored
+    out = tmp_path / "out"
+    code = report.main(["--data-dir", str(dataset), "--from", "2023-06-01T10:00:00Z", "--to", "2023-06-01T11:00:00Z",
+                        "--out", str(out), "--sat", str(sat), "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "3 SAT entries" in printed and "1 SAT entries missing in AST" in printed
+    assert "12 AST response ids missing in SAT" in printed
+    assert [r["response_id"] for r in _csv(out / "sat_missing_in_ast.csv")] == ["resp-zz"]
+    missing = [r["response_id"] for r in _csv(out / "ast_missing_in_sat.csv")]
+    assert len(missing) == 12 and "resp-n00" not in missing and "resp-s1" not in missing and "resp-s3" in missing
+
+
+def test_sketch_p99_within_the_stated_bound_of_the_exact_p99(tmp_path: Path) -> None:
+    """101 alerts in one window: rank 0.99 * 100 = 99 is a whole rank, so DuckDB's exact p99
+    is the 100th value, and the sketch's p99 must be within its relative accuracy of it."""
+    rng = random.Random(5)
+    core = MetricsCore()
+    events: list[object] = []
+    for i in range(101):
+        e = exp(f"r{i:03d}", f"10:{i // 10:02d}:{i % 10:02d}.000")
+        events += [e, ack(e, rng.randint(300, 90_000))]
+    events.append(tick("10:30:00.000"))
+    [closed] = core.apply(events).closed
+    write_window(tmp_path, closed)
+    out = tmp_path / "out"
+    assert report.main(["--data-dir", str(tmp_path), "--from", "2023-06-01T10:00:00Z",
+                        "--to", "2023-06-01T10:15:00Z", "--out", str(out), "--quiet"]) == 0
+    exact = float(_csv(out / "summary.csv")[0]["end_to_end_ms_p99"])
+    all_row = next(r for r in closed.report.rows if (r.region, r.category) == ("all", "all"))
+    sketch_p99 = all_row.legs["end_to_end_ms"].p99
+    bound = closed.report.sketch_relative_accuracy
+    assert sketch_p99 is not None and abs(sketch_p99 - exact) <= bound * exact
+
+
+def test_clear_errors_without_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope"
+    assert report.main(["--data-dir", str(missing), "--month", "2023-06", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no such data directory" in err and "Traceback" not in err
+    (tmp_path / "empty" / "ast").mkdir(parents=True)
+    assert report.main(["--data-dir", str(tmp_path / "empty"), "--month", "2023-06", "--out", str(tmp_path / "o")]) == 1
+    assert "no AST data" in capsys.readouterr().err
+    assert report.main(["--data-dir", str(tmp_path), "--month", "June", "--out", str(tmp_path / "o")]) == 2
+    assert "not YYYY-MM" in capsys.readouterr().err
+    assert report.main(["--data-dir", str(tmp_path), "--from", "2023-06-02T00:00:00Z", "--to", "2023-06-01T00:00:00Z",
+                        "--out", str(tmp_path / "o")]) == 2
+    assert "not after" in capsys.readouterr().err
+    assert report.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--month" in capsys.readouterr().err
+
+
+def test_sat_file_needs_its_columns(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sat = tmp_path / "sat.csv"
+    sat.write_text("id,when\nresp-n00,2023-06-01T10:00:10Z\n")
+    assert report.main(["--data-dir", str(dataset), "--month", "2023-06", "--out", str(tmp_path / "o"),
+                        "--sat", str(sat), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "response_id,time" in err and "Traceback" not in err
