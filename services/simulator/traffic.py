@@ -66,6 +66,8 @@ class TrafficConfig:
     malformed_share: float = 0.0
     duplicate_share: float = 0.0
     csp_north_processing_ms: int = 350
+    #: Send no Dsp-Received-Timestamp header: the JetStream store time stands for it (live runs).
+    stream_time_is_dsp_received: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
     return Inbound(
         subject={"north": s.IN_CSP_NORTH, "central": s.IN_CSP_CENTRAL, "south": s.IN_CSP_SOUTH}[region],
         data=msgspec.json.encode(body),
-        headers={"Dsp-Received-Timestamp": format_csp(dsp_received)},
+        headers={} if config.stream_time_is_dsp_received else {"Dsp-Received-Timestamp": format_csp(dsp_received)},
         response_id=response_id,
         kind="service_response" if is_response else "alert",
         dsp_received=dsp_received,
