@@ -67,7 +67,7 @@ class RuleTable:
         """Read a rule file; ``None`` reads the packaged (illustrative) default."""
         if path is None:
             try:
-                text = resources.files("shared").joinpath(DEFAULT_RULES_FILE).read_text("utf-8")
+                text = resources.files(__package__).joinpath(DEFAULT_RULES_FILE).read_text("utf-8")
             except (OSError, ModuleNotFoundError) as exc:
                 raise RuleTableError(f"cannot read the packaged {DEFAULT_RULES_FILE}: {exc}") from None
             return cls.from_toml(text, source=_PACKAGED_SOURCE)

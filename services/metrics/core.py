@@ -39,9 +39,22 @@ Deliveries never expected (``delivery_without_alert``)
     when that window had closed).
 
 Event time and watermark
-    event time = the greatest time seen (dsp_received of expectations, service responses
-    and rejected inputs; su_passed and su_acknowledged of attempts; ClockTick.time);
-    watermark = event time - allowed_lateness_ms.
+    Two inputs, two clocks: the alerts' clock (the greatest dsp_received of expectations,
+    service responses and rejected inputs) and the delivery log's clock (the greatest
+    su_passed or su_acknowledged of attempts); a ``ClockTick`` moves both. Event time is the
+    slower clock, but never more than ``max_log_lag_ms`` behind the alerts' clock::
+
+        event time = max(min(alerts, log), alerts - max_log_lag_ms)
+
+    (attempts only: the delivery log's clock; expectations only: alerts - max_log_lag_ms).
+    Alerts racing ahead of their Service Users' handshakes therefore neither time out the
+    deliveries still awaiting an acknowledgement nor close their windows: a window closes
+    once both inputs have moved past it, and each acknowledgement gives a first record in
+    an open window rather than a revision. A stalled delivery log holds windows open for
+    ``max_log_lag_ms`` longer at most; its deliveries then time out as ``no_handshake``,
+    and acknowledgements arriving after that revise them. Event time never goes back;
+    watermark = event time - allowed_lateness_ms. ``on_wall_clock`` (live runs) moves both
+    clocks on, from the later one at the last input, by the wall time elapsed since then.
 
 Windows
     15 minutes (``window_ms``), aligned to the epoch (so to the quarter hour UTC), by the
@@ -129,6 +142,9 @@ class MetricsConfig(msgspec.Struct, frozen=True, kw_only=True):
     handshake_timeout_ms: int = 300_000
     #: Live runs: after this long without input, event time follows the wall clock.
     idle_close_after_s: float = 30.0
+    #: How far the alerts' clock may run ahead of the delivery log's before event time follows
+    #: the alerts alone (a stalled log feed must not hold every window open for ever).
+    max_log_lag_ms: int = 1_800_000
     #: How long finished deliveries and closed windows are remembered (de-duplication, revisions).
     done_horizon_ms: int = 86_400_000
     sketch_relative_accuracy: float = 0.01
@@ -136,8 +152,9 @@ class MetricsConfig(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.window_ms <= 0:
             raise ValueError("window_ms must be positive")
-        if self.allowed_lateness_ms < 0 or self.handshake_timeout_ms < 0 or self.done_horizon_ms < 0:
-            raise ValueError("allowed_lateness_ms, handshake_timeout_ms, done_horizon_ms must be >= 0")
+        if (self.allowed_lateness_ms < 0 or self.handshake_timeout_ms < 0 or self.done_horizon_ms < 0
+                or self.max_log_lag_ms < 0):
+            raise ValueError("allowed_lateness_ms, handshake_timeout_ms, done_horizon_ms, max_log_lag_ms must be >= 0")
         if not 0.0 < self.sketch_relative_accuracy < 1.0:
             raise ValueError("sketch_relative_accuracy must be between 0 and 1")
 
@@ -169,6 +186,8 @@ class CoreStats(msgspec.Struct, frozen=True, kw_only=True):
     windows_retained: int  # closed windows still held for revisions
     event_time: str | None
     watermark: str | None
+    alert_clock: str | None  # latest dsp_received seen
+    log_clock: str | None  # latest delivery-log time seen (a stalled log feed shows here)
     records_emitted: int
     reports_emitted: int
     duplicates: int
@@ -635,6 +654,9 @@ class MetricsCore:
         self._unplaced: list[RejectedInput] = []  # rejections before any event time
 
         self._event_time: int | None = None
+        self._alert_clock: float = -_NEVER
+        self._log_clock: float = -_NEVER
+        self._clocks_at_input: float = -_NEVER
         self._wm: float = -_NEVER
         self._next_action: float = _NEVER
         self._next_evict: float = _NEVER
@@ -670,22 +692,47 @@ class MetricsCore:
             else:
                 self._ignored += 1
                 continue
+            raw = t
+            if t is not None:
+                # Two inputs, two clocks: the alerts' (dsp_received) and the delivery log's
+                # (su_passed / su_acknowledged). Event time is the slower of them, so alerts
+                # racing ahead of their handshakes do not close windows under them.
+                if kind is DeliveryAttempted:
+                    if t > self._log_clock:
+                        self._log_clock = t
+                elif kind is ClockTick:
+                    if t > self._log_clock:
+                        self._log_clock = t
+                    if t > self._alert_clock:
+                        self._alert_clock = t
+                elif t > self._alert_clock:
+                    self._alert_clock = t
+                t = self._clock()
             if t is not None:
                 et = self._event_time
                 if et is None or t > et:
                     self._event_time = t
                     self._wm = t - self._lateness
                     if self._first is None:
-                        self._start(t)
+                        self._start(raw)  # reporting starts at the first event's own window
             if self._wm >= self._next_action:
                 self._advance(records, closed)
             if self._dirty:
                 self._flush_dirty(closed)
         if seen:
             self._event_time_at_input = self._event_time
+            self._clocks_at_input = max(self._alert_clock, self._log_clock)
         self._records_emitted += len(records)
         self._reports_emitted += len(closed)
         return Output(records=records, closed=closed)
+
+    def _clock(self) -> int | None:
+        """Event time from the two clocks: the slower one, but never more than
+        ``max_log_lag_ms`` behind the alerts."""
+        a, log = self._alert_clock, self._log_clock
+        if a == -_NEVER:
+            return None if log == -_NEVER else int(log)
+        return int(max(min(a, log), a - self.config.max_log_lag_ms))
 
     def on_wall_clock(self, now_wall_ms: int, last_input_wall_ms: int) -> Output:
         """Live runs only: after ``idle_close_after_s`` without input, event time moves on by
@@ -694,7 +741,10 @@ class MetricsCore:
         base = self._event_time_at_input
         if base is None or idle < self.config.idle_close_after_s * 1000:
             return Output(records=[], closed=[])
+        base = int(max(base, self._clocks_at_input))  # from the last input, not the last call
         target = base + idle
+        self._alert_clock = max(self._alert_clock, target)
+        self._log_clock = max(self._log_clock, target)
         records: list[AstRecord] = []
         closed: list[ClosedWindow] = []
         if self._event_time is None or target > self._event_time:
@@ -720,6 +770,8 @@ class MetricsCore:
             windows_open=open_windows,
             windows_retained=sum(1 for s_ in self._windows if closed_ptr is not None and s_ < closed_ptr),
             event_time=format_iso(self._event_time),
+            alert_clock=format_iso(int(self._alert_clock)) if self._alert_clock != -_NEVER else None,
+            log_clock=format_iso(int(self._log_clock)) if self._log_clock != -_NEVER else None,
             watermark=format_iso(int(self._wm)) if self._event_time is not None else None,
             records_emitted=self._records_emitted,
             reports_emitted=self._reports_emitted,
@@ -841,7 +893,9 @@ class MetricsCore:
         if e.event_id in self._counted:
             self._duplicates += 1
             return e.dsp_received
-        t = e.dsp_received if e.dsp_received is not None else self._event_time
+        # No time of its own: count it at the alerts' clock, the nearest to when it arrived.
+        t = e.dsp_received if e.dsp_received is not None else (
+            int(self._alert_clock) if self._alert_clock != -_NEVER else self._event_time)
         if t is None:
             self._unplaced.append(e)
             self._counted.add(e.event_id)

@@ -2,7 +2,10 @@
 
 Expected numbers are worked out by hand from the fixtures (times in the comments).
 Configuration: 15-minute windows, 5 minutes allowed lateness, 5 minutes handshake timeout,
-so window [s, s+15m) closes when event time reaches s + 25 minutes.
+so window [s, s+15m) closes when event time reaches s + 25 minutes. Event time is the slower
+of two clocks, the alerts' (dsp_received) and the delivery log's (su_passed, su_acknowledged),
+but at most 30 minutes (max_log_lag_ms) behind the alerts'; a ClockTick moves both clocks, so
+after a tick at T, later than every input, event time is T.
 """
 
 from __future__ import annotations
@@ -325,6 +328,7 @@ def test_window_with_only_service_responses_and_rejections() -> None:
                             message_code="0x0001", dsp_received=at("10:17:00.000")),  # redelivered
         RejectedInput(event_id="rj1", stage="hub-capture", reason="bad_json", message="not JSON",
                       subject=s.IN_CSP_CENTRAL, dsp_received=at("10:18:00.000")),
+        tick("10:18:00.000"),  # the delivery log's clock at 10:18 too: event time 10:18
         RejectedInput(event_id="rj2", stage="dsp-mapping", reason="bad_timestamp", message="bad",
                       subject=s.IN_DSP_DELIVERY),  # no time of its own: counted at event time 10:18
     ]
@@ -448,6 +452,171 @@ def test_late_window_before_the_first_report_reports_the_gap() -> None:
     out = run(core, att("d0", "10:31:00.010", "10:31:00.020"))
     assert [(c.report.window_start[11:16], c.report.revision) for c in out.closed] == [("10:30", 2)]
     assert row(out.closed[0].report).complete == 1
+
+
+# ------------------------------------------------------------------------ two clocks
+
+
+def hms(ms: int) -> str:
+    """Epoch ms on 2023-06-01 as '10:01:00.500' (for the fixture helpers)."""
+    return format_iso(ms)[11:23]
+
+
+def test_reporting_starts_at_the_first_window_that_saw_an_event() -> None:
+    """An expectation first: the delivery log's clock has not started, so event time is
+    30 minutes behind the alert (09:31:00.500); still, the first window reported is 10:00,
+    the first one with an event, whichever of the alert and its acknowledgement comes first."""
+    e, a = exp("d1", "10:01:00.500"), att("d1", "10:01:00.540", "10:01:01.240")
+    for order in ((e, a), (a, e)):
+        core = MetricsCore()
+        closed = run(core, *order).closed + run(core, tick("10:25:00.000")).closed
+        assert [(c.report.window_start[11:16], c.report.revision) for c in closed] == [("10:00", 1)]
+        assert counts(row(closed[0].report)) == {**ZERO, "alerts": 1, "complete": 1}
+
+
+def test_alerts_racing_ahead_of_their_acknowledgements_do_not_close_windows_under_them() -> None:
+    """Both feeds at 10:00, then 28 alerts (10:01:30 to 10:28:30) before any of their
+    acknowledgements: the delivery log's clock stays at 10:00 and holds event time there (one
+    clock, the greatest time seen, would be 10:28:30: d01 to d18 timed out and window 10:00
+    closed). Each acknowledgement (passed dsp + 40 ms, acknowledged dsp + 1 s) then makes a
+    first record in an open window, never a revision. Window 10:00 closes once the log's clock
+    passes 10:25 (d25's acknowledgement at 10:25:31: event time 10:25:31, watermark 10:20:31);
+    window 10:15 once a tick at 10:45 moves both clocks on."""
+    core = MetricsCore()
+    run(core, tick("10:00:00.000"))
+    out = run(core, *[exp(f"d{m:02d}", f"10:{m:02d}:30.000") for m in range(1, 29)])
+    assert out.records == [] and out.closed == []
+    assert core.stats().event_time == "2023-06-01T10:00:00.000Z" and core.pending == 28
+
+    records: list[AstRecord] = []
+    closed: list[tuple[int, ClosedWindow]] = []
+    for m in range(1, 29):
+        out = run(core, att(f"d{m:02d}", f"10:{m:02d}:30.040", f"10:{m:02d}:31.000"))
+        records += out.records
+        closed += [(m, c) for c in out.closed]
+    assert [(r.delivery_id, r.revision, r.status) for r in records] == [
+        (f"d{m:02d}", 1, "complete") for m in range(1, 29)]
+    assert [(m, c.report.window_start[11:16], c.report.revision) for m, c in closed] == [(25, "10:00", 1)]
+    first = closed[0][1]
+    assert counts(row(first.report)) == {**ZERO, "alerts": 14, "complete": 14}  # d01 to d14
+    assert first.records == records[:14]
+    # the alerts' clock (10:28:30) now holds event time back: window 10:15 still open
+    assert core.stats().event_time == "2023-06-01T10:28:30.000Z" and core.pending == 0
+
+    out = run(core, tick("10:45:00.000"))  # watermark 10:40: window 10:15 (closes at 10:35)
+    assert out.records == []
+    assert [(c.report.window_start[11:16], c.report.revision) for c in out.closed] == [("10:15", 1)]
+    assert counts(row(out.closed[0].report)) == {**ZERO, "alerts": 14, "complete": 14}  # d15 to d28
+    assert out.closed[0].records == records[14:]
+
+
+@pytest.mark.parametrize("lag_min", [30, 10])
+def test_a_stalled_delivery_log_holds_windows_open_for_max_log_lag_at_most(lag_min: int) -> None:
+    """The delivery log stops at 10:00 while expectations keep coming: event time follows the
+    alerts' clock lag behind. d1 (dsp 10:01:00.500, deadline dsp + 5 min) times out as
+    no_handshake when the alerts' clock reaches dsp + lag + 5 min lateness + 5 min timeout, d2
+    (dsp 10:14:59.999) likewise, and window 10:00 closes when it reaches 10:15 + lag + 10 min.
+    The acknowledgement, when the log comes back, revises d1 and the window."""
+    core = MetricsCore(MetricsConfig() if lag_min == 30 else MetricsConfig(max_log_lag_ms=lag_min * MIN))
+    assert core.config.max_log_lag_ms == lag_min * MIN
+    lag = lag_min * MIN
+    run(core, tick("10:00:00.000"))
+    assert run(core, exp("d1", "10:01:00.500"), exp("d2", "10:14:59.999")) == Output()
+
+    def alerts_clock(ms: int) -> Output:
+        """A new expectation (of a later window) moving the alerts' clock to ms."""
+        return run(core, exp(f"x{ms}", hms(ms)))
+
+    d1_due = at("10:01:00.500") + lag + 10 * MIN  # 10:41:00.500 with the default 30 minutes
+    assert alerts_clock(d1_due - 1) == Output()
+    out = alerts_clock(d1_due)
+    assert [(r.delivery_id, r.revision, r.status, r.delivery_attempts) for r in out.records] == [
+        ("d1", 1, "no_handshake", 0)]
+    assert out.closed == []
+    assert core.stats().event_time == format_iso(d1_due - lag)
+    out = alerts_clock(at("10:14:59.999") + lag + 10 * MIN)
+    assert [(r.delivery_id, r.status) for r in out.records] == [("d2", "no_handshake")] and out.closed == []
+
+    close_at = at("10:15:00.000") + lag + 10 * MIN  # 10:55 with the default 30 minutes
+    assert alerts_clock(close_at - 1) == Output()
+    out = alerts_clock(close_at)
+    assert out.records == []
+    [closed] = out.closed
+    assert (closed.report.window_start[11:16], closed.report.revision) == ("10:00", 1)
+    assert counts(row(closed.report)) == {**ZERO, "alerts": 2, "no_handshake": 2}
+    assert [(r.delivery_id, r.status) for r in closed.records] == [("d1", "no_handshake"), ("d2", "no_handshake")]
+
+    out = run(core, att("d1", "10:01:00.540", "10:01:01.240"))  # the log comes back
+    assert [(r.delivery_id, r.revision, r.status) for r in out.records] == [("d1", 2, "complete")]
+    [rev] = out.closed
+    assert rev.report.revision == 2
+    assert counts(row(rev.report)) == {**ZERO, "alerts": 2, "complete": 1, "no_handshake": 1}
+
+
+def test_a_clock_tick_moves_both_clocks() -> None:
+    core = MetricsCore()
+    run(core, tick("10:00:00.000"), exp("d1", "10:20:00.000"))
+    assert core.stats().event_time == "2023-06-01T10:00:00.000Z"  # the log's clock (10:00) holds it
+    # the tick moves the delivery log's clock: event time 10:25, watermark 10:20, window 10:00 closes
+    out = run(core, tick("10:25:00.000"))
+    assert (core.stats().event_time, core.stats().watermark) == ("2023-06-01T10:25:00.000Z",
+                                                                 "2023-06-01T10:20:00.000Z")
+    assert out.records == []
+    assert [(c.report.window_start[11:16], c.records) for c in out.closed] == [("10:00", [])]
+    # the delivery log alone moves on (an attempt never expected): the alerts' clock holds event time
+    assert run(core, att("ghost", "10:40:00.000", "10:40:00.500")) == Output()
+    assert core.stats().event_time == "2023-06-01T10:25:00.000Z"
+    # the tick moves the alerts' clock too: event time 10:45, watermark 10:40, so d1 (deadline
+    # 10:25) times out and window 10:15 (closes at 10:35) closes; the ghost's deadline 10:45 is not due
+    out = run(core, tick("10:45:00.000"))
+    assert core.stats().event_time == "2023-06-01T10:45:00.000Z"
+    assert [(r.delivery_id, r.status) for r in out.records] == [("d1", "no_handshake")]
+    [closed] = out.closed
+    assert closed.report.window_start[11:16] == "10:15"
+    assert counts(row(closed.report)) == {**ZERO, "alerts": 1, "no_handshake": 1}
+    assert core.pending == 1
+
+
+def _quiet_after_alerts_ran_ahead() -> MetricsCore:
+    """d1 (dsp 10:01:00.500) acknowledged at 10:01:01.240, then d2 at 10:20:00.000 and nothing
+    more: the alerts' clock at 10:20, the log's at 10:01:01.240, event time 10:01:01.240."""
+    core = MetricsCore()
+    run(core, tick("10:00:00.000"), exp("d1", "10:01:00.500"), att("d1", "10:01:00.540", "10:01:01.240"),
+        exp("d2", "10:20:00.000"))
+    assert core.stats().event_time == "2023-06-01T10:01:01.240Z"
+    return core
+
+
+def test_wall_clock_moves_both_clocks_on_from_the_later_one() -> None:
+    """A quiet stream: after idle_close_after_s the wall time elapsed since the last input moves
+    both clocks on from the later one (10:20): 5 minutes idle gives event time 10:25 and closes
+    window 10:00; d2's deadline (10:25) is not due at watermark 10:20."""
+    core = _quiet_after_alerts_ran_ahead()
+    wall = 1_700_000_000_000
+    assert not core.on_wall_clock(wall + 29_999, wall)  # not idle long enough
+    out = core.on_wall_clock(wall + 5 * MIN, wall)
+    assert core.stats().event_time == "2023-06-01T10:25:00.000Z"
+    assert out.records == []
+    [closed] = out.closed
+    assert closed.report.window_start[11:16] == "10:00"
+    assert counts(row(closed.report)) == {**ZERO, "alerts": 1, "complete": 1}
+
+
+def test_wall_clock_asked_every_second_moves_event_time_by_the_idle_time_only() -> None:
+    """The service asks every second with the wall time of the last input: event time is always
+    10:20 (the later clock at that input) + the idle time, however often it is asked. Window
+    10:00 closes at 5 minutes idle, d2 times out at 10 (event time 10:30, watermark 10:25)."""
+    core = _quiet_after_alerts_ran_ahead()
+    wall = 1_700_000_000_000
+    closed: list[tuple[int, str]] = []
+    records: list[tuple[int, str, str]] = []
+    for second in range(1, 10 * 60 + 1):
+        out = core.on_wall_clock(wall + second * 1000, wall)
+        closed += [(second, c.report.window_start[11:16]) for c in out.closed]
+        records += [(second, r.delivery_id, r.status) for r in out.records]
+    assert closed == [(300, "10:00")]
+    assert records == [(600, "d2", "no_handshake")]
+    assert core.stats().event_time == "2023-06-01T10:30:00.000Z"
 
 
 # -------------------------------------------------------------------- determinism
