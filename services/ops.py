@@ -19,6 +19,7 @@ import binascii
 import heapq
 import inspect
 import json
+import secrets
 import sys
 import time
 from collections import deque
@@ -427,6 +428,7 @@ async def scan_messages(nc, stream: str, filters: Sequence[str], first_seq: int,
         return
     js = nc.jetstream(timeout=10)
     consumer = await js.add_consumer(stream, api.ConsumerConfig(
+        name=f"scan-{secrets.token_hex(8)}",  # a named create: grantable per stream, see deploy/nats
         ack_policy=api.AckPolicy.NONE,
         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=max(first_seq, 1),

@@ -24,6 +24,7 @@ import structlog
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.security import NatsSecurity, NatsUserPassword
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -65,6 +66,7 @@ class Inbound:
     headers: dict[str, str]
     stream_seq: int
     stream_time_ms: int
+    pending: int = 0  # messages left in the consumer after this one (0: caught up)
 
 
 def inbound(msg: Msg) -> Inbound:
@@ -76,6 +78,7 @@ def inbound(msg: Msg) -> Inbound:
         headers=dict(msg.headers or {}),
         stream_seq=meta.sequence.stream,
         stream_time_ms=int(ts.timestamp() * 1000),
+        pending=meta.num_pending,
     )
 
 
@@ -141,15 +144,18 @@ class Service:
             "logger": logging.getLogger(f"faststream.{name}"),
             "log_level": logging.DEBUG,
         }
-        if settings.nats_user:
-            kwargs["user"] = settings.nats_user
-            kwargs["password"] = settings.nats_password or ""
-        if settings.nats_creds:
-            kwargs["user_credentials"] = settings.nats_creds
+        ssl_context = None
         if settings.nats_tls_ca:
             import ssl
 
-            kwargs["tls"] = ssl.create_default_context(cafile=settings.nats_tls_ca)
+            ssl_context = ssl.create_default_context(cafile=settings.nats_tls_ca)
+        if settings.nats_user:
+            kwargs["security"] = NatsUserPassword(settings.nats_user, settings.nats_password or "",
+                                                  ssl_context=ssl_context)
+        elif ssl_context is not None:
+            kwargs["security"] = NatsSecurity(ssl_context=ssl_context)
+        if settings.nats_creds:
+            kwargs["user_credentials"] = settings.nats_creds
         self.broker = NatsBroker(**kwargs)
         self.app = FastStream(self.broker, logger=logging.getLogger(f"faststream.{name}"))
         self.js: JetStreamContext | None = None

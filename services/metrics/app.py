@@ -15,13 +15,13 @@ from pathlib import Path
 
 import structlog
 
-from services.metrics.core import MetricsConfig, MetricsCore, Output
+from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
 from services.metrics.replay import read_events
 from services.runtime import Binding, Emitter, Inbound, Service
 from services.envelopes import events_of
 from shared import bus
 from shared import subjects as s
-from shared.events import LEGS, AstRecord, DeliveryExpected, encoder, record_id
+from shared.events import LEGS, AstRecord, DeliveryAttempted, DeliveryExpected, encoder, record_id
 from shared.settings import Settings
 from shared.telemetry import Metrics, Tracing, setup_metrics, setup_tracing
 
@@ -49,14 +49,19 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
         if telemetry is not None:
             headers = _observe(record, *telemetry)
         out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers)
+    latest: dict[str, ClosedWindow] = {}
     for closed in output.closed:
         report = closed.report
         out.single(report_subject, encoder.encode(report), report_id(report.window_start, report.revision, partition))
         if telemetry is not None:
             telemetry[1].add("alert_timing.windows.closed" if report.revision == 1 else "alert_timing.windows.revised", 1)
-        if data_dir is not None:
-            from services.metrics.files import write_window
+        latest[report.window_start] = closed
+    if data_dir is not None:
+        # Files for the latest revision of each window this step touched: every revision is
+        # on ast.report.15m, but a burst of late records rewrites a window's files once.
+        from services.metrics.files import write_window
 
+        for closed in latest.values():
             write_window(data_dir, closed)
 
 
@@ -89,7 +94,10 @@ def build(settings: Settings) -> Service:
     data_dir = Path(settings.data_dir)
     bindings = []
     cores: dict[int, MetricsCore] = {}
-    last_input = {"wall_ms": int(time.time() * 1000)}
+    started = int(time.time() * 1000)
+    # wall_ms: our last input; log_wall_ms: the delivery log's last message (held fresh while
+    # we are behind, so a backlog never reads as a stalled feed); caught_up: nothing pending.
+    last_input = {"wall_ms": started, "log_wall_ms": started, "caught_up": True}
     tracing, metrics = setup_tracing(s.METRICS), setup_metrics(s.METRICS)
     traces: dict[str, str] = {}  # delivery id -> trace context, only while tracing is on
     telemetry = (tracing, metrics, traces)
@@ -98,8 +106,17 @@ def build(settings: Settings) -> Service:
         core = cores[p] = MetricsCore(metrics_config(settings))
 
         def handle(batch: list[Inbound], out: Emitter, core: MetricsCore = core, p: int = p) -> None:
-            last_input["wall_ms"] = int(time.time() * 1000)
-            events = [event for _, event in events_of(batch, s.METRICS, out)]
+            now = last_input["wall_ms"] = int(time.time() * 1000)
+            pairs = list(events_of(batch, s.METRICS, out))
+            events = [event for _, event in pairs]
+            # When did the delivery log last speak? Its messages' store times, not when we
+            # got round to them: a backlog here is not a stalled feed.
+            logged = [m.stream_time_ms for m, e in pairs if type(e) is DeliveryAttempted]
+            if logged:
+                last_input["log_wall_ms"] = max(last_input["log_wall_ms"], max(logged))
+            last_input["caught_up"] = not batch or batch[-1].pending == 0
+            if not last_input["caught_up"]:
+                last_input["log_wall_ms"] = max(last_input["log_wall_ms"], now - 1000)
             if tracing.enabled:
                 for e in events:
                     if isinstance(e, DeliveryExpected) and e.trace:
@@ -135,7 +152,8 @@ def build(settings: Settings) -> Service:
             now = int(time.time() * 1000)
             for p, core in cores.items():
                 out = Emitter()
-                emit(core.on_wall_clock(now, last_input["wall_ms"]), out, data_dir, p, telemetry=telemetry)
+                emit(core.on_wall_clock(now, last_input["wall_ms"], last_input["log_wall_ms"]), out, data_dir, p,
+                     telemetry=telemetry)
                 messages = out.messages()
                 if messages:
                     try:

@@ -42,19 +42,25 @@ Event time and watermark
     Two inputs, two clocks: the alerts' clock (the greatest dsp_received of expectations,
     service responses and rejected inputs) and the delivery log's clock (the greatest
     su_passed or su_acknowledged of attempts); a ``ClockTick`` moves both. Event time is the
-    slower clock, but never more than ``max_log_lag_ms`` behind the alerts' clock::
+    slower clock::
 
-        event time = max(min(alerts, log), alerts - max_log_lag_ms)
+        event time = min(alerts, log)
 
-    (attempts only: the delivery log's clock; expectations only: alerts - max_log_lag_ms).
-    Alerts racing ahead of their Service Users' handshakes therefore neither time out the
-    deliveries still awaiting an acknowledgement nor close their windows: a window closes
-    once both inputs have moved past it, and each acknowledgement gives a first record in
-    an open window rather than a revision. A stalled delivery log holds windows open for
-    ``max_log_lag_ms`` longer at most; its deliveries then time out as ``no_handshake``,
-    and acknowledgements arriving after that revise them. Event time never goes back;
-    watermark = event time - allowed_lateness_ms. ``on_wall_clock`` (live runs) moves both
-    clocks on, from the later one at the last input, by the wall time elapsed since then.
+    (attempts only: the delivery log's clock; before the delivery log has said anything:
+    none yet). Alerts racing ahead of their Service Users' handshakes therefore neither time
+    out the deliveries still awaiting an acknowledgement nor close their windows: a window
+    closes once both inputs have moved past it, and each acknowledgement gives a first
+    record in an open window rather than a revision. This holds at any speed, including
+    an accelerated simulation of a day in seconds. Event time never goes back; watermark =
+    event time - allowed_lateness_ms.
+
+    Wall time enters only through ``on_wall_clock`` (live runs, never replay):
+    - a quiet stream (no input for ``idle_close_after_s``) moves both clocks on, from the
+      later one at the last input, by the wall time elapsed since then;
+    - a stalled delivery log (no attempt for ``idle_close_after_s`` while alerts flow) lets
+      the log's clock follow the alerts' clock ``max_log_lag_ms`` behind, so a broken log
+      feed holds windows open that much longer at most; its deliveries then time out as
+      ``no_handshake``, and acknowledgements arriving after that revise them.
 
 Windows
     15 minutes (``window_ms``), aligned to the epoch (so to the quarter hour UTC), by the
@@ -708,13 +714,13 @@ class MetricsCore:
                 elif t > self._alert_clock:
                     self._alert_clock = t
                 t = self._clock()
+                if self._first is None:
+                    self._start(raw)  # reporting starts at the first event's own window
             if t is not None:
                 et = self._event_time
                 if et is None or t > et:
                     self._event_time = t
                     self._wm = t - self._lateness
-                    if self._first is None:
-                        self._start(raw)  # reporting starts at the first event's own window
             if self._wm >= self._next_action:
                 self._advance(records, closed)
             if self._dirty:
@@ -727,29 +733,37 @@ class MetricsCore:
         return Output(records=records, closed=closed)
 
     def _clock(self) -> int | None:
-        """Event time from the two clocks: the slower one, but never more than
-        ``max_log_lag_ms`` behind the alerts."""
+        """Event time from the two clocks: the slower one."""
         a, log = self._alert_clock, self._log_clock
-        if a == -_NEVER:
-            return None if log == -_NEVER else int(log)
-        return int(max(min(a, log), a - self.config.max_log_lag_ms))
+        if log == -_NEVER:
+            return None
+        return int(min(a, log)) if a != -_NEVER else int(log)
 
-    def on_wall_clock(self, now_wall_ms: int, last_input_wall_ms: int) -> Output:
-        """Live runs only: after ``idle_close_after_s`` without input, event time moves on by
-        the wall time elapsed since the last input, so a quiet stream still closes windows."""
+    def on_wall_clock(self, now_wall_ms: int, last_input_wall_ms: int,
+                      last_log_wall_ms: int | None = None) -> Output:
+        """Live runs only. After ``idle_close_after_s`` without any input, event time moves on
+        by the wall time elapsed since the last input, so a quiet stream still closes windows.
+        After ``idle_close_after_s`` without a delivery-log input (``last_log_wall_ms``; None:
+        never) while alerts flow, the log's clock follows the alerts' ``max_log_lag_ms`` behind."""
+        limit = self.config.idle_close_after_s * 1000
         idle = now_wall_ms - last_input_wall_ms
         base = self._event_time_at_input
-        if base is None or idle < self.config.idle_close_after_s * 1000:
-            return Output(records=[], closed=[])
-        base = int(max(base, self._clocks_at_input))  # from the last input, not the last call
-        target = base + idle
-        self._alert_clock = max(self._alert_clock, target)
-        self._log_clock = max(self._log_clock, target)
         records: list[AstRecord] = []
         closed: list[ClosedWindow] = []
-        if self._event_time is None or target > self._event_time:
+        if base is not None and idle >= limit:
+            base = int(max(base, self._clocks_at_input))  # from the last input, not the last call
+            target = base + idle
+            self._alert_clock = max(self._alert_clock, target)
+            self._log_clock = max(self._log_clock, target)
+        elif (self._alert_clock != -_NEVER
+              and (last_log_wall_ms is None or now_wall_ms - last_log_wall_ms >= limit)):
+            self._log_clock = max(self._log_clock, self._alert_clock - self.config.max_log_lag_ms)
+        target = self._clock()
+        if target is not None and (self._event_time is None or target > self._event_time):
             self._event_time = target
             self._wm = target - self._lateness
+            if self._first is None:
+                self._start(target)
             if self._wm >= self._next_action:
                 self._advance(records, closed)
             if self._dirty:
@@ -1106,6 +1120,8 @@ class MetricsCore:
             return w
         if start < self._retain_from:
             return None  # forgotten
+        if self._first is None:  # an event placed before any event time: reporting starts here
+            self._start(start)
         w = self._windows[start] = _Window(start)
         first = self._first
         if start < first:  # type: ignore[operator]

@@ -21,6 +21,7 @@ from shared.settings import Settings
 from shared.timefmt import format_csp
 
 PUBLISH_CHUNK = 1000
+DISORDER_MS = 60_000
 
 
 @dataclass
@@ -99,7 +100,9 @@ async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, s
                 seen.add(notice.delivery_id)
                 lines.extend(service_user_answers(notice.delivery_id, notice.response_id, notice.dcc_alert_code,
                                                   notice.service_user_id, received, seed))
-            rng.shuffle(lines)  # the log does not arrive in order
+            # The log does not arrive in order, but not wildly out of it either: lines are
+            # shuffled within about a minute of their event time (DISORDER_MS).
+            lines.sort(key=lambda ln: ln.su_passed + rng.randrange(DISORDER_MS))
             await bus.publish_all(js, [bus.Outgoing(s.IN_DSP_DELIVERY, ln.data, ln.msg_id) for ln in lines], timeout)
             result.answered = len(seen)
     finally:

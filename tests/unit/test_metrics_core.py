@@ -512,8 +512,9 @@ def test_alerts_racing_ahead_of_their_acknowledgements_do_not_close_windows_unde
 
 @pytest.mark.parametrize("lag_min", [30, 10])
 def test_a_stalled_delivery_log_holds_windows_open_for_max_log_lag_at_most(lag_min: int) -> None:
-    """The delivery log stops at 10:00 while expectations keep coming: event time follows the
-    alerts' clock lag behind. d1 (dsp 10:01:00.500, deadline dsp + 5 min) times out as
+    """The delivery log stops at 10:00 while expectations keep coming: once the service's wall
+    clock says the log has been silent for idle_close_after_s, event time follows the alerts'
+    clock lag behind. d1 (dsp 10:01:00.500, deadline dsp + 5 min) times out as
     no_handshake when the alerts' clock reaches dsp + lag + 5 min lateness + 5 min timeout, d2
     (dsp 10:14:59.999) likewise, and window 10:00 closes when it reaches 10:15 + lag + 10 min.
     The acknowledgement, when the log comes back, revises d1 and the window."""
@@ -523,9 +524,14 @@ def test_a_stalled_delivery_log_holds_windows_open_for_max_log_lag_at_most(lag_m
     run(core, tick("10:00:00.000"))
     assert run(core, exp("d1", "10:01:00.500"), exp("d2", "10:14:59.999")) == Output()
 
+    wall = 1_000_000_000
+
     def alerts_clock(ms: int) -> Output:
-        """A new expectation (of a later window) moving the alerts' clock to ms."""
-        return run(core, exp(f"x{ms}", hms(ms)))
+        """A new expectation (of a later window) moving the alerts' clock to ms, then the
+        service's wall-clock call: inputs are flowing, the delivery log silent for a minute."""
+        first = run(core, exp(f"x{ms}", hms(ms)))
+        then = core.on_wall_clock(wall, wall, wall - 60_000)
+        return Output(records=first.records + then.records, closed=first.closed + then.closed)
 
     d1_due = at("10:01:00.500") + lag + 10 * MIN  # 10:41:00.500 with the default 30 minutes
     assert alerts_clock(d1_due - 1) == Output()

@@ -1,0 +1,413 @@
+"""compose.yaml, deploy/Dockerfile, deploy/otel and .env.example agree with the code:
+real CLI commands, only environment variables the code reads, files that exist, a stop
+grace period above the drain timeout, services that scale."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.cli import SERVICE_BUILDERS, build_parser
+from shared import subjects as s
+from shared.settings import ENV_VARS, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "compose.yaml"
+TLS_OVERLAY = REPO / "deploy" / "nats" / "compose.tls.yaml"
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+NATS_CONFIG = REPO / "deploy" / "nats" / "nats-server.conf"
+TLS_CONFIG = REPO / "deploy" / "nats" / "tls.conf"
+COLLECTOR = REPO / "deploy" / "otel" / "collector.yaml"
+ENV_EXAMPLE = REPO / ".env.example"
+
+#: Standard OpenTelemetry variables the telemetry module reads, and the log level.
+OTEL_VARS = {"OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER",
+             "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_METRICS_EXPORTER"}
+ALLOWED_ENV = set(ENV_VARS) | OTEL_VARS | {"ALERT_TIMING_LOG_LEVEL"}
+
+NATS_USERS = (*s.SERVICES, "bootstrap", "simulator", "ops")
+
+
+def password_var(user: str) -> str:
+    return user.upper().replace("-", "_") + "_NATS_PASSWORD"
+
+
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+SERVICES: dict[str, dict] = COMPOSE["services"]
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    result: list[list[tuple[str, str]]] = []
+    for ins in dockerfile_instructions():
+        if ins[0] == "FROM":
+            result.append([])
+        if result:
+            result[-1].append(ins)
+    return result
+
+
+def arg_defaults() -> dict[str, str]:
+    args = {}
+    for word, rest in dockerfile_instructions():
+        if word == "ARG" and "=" in rest:
+            k, v = rest.split("=", 1)
+            args[k.strip()] = v.strip()
+    return args
+
+
+def final(word: str) -> list[str]:
+    return [rest for w, rest in stages()[-1] if w == word]
+
+
+def exec_form(word: str) -> list[str]:
+    [rest] = final(word)
+    value = json.loads(rest)
+    assert isinstance(value, list), f"{word} must be the exec (JSON) form"
+    return value
+
+
+def test_dockerfile_is_multi_stage_with_a_slim_final_stage() -> None:
+    all_stages = stages()
+    assert len(all_stages) >= 2
+    froms = [rest for w, rest in dockerfile_instructions() if w == "FROM"]
+    assert re.search(r"\bAS builder\b", froms[0], re.I)
+    base = froms[-1].split()[0]
+    base = re.sub(r"\$\{(\w+)\}", lambda m: arg_defaults()[m.group(1)], base)
+    assert base == "python:3.11-slim"
+    # the final stage gets the venv from the builder and installs nothing itself
+    assert any("--from=builder" in rest and "/opt/venv" in rest for rest in final("COPY"))
+    assert not any("apt-get" in rest or "pip " in rest for rest in final("RUN"))
+    assert any("build-essential" in rest for w, rest in all_stages[0] if w == "RUN")
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    [user] = final("USER")
+    name = user.split(":")[0]
+    assert name not in ("root", "0")
+
+
+def test_dockerfile_entrypoint_is_exec_form_and_cmd_a_service() -> None:
+    assert exec_form("ENTRYPOINT") == ["alert-timing", "service"]
+    cmd = exec_form("CMD")
+    assert len(cmd) == 1 and cmd[0] in SERVICE_BUILDERS
+    build_parser().parse_args(["service", *cmd])
+
+
+def test_dockerfile_env_is_what_the_code_reads() -> None:
+    for rest in final("ENV"):
+        for name in re.findall(r"(\w+)=", rest):
+            if name.startswith(("ALERT_TIMING_", "NATS_", "OTEL_")):
+                assert name in ALLOWED_ENV, name
+
+
+def healthcheck_code() -> str:
+    [rest] = final("HEALTHCHECK")
+    command = json.loads(rest[rest.index("CMD") + 3:].strip())
+    assert command[:2] == ["python", "-c"]
+    return command[2]
+
+
+def test_dockerfile_has_a_healthcheck() -> None:
+    compile(healthcheck_code(), "<healthcheck>", "exec")
+
+
+@pytest.mark.integration
+async def test_healthcheck_sees_the_nats_connection(tmp_path: Path) -> None:
+    """The check passes while the process holds a NATS connection and fails without one
+    (run here against this test process instead of the container's PID 1)."""
+    import nats
+
+    from shared import bus
+
+    code = healthcheck_code().replace("psutil.Process(1)", f"psutil.Process({os.getpid()})")
+    assert str(os.getpid()) in code
+
+    def check(url: str) -> int:
+        env = {k: v for k, v in os.environ.items() if k != "NATS_URL"} | {"NATS_URL": url}
+        return subprocess.run([sys.executable, "-c", code], env=env, timeout=30).returncode
+
+    with bus.EmbeddedNats(tmp_path / "js") as server:
+        nc = await nats.connect(server.url)
+        try:
+            assert await asyncio.to_thread(check, f"nats://elsewhere:1,{server.url}") == 0
+        finally:
+            await nc.close()
+        assert await asyncio.to_thread(check, server.url) == 1
+
+
+def test_dockerignore_keeps_secrets_and_clutter_out() -> None:
+    lines = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert lines[0] == "*", "allow-list: everything is out unless re-included"
+    included = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
+    assert {"pyproject.toml", "shared", "services"} <= included
+    assert not included & {".env", ".venv", "var", ".git", "tests"}
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def ours() -> dict[str, dict]:
+    """Services running the project's image."""
+    return {name: svc for name, svc in SERVICES.items() if "build" in svc}
+
+
+def argv(svc: dict) -> list[str]:
+    entry = svc.get("entrypoint", exec_form("ENTRYPOINT"))
+    cmd = svc.get("command", exec_form("CMD"))
+    full = list(entry) + list(cmd)
+    assert full[0] == "alert-timing"
+    return full[1:]
+
+
+def test_the_four_services_bootstrap_and_tools_run_our_image() -> None:
+    assert set(s.SERVICES) | {"bootstrap", "simulate", "ops"} == set(ours())
+    images = {svc["image"] for svc in ours().values()}
+    assert len(images) == 1
+    for svc in ours().values():
+        assert svc["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+
+
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_command_is_a_real_cli_command(name: str) -> None:
+    args = argv(SERVICES[name])
+    try:
+        parsed = build_parser().parse_args(args)
+    except SystemExit as exc:  # argparse refuses unknown commands and options this way
+        pytest.fail(f"{name}: `alert-timing {' '.join(args)}` is not a valid command ({exc})")
+    if name in s.SERVICES:
+        assert parsed.command == "service" and parsed.name == name
+
+
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_environment_is_what_the_code_reads(name: str) -> None:
+    env = SERVICES[name]["environment"]
+    assert isinstance(env, dict)
+    unknown = set(env) - ALLOWED_ENV
+    assert not unknown, f"{name} sets variables no code reads: {sorted(unknown)}"
+    user = env["NATS_USER"]
+    assert user in NATS_USERS
+    assert env["NATS_PASSWORD"].startswith("${" + password_var(user) + ":?"), "required, from .env"
+    assert env["NATS_URL"] == "nats://nats:4222"
+    if name in s.SERVICES:
+        assert user == name and env["OTEL_SERVICE_NAME"] == name
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+        assert env["OTEL_TRACES_EXPORTER"] == "otlp"
+
+
+def test_each_service_has_its_own_user() -> None:
+    users = [ours()[n]["environment"]["NATS_USER"] for n in s.SERVICES]
+    assert users == list(s.SERVICES)
+
+
+def test_nats_gets_every_password_and_its_store() -> None:
+    nats = SERVICES["nats"]
+    env = nats["environment"]
+    referenced = config_variables(NATS_CONFIG)
+    assert referenced == {password_var(u) for u in NATS_USERS} | {"NATS_STORE_DIR"}
+    assert set(env) == referenced
+    assert env["NATS_STORE_DIR"] == "/data"
+    assert "nats-data:/data" in nats["volumes"]
+    assert nats["command"][-1] == "/etc/nats/nats-server.conf"
+    assert "./deploy/nats:/etc/nats:ro" in nats["volumes"]
+    for user in NATS_USERS:
+        assert env[password_var(user)].startswith("${" + password_var(user) + ":?")
+    test = " ".join(nats["healthcheck"]["test"])
+    assert "8222/healthz" in test and "http_port: 8222" in NATS_CONFIG.read_text()
+
+
+def config_variables(path: Path) -> set[str]:
+    """Environment references (``key: $VAR``) of a nats-server config file."""
+    lines = [ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    return set(re.findall(r"[:=]\s*\$([A-Z][A-Z0-9_]*)", "\n".join(lines)))
+
+
+def host_path(volume: str) -> Path | None:
+    source = volume.split(":")[0]
+    if source.startswith(("./", "/", "../")):
+        return (REPO / source).resolve()
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_mounted_files_exist(name: str) -> None:
+    for volume in SERVICES[name].get("volumes", []):
+        path = host_path(volume)
+        if path is None:
+            assert volume.split(":")[0] in (COMPOSE.get("volumes") or {}), f"undeclared volume {volume}"
+        else:
+            assert path.exists(), f"{name} mounts {volume}, which is not in the repository"
+            assert REPO in path.parents or path == REPO
+
+
+def seconds(value: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", str(value))
+    assert m, value
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+
+@pytest.mark.parametrize("name", s.SERVICES)
+def test_stop_grace_period_exceeds_the_drain_timeout(name: str) -> None:
+    svc = SERVICES[name]
+    drain = float(svc["environment"].get("ALERT_TIMING_DRAIN_TIMEOUT_S", Settings().drain_timeout_s))
+    assert seconds(svc["stop_grace_period"]) >= drain + 5
+
+
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_services_can_scale(name: str) -> None:
+    svc = SERVICES[name]
+    assert "container_name" not in svc
+    assert "ports" not in svc
+
+
+@pytest.mark.parametrize("name", sorted(ours()))
+def test_depends_on_with_conditions(name: str) -> None:
+    deps = SERVICES[name]["depends_on"]
+    assert isinstance(deps, dict) and deps
+    for dep, spec in deps.items():
+        assert dep in SERVICES
+        assert spec["condition"] in ("service_healthy", "service_completed_successfully", "service_started")
+    if name != "ops":
+        assert deps.get("bootstrap", {}).get("condition") == "service_completed_successfully" or name == "bootstrap"
+    if name in s.SERVICES or name == "bootstrap":
+        assert deps["nats"]["condition"] == "service_healthy"
+
+
+def test_metrics_keeps_its_files_on_a_volume() -> None:
+    metrics = SERVICES[s.METRICS]
+    data_dir = metrics["environment"]["ALERT_TIMING_DATA_DIR"]
+    assert any(v.split(":")[1] == data_dir and host_path(v) is None for v in metrics["volumes"])
+
+
+def test_tools_are_behind_profiles() -> None:
+    assert SERVICES["simulate"]["profiles"] == ["simulate"]
+    assert SERVICES["ops"]["profiles"] == ["ops"]
+    assert SERVICES["ops"]["environment"]["NATS_USER"] == "ops"
+    assert SERVICES["simulate"]["environment"]["NATS_USER"] == "simulator"
+
+
+# --------------------------------------------------------------------------- collector
+
+
+def test_collector_pipelines() -> None:
+    config = yaml.safe_load(COLLECTOR.read_text())
+    grpc = config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    http = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert (grpc, http) == ("0.0.0.0:4317", "0.0.0.0:4318")
+    assert config["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
+    assert config["exporters"]["prometheus"]["endpoint"] == "0.0.0.0:8889"
+    pipelines = config["service"]["pipelines"]
+    assert pipelines["traces"]["exporters"] == ["otlp/jaeger"]
+    assert pipelines["metrics"]["exporters"] == ["prometheus"]
+    assert pipelines["logs"]["exporters"] == ["debug"]
+    for pipeline in pipelines.values():
+        assert "batch" in pipeline["processors"]
+        for kind in ("receivers", "processors", "exporters"):
+            assert set(pipeline[kind]) <= set(config[kind])
+    collector = SERVICES["otel-collector"]
+    assert "contrib" in collector["image"]
+    assert any(v.startswith("./deploy/otel/collector.yaml:") for v in collector["volumes"])
+    assert "jaeger" in SERVICES
+
+
+# --------------------------------------------------------------------------- .env.example
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def test_env_example_lists_every_password_with_a_fake_value() -> None:
+    values = env_example()
+    assert set(values) == {password_var(u) for u in NATS_USERS}
+    for key, value in values.items():
+        assert "placeholder" in value and "not-a-secret" in value, key
+        # nats-server reads environment values as config values: a letter first, no
+        # spaces or separators, so it stays a string (deploy/nats/README.md).
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", value), key
+
+
+# --------------------------------------------------------------------------- `compose config`
+
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def run_config(tmp_path: Path, values: dict[str, str], *files: Path) -> subprocess.CompletedProcess:
+    command = compose_command()
+    if command is None:
+        pytest.skip("neither docker-compose nor `docker compose` is installed to validate compose.yaml")
+    env_file = tmp_path / "test.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NATS_PASSWORD")}
+    args = [*command, "--env-file", str(env_file), "--project-directory", str(REPO)]
+    for f in files:
+        args += ["-f", str(f)]
+    return subprocess.run([*args, "config"], capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+
+
+def test_compose_config_is_valid(tmp_path: Path) -> None:
+    done = run_config(tmp_path, env_example(), COMPOSE_FILE)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    assert resolved["services"]["hub-capture"]["environment"]["NATS_PASSWORD"] == env_example()[
+        "HUB_CAPTURE_NATS_PASSWORD"]
+
+
+def test_compose_refuses_to_start_without_a_password(tmp_path: Path) -> None:
+    values = env_example()
+    del values["OPS_NATS_PASSWORD"]
+    done = run_config(tmp_path, values, COMPOSE_FILE)
+    assert done.returncode != 0
+    assert "OPS_NATS_PASSWORD" in done.stderr + done.stdout or "set it in .env" in done.stderr
+
+
+def test_compose_tls_overlay_is_valid(tmp_path: Path) -> None:
+    done = run_config(tmp_path, env_example(), COMPOSE_FILE, TLS_OVERLAY)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"]
+    assert resolved["nats"]["command"][-1] == "/etc/nats/tls.conf"
+    tls_vars = config_variables(TLS_CONFIG)
+    assert tls_vars == {"NATS_SERVER_TLS_CERT", "NATS_SERVER_TLS_KEY"}
+    assert tls_vars <= set(resolved["nats"]["environment"])
+    for name in ours():
+        env = resolved[name]["environment"]
+        assert env["NATS_URL"] == "tls://nats:4222" and "NATS_TLS_CA" in env
+        assert set(env) <= ALLOWED_ENV
