@@ -63,6 +63,9 @@ ENV_VARS = {
     "ALERT_TIMING_IDLE_CLOSE_AFTER_S": "idle_close_after_s",
     "ALERT_TIMING_STREAM_REPLICAS": "stream_replicas",
     "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
+    # Read by shared/telemetry.py (no Settings field): the alert-journey trace's sampling.
+    "ALERT_TIMING_JOURNEY_SAMPLE_RATIO": "journey_sample_ratio",
+    "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
 }
 
 

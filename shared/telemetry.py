@@ -1,4 +1,5 @@
-"""Logging (structlog: JSON lines, or readable console on a TTY) for every command."""
+"""Telemetry for every command: logs (structlog: JSON lines, or readable console on a TTY),
+OpenTelemetry traces and metrics."""
 
 from __future__ import annotations
 
@@ -47,29 +48,95 @@ def _service(name: str) -> structlog.types.Processor:
 # =========================================================================== tracing
 #
 # Configured from the standard environment: OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER
-# (otlp | console | none), OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-# (OTLP over HTTP), OTEL_TRACES_SAMPLER(_ARG). Nothing set: a no-op, at no cost.
+# (otlp | console | none, or a comma-separated list), OTEL_EXPORTER_OTLP_ENDPOINT /
+# OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (OTLP over HTTP unless OTEL_EXPORTER_OTLP_PROTOCOL says
+# grpc), OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_* and OTEL_SDK_DISABLED. Nothing set: a no-op
+# that creates no spans at all.
 #
 # One alert is one trace across the services. Its context travels in the `traceparent`
 # header of per-message subjects (inputs, ast.deliver, ast.record) and, inside batch
 # envelopes, in each event's `trace` field (a header holds one context, an envelope many).
 
 import hashlib  # noqa: E402
+import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
+import msgspec  # noqa: E402
 from opentelemetry import trace as otel_trace  # noqa: E402
+from opentelemetry.context import Context  # noqa: E402
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator  # noqa: E402
 
 _propagator = TraceContextTextMapPropagator()
+_log = structlog.get_logger()
+
+#: Span attribute that marks the spans of an alert-journey trace (kept whatever the
+#: OTEL_TRACES_SAMPLER says: the journey has its own sampling, ratio plus outliers).
+JOURNEY_ATTRIBUTE = "alert.journey"
+
+#: The journey's legs: (span name, from point, to point). The device's own clock starts it.
+JOURNEY_LEGS = (
+    ("device to hub (device clock)", "device_alert_time", "chf_received"),
+    ("hub to CSP", "chf_received", "csp_received"),
+    ("CSP processing", "csp_received", "csp_sent"),
+    ("CSP to DSP", "csp_sent", "dsp_received"),
+    ("DSP to Service User", "dsp_received", "su_passed"),
+    ("Service User handshake", "su_passed", "su_acknowledged"),
+)
+JOURNEY_POINTS = ("device_alert_time", "chf_received", "csp_received", "csp_sent", "dsp_received",
+                  "su_passed", "su_acknowledged")
 
 
-def _exporter_name(kind: str) -> str:
+def _sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _exporter_names(kind: str) -> list[str]:
+    """OTEL_<KIND>_EXPORTER as a list; unset, OTLP when an endpoint is given, else none."""
+    if _sdk_disabled():
+        return []
     explicit = os.environ.get(f"OTEL_{kind}_EXPORTER")
     if explicit:
-        return explicit.split(",")[0].strip().lower()
+        names = [n.strip().lower() for n in explicit.split(",") if n.strip()]
+        return [n for n in names if n != "none"] if "none" not in names else []
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT")
-    return "otlp" if endpoint else "none"
+    return ["otlp"] if endpoint else []
+
+
+def _otlp_grpc(kind: str) -> bool:
+    protocol = (os.environ.get(f"OTEL_EXPORTER_OTLP_{kind}_PROTOCOL")
+                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip().lower()
+    if protocol == "grpc":
+        return True
+    if protocol not in ("http/protobuf", "http"):
+        raise SystemExit(f"alert-timing: OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not one of http/protobuf, grpc")
+    return False
+
+
+def _otlp_exporter(kind: str) -> Any:
+    """An OTLP exporter for traces or metrics, its endpoint and headers from the environment."""
+    signal = {"TRACES": "trace", "METRICS": "metric"}[kind]
+    cls = {"TRACES": "OTLPSpanExporter", "METRICS": "OTLPMetricExporter"}[kind]
+    if _otlp_grpc(kind):
+        try:
+            module = __import__(f"opentelemetry.exporter.otlp.proto.grpc.{signal}_exporter", fromlist=[cls])
+        except ImportError:
+            raise SystemExit("alert-timing: OTLP over gRPC needs opentelemetry-exporter-otlp-proto-grpc; "
+                             "OTLP over HTTP (the default) is installed") from None
+    else:
+        module = __import__(f"opentelemetry.exporter.otlp.proto.http.{signal}_exporter", fromlist=[cls])
+    return getattr(module, cls)()
+
+
+def _float_env(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw.strip() else default
+    except ValueError:
+        raise SystemExit(f"alert-timing: {name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SystemExit(f"alert-timing: {name}={raw!r} is not between {low:g} and {high:g}")
+    return value
 
 
 @dataclass
@@ -79,73 +146,111 @@ class Tracing:
     service: str
     tracer: Any = None
     provider: Any = None
-    journey_ratio: float = 0.0
+    journey_ratio: float = 0.01
     journey_outlier_ms: int = 10_000
 
     @property
     def enabled(self) -> bool:
         return self.tracer is not None
 
-    def step(self, name: str, parent: str | None, **attributes: Any) -> str | None:
-        """A span for one alert at this step, child of ``parent`` (a W3C traceparent) or a
-        new trace; returns the traceparent to hand on."""
-        if self.tracer is None:
+    def step(self, name: str, parent: str | None, start_ms: int | None = None, **attributes: Any) -> str | None:
+        """A span for one alert at this step, child of ``parent`` (a W3C traceparent) or the
+        root of a new trace; returns the traceparent to hand on. ``start_ms`` (epoch ms): when
+        the input was stored in JetStream, so the span shows queueing as well as the work."""
+        tracer = self.tracer
+        if tracer is None:
             return parent
-        context = _propagator.extract({"traceparent": parent}) if parent else None
-        span = self.tracer.start_span(name, context=context, attributes=_clean(attributes),
-                                      kind=otel_trace.SpanKind.CONSUMER)
-        span.end()
-        carrier: dict[str, str] = {}
-        _propagator.inject(carrier, context=otel_trace.set_span_in_context(span))
-        return carrier.get("traceparent", parent)
+        context = _parent_context(parent) if parent else _ROOT
+        now = time.time_ns()
+        start = min(start_ms * 1_000_000, now) if start_ms else now
+        span = tracer.start_span(name, context=context, attributes=_clean(attributes),
+                                 kind=otel_trace.SpanKind.CONSUMER, start_time=start)
+        span.end(end_time=now)
+        return traceparent_of(span.get_span_context()) or parent
 
-    def journey(self, record: Any, parent: str | None) -> None:
-        """The alert-journey trace: spans placed at the real timing points of a finished
-        record, so a tracing UI shows where the time went. Sampled by ratio, always for
-        outliers (end to end over the threshold)."""
+    def journey(self, record: Any, parent: str | None) -> bool:
+        """The alert-journey trace of a finished record: spans placed at its real timing
+        points, so a tracing UI shows where the time went. Its own trace, linked to the
+        record's span in the alert's trace. Sampled by ratio (deterministic per delivery),
+        always for outliers (end to end at or over the threshold). True when emitted."""
         if self.tracer is None:
-            return
+            return False
         e2e = record.end_to_end_ms
         outlier = e2e is not None and e2e >= self.journey_outlier_ms
         if not outlier and not sampled(record.delivery_id, self.journey_ratio):
-            return
+            return False
         from shared.timefmt import parse_iso
 
-        points = [(name, parse_iso(v)) for name in ("device_alert_time", "chf_received", "csp_received", "csp_sent",
-                                                    "dsp_received", "su_passed", "su_acknowledged")
-                  if (v := getattr(record, name)) is not None]
-        if len(points) < 2:
-            return
-        start = min(t for _, t in points)
-        end = max(t for _, t in points)
+        at = {name: parse_iso(v) for name in JOURNEY_POINTS if (v := getattr(record, name)) is not None}
+        if len(at) < 2:
+            return False
         links = []
         if parent:
-            linked = otel_trace.get_current_span(_propagator.extract({"traceparent": parent})).get_span_context()
-            links = [otel_trace.Link(linked)]
+            linked = otel_trace.get_current_span(_parent_context(parent)).get_span_context()
+            if linked.is_valid:
+                links = [otel_trace.Link(linked, {"link.reason": "alert processing trace"})]
+        ns = 1_000_000
         root = self.tracer.start_span(
-            f"alert journey {record.alert_code or ''} {record.dcc_alert_code or ''}".strip(),
-            start_time=start * 1_000_000, links=links, kind=otel_trace.SpanKind.INTERNAL,
-            attributes=_clean({"alert.response_id": record.response_id, "alert.delivery_id": record.delivery_id,
-                               "alert.region": record.region, "alert.status": record.status,
-                               "alert.end_to_end_ms": e2e, "alert.outlier": outlier,
-                               "alert.flags": ",".join(record.flags)}))
+            " ".join(filter(None, ("alert journey", record.alert_code, record.dcc_alert_code))),
+            context=Context(), start_time=min(at.values()) * ns, links=links, kind=otel_trace.SpanKind.INTERNAL,
+            attributes=_clean({JOURNEY_ATTRIBUTE: True, "alert.response_id": record.response_id,
+                               "alert.delivery_id": record.delivery_id, "alert.region": record.region,
+                               "alert.category": record.category, "alert.status": record.status,
+                               "alert.revision": record.revision, "alert.end_to_end_ms": e2e,
+                               "alert.outlier": outlier, "alert.flags": ",".join(record.flags),
+                               **{f"alert.{k}": getattr(record, k) for k in JOURNEY_POINTS}}))
         ctx = otel_trace.set_span_in_context(root)
-        legs = (("hub to CSP", "chf_received", "csp_received"), ("CSP processing", "csp_received", "csp_sent"),
-                ("CSP to DSP", "csp_sent", "dsp_received"), ("DSP to Service User", "dsp_received", "su_passed"),
-                ("Service User handshake", "su_passed", "su_acknowledged"))
-        at = dict(points)
-        if "device_alert_time" in at:
-            root.add_event("device alert time", timestamp=at["device_alert_time"] * 1_000_000)
-        for name, a, b in legs:
+        for point, moment in at.items():
+            root.add_event(point, timestamp=moment * ns)
+        for name, a, b in JOURNEY_LEGS:
             if a in at and b in at:
-                span = self.tracer.start_span(name, context=ctx, start_time=min(at[a], at[b]) * 1_000_000,
-                                              attributes={"leg.ms": at[b] - at[a], "leg.from": a, "leg.to": b})
-                span.end(end_time=max(at[a], at[b]) * 1_000_000)
-        root.end(end_time=end * 1_000_000)
+                span = self.tracer.start_span(name, context=ctx, start_time=min(at[a], at[b]) * ns,
+                                              kind=otel_trace.SpanKind.INTERNAL,
+                                              attributes={JOURNEY_ATTRIBUTE: True, "leg.ms": at[b] - at[a],
+                                                          "leg.from": a, "leg.to": b,
+                                                          "leg.clock_skew": at[b] < at[a]})
+                span.end(end_time=max(at[a], at[b]) * ns)
+        root.end(end_time=max(at.values()) * ns)
+        return True
 
     def shutdown(self) -> None:
         if self.provider is not None:
             self.provider.shutdown()
+
+
+_ROOT = Context()
+
+
+def _parent_context(traceparent: str) -> Context:
+    """The context a W3C traceparent names (version 00 parsed directly, on the hot path; the
+    propagator for anything else). Invalid: a new trace."""
+    parts = traceparent.split("-")
+    if len(parts) == 4 and parts[0] == "00" and len(parts[1]) == 32 and len(parts[2]) == 16 and len(parts[3]) == 2:
+        try:
+            trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+        except ValueError:
+            return _ROOT
+        if not trace_id or not span_id:
+            return _ROOT
+        ctx = otel_trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=otel_trace.TraceFlags(flags))
+        return otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(ctx), _ROOT)
+    return _propagator.extract({"traceparent": traceparent}, context=_ROOT)
+
+
+def traceparent_of(ctx: Any) -> str | None:
+    """The W3C traceparent of a span context (None when it is not valid)."""
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def trace_fields(traceparent: str | None) -> dict[str, str]:
+    """``trace_id``/``span_id`` of a traceparent, for a log line about one alert."""
+    if traceparent:
+        parts = traceparent.split("-")
+        if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+            return {"trace_id": parts[1], "span_id": parts[2]}
+    return {}
 
 
 def sampled(key: str, ratio: float) -> bool:
@@ -162,45 +267,117 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if v is not None}
 
 
-def setup_tracing(service: str, exporter: Any = None) -> Tracing:
-    """Tracing from the OTEL_* environment (or a given exporter, e.g. in-memory in tests)."""
-    name = _exporter_name("TRACES")
-    ratio = float(os.environ.get("ALERT_TIMING_JOURNEY_SAMPLE_RATIO", "0.01"))
-    outlier = int(os.environ.get("ALERT_TIMING_JOURNEY_OUTLIER_MS", "10000"))
-    if exporter is None and name in ("none", ""):
-        return Tracing(service, journey_ratio=ratio, journey_outlier_ms=outlier)
+class TraceIndex(dict):
+    """delivery id -> traceparent, held until the record is joined; bounded (the oldest
+    entries go first), so deliveries that never complete cannot grow it without end."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: str, value: str) -> None:
+        if key not in self and len(self) >= self.limit:
+            del self[next(iter(self))]
+        super().__setitem__(key, value)
+
+
+def _journey_sampler(inner: Any) -> Any:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
+
+    class JourneySampler(Sampler):
+        """OTEL_TRACES_SAMPLER for the per-hop spans; the journey's spans are already sampled."""
+
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: Any = None,
+                          attributes: Any = None, links: Any = None, trace_state: Any = None) -> Any:
+            if attributes and attributes.get(JOURNEY_ATTRIBUTE):
+                return ALWAYS_ON.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+            return inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+        def get_description(self) -> str:
+            return f"AlertJourney{{{inner.get_description()}}}"
+
+    return JourneySampler()
+
+
+def _resource(service: str) -> Any:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    return Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service})
+
+
+def setup_tracing(service: str, exporter: Any = None) -> Tracing:
+    """Tracing from the OTEL_* environment, or to a given exporter (e.g. in-memory in tests,
+    exported span by span)."""
+    ratio = _float_env("ALERT_TIMING_JOURNEY_SAMPLE_RATIO", 0.01, 0.0, 1.0)
+    outlier = int(_float_env("ALERT_TIMING_JOURNEY_OUTLIER_MS", 10_000, 0, float("inf")))
+    names = _exporter_names("TRACES")
+    if exporter is None and not names:
+        return Tracing(service, journey_ratio=ratio, journey_outlier_ms=outlier)
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
 
-    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service)})
-    provider = TracerProvider(resource=resource)  # sampler from OTEL_TRACES_SAMPLER(_ARG)
+    provider = TracerProvider(resource=_resource(service), sampler=_journey_sampler(_get_from_env_or_default()))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    elif name == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
-    elif name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     else:
-        raise SystemExit(f"alert-timing: OTEL_TRACES_EXPORTER={name!r} is not one of otlp, console, none")
+        for name in names:
+            if name == "otlp":
+                provider.add_span_processor(BatchSpanProcessor(_otlp_exporter("TRACES")))
+            elif name == "console":
+                provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+            else:
+                raise SystemExit(f"alert-timing: OTEL_TRACES_EXPORTER={name!r} is not one of otlp, console, none")
     return Tracing(service, provider.get_tracer("alert-timing"), provider, ratio, outlier)
 
 
 def add_trace_ids(_: object, __: str, event: dict) -> dict:
-    """structlog: the current span's ids on every log line."""
-    span = otel_trace.get_current_span()
-    ctx = span.get_span_context()
+    """structlog: the current span's ids on every log line (a line about one alert passes
+    its own, see ``trace_fields``)."""
+    if "trace_id" in event:
+        return event
+    ctx = otel_trace.get_current_span().get_span_context()
     if ctx.is_valid:
-        event.setdefault("trace_id", f"{ctx.trace_id:032x}")
-        event.setdefault("span_id", f"{ctx.span_id:016x}")
+        event["trace_id"] = f"{ctx.trace_id:032x}"
+        event["span_id"] = f"{ctx.span_id:016x}"
     return event
+
+
+# =========================================================================== logs
+
+
+class _Ids(msgspec.Struct):
+    """The identities a rejected input may carry (CSP North, CSP feeds, delivery log, events)."""
+
+    responseId: str | None = None  # noqa: N815 - wire names
+    messageId: str | None = None  # noqa: N815
+    deliveryId: str | None = None  # noqa: N815
+    response_id: str | None = None
+    delivery_id: str | None = None
+    trace: str | None = None
+
+
+_ids_decoder = msgspec.json.Decoder(_Ids)
+
+
+def log_rejected(event: Any, trace: str | None = None) -> None:
+    """One warning line for a rejected input: stage, reason, subject, stream sequence, and the
+    alert's response id, delivery id and trace ids when the input says them."""
+    try:
+        ids = _ids_decoder.decode(event.raw)
+    except (msgspec.DecodeError, TypeError):
+        ids = _Ids()
+    fields = trace_fields(trace or (event.headers or {}).get("traceparent") or ids.trace)
+    _log.warning("input rejected", stage=event.stage, reason=event.reason, detail=event.message[:200],
+                 subject=event.subject, seq=event.source_seq,
+                 response_id=ids.responseId or ids.messageId or ids.response_id,
+                 **_clean({"delivery_id": ids.deliveryId or ids.delivery_id}), **fields)
 
 
 # =========================================================================== metrics
 #
-# OTEL_METRICS_EXPORTER (otlp | console | none); same endpoint variables as traces.
+# OTEL_METRICS_EXPORTER (otlp | console | none); the same endpoint and protocol variables as
+# traces; OTEL_METRIC_EXPORT_INTERVAL (ms) for the export period.
 
 
 @dataclass
@@ -229,31 +406,31 @@ COUNTERS = {
     "alert_timing.messages.in": "messages taken from a consumer",
     "alert_timing.messages.out": "messages published",
     "alert_timing.messages.rejected": "inputs published to ast.rejected.<stage>",
-    "alert_timing.batches.retried": "batches NAKed for a later retry (transient failure)",
+    "alert_timing.batches.retried": "batches retried (outputs published again, or handed back after a defect)",
+    "alert_timing.dead_letters": "messages JetStream gave up on (max_deliver), copied to ast.dead-letter.<stage>",
     "alert_timing.windows.closed": "15-minute windows closed (first revision)",
     "alert_timing.windows.revised": "revised window reports (revision > 1)",
     "alert_timing.records": "AST records published (incl. revisions)",
 }
 
 
-def setup_metrics(service: str) -> Metrics:
-    name = _exporter_name("METRICS")
-    if name in ("none", ""):
+def setup_metrics(service: str, reader: Any = None) -> Metrics:
+    """Metrics from the OTEL_* environment, or to a given reader (e.g. in-memory in tests)."""
+    names = _exporter_names("METRICS")
+    if reader is None and not names:
         return Metrics()
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
-    if name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-        exporter: Any = OTLPMetricExporter()
-    elif name == "console":
-        exporter = ConsoleMetricExporter(out=sys.stderr)
-    else:
-        raise SystemExit(f"alert-timing: OTEL_METRICS_EXPORTER={name!r} is not one of otlp, console, none")
-    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service)})
-    provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(exporter)])
+    readers = [reader] if reader is not None else []
+    for name in names if reader is None else []:
+        if name == "otlp":
+            readers.append(PeriodicExportingMetricReader(_otlp_exporter("METRICS")))
+        elif name == "console":
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
+        else:
+            raise SystemExit(f"alert-timing: OTEL_METRICS_EXPORTER={name!r} is not one of otlp, console, none")
+    provider = MeterProvider(resource=_resource(service), metric_readers=readers)
     meter = provider.get_meter("alert-timing")
     metrics = Metrics(provider=provider)
     for counter, description in COUNTERS.items():

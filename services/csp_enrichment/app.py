@@ -10,25 +10,27 @@ from services.runtime import Binding, Emitter, Inbound, Service
 from shared import subjects as s
 from shared.events import AlertCaptured, AlertEnriched, RejectedInput
 from shared.settings import Settings
-from shared.telemetry import setup_tracing
+from shared.telemetry import Tracing, log_rejected, setup_tracing
 
 
-def build(settings: Settings) -> Service:
+def build(settings: Settings, tracing: Tracing | None = None) -> Service:
     offset = settings.csp_north_offset_ms
-    tracing = setup_tracing(STAGE)
+    tracing = tracing or setup_tracing(STAGE)
 
     def handle(batch: list[Inbound], out: Emitter) -> None:
-        for _, event in events_of(batch, STAGE, out):
+        for msg, event in events_of(batch, STAGE, out):
             if not isinstance(event, AlertCaptured):
                 continue
             result = enrich(event, offset)
             if isinstance(result, AlertEnriched):
                 if tracing.enabled:
                     result = msgspec.structs.replace(result, trace=tracing.step(
-                        "csp-enrichment", result.trace, **{"alert.response_id": result.response_id,
-                                                            "alert.code": result.alert_code}))
+                        "csp-enrichment", result.trace, msg.stream_time_ms, **{
+                            "alert.response_id": result.response_id, "alert.code": result.alert_code,
+                            "alert.recipient": result.recipient, "messaging.destination.name": msg.subject}))
                 out.event(s.ENRICHED, result)
             elif isinstance(result, RejectedInput):
+                log_rejected(result, event.trace)
                 out.rejected(result)
             else:
                 out.event(s.RESPONSE_SEEN, result)

@@ -16,32 +16,33 @@ from shared import subjects as s
 from shared.dcc_rules import RuleTable
 from shared.events import AlertEnriched, ClockTick, DeliveryAttempted, encoder
 from shared.settings import Settings
-from shared.telemetry import setup_tracing
+from shared.telemetry import Tracing, log_rejected, setup_tracing, trace_fields
 
 log = structlog.get_logger()
 
 
-def build(settings: Settings) -> Service:
+def build(settings: Settings, tracing: Tracing | None = None) -> Service:
     rules = RuleTable.load(settings.dcc_rules)
     partitions = settings.metrics_partitions
-    tracing = setup_tracing(STAGE)
+    tracing = tracing or setup_tracing(STAGE)
 
     def handle_alerts(batch: list[Inbound], out: Emitter) -> None:
-        for _, event in events_of(batch, STAGE, out):
+        for msg, event in events_of(batch, STAGE, out):
             if not isinstance(event, AlertEnriched):
                 continue
             made, flags = deliveries(event, rules)
             if flags:
                 log.debug("alert to the ACB raises no DCC alert", response_id=event.response_id,
-                          alert_code=event.alert_code)
+                          alert_code=event.alert_code, subject=msg.subject, **trace_fields(event.trace))
             for expected in made:
-                headers = None
                 if tracing.enabled:  # one span per delivery: the DCC alerts are children of the device alert
                     expected = msgspec.structs.replace(expected, trace=tracing.step(
-                        "dsp-mapping deliver", expected.trace, **{"alert.response_id": expected.response_id,
-                                                                  "alert.delivery_id": expected.delivery_id,
-                                                                  "alert.dcc_code": expected.dcc_alert_code}))
-                    headers = {"traceparent": expected.trace} if expected.trace else None
+                        "dsp-mapping deliver", expected.trace, msg.stream_time_ms, **{
+                            "alert.response_id": expected.response_id, "alert.delivery_id": expected.delivery_id,
+                            "alert.category": expected.category, "alert.dcc_code": expected.dcc_alert_code,
+                            "alert.service_user_id": expected.service_user_id}))
+                # the context travels on even when this service does not trace (the source's, if any)
+                headers = {"traceparent": expected.trace} if expected.trace else None
                 out.single(s.DELIVER, encoder.encode(notice(expected)), f"dlv:{expected.delivery_id}", headers)
                 out.event(s.expected(s.partition_of(expected.delivery_id, partitions)), expected)
 
@@ -55,8 +56,14 @@ def build(settings: Settings) -> Service:
             else:
                 event = delivery_attempt(msg, settings)
                 if isinstance(event, DeliveryAttempted):
+                    parent = msg.headers.get("traceparent")
+                    if parent and tracing.enabled:  # the delivery side handed the context back
+                        tracing.step("dsp-mapping delivery log", parent, msg.stream_time_ms, **{
+                            "alert.response_id": event.response_id, "alert.delivery_id": event.delivery_id,
+                            "alert.delivery_outcome": event.outcome, "messaging.destination.name": msg.subject})
                     out.event(s.attempted(s.partition_of(event.delivery_id, partitions)), event)
                     continue
+            log_rejected(event)
             out.rejected(event)
 
     return Service(STAGE, settings, [

@@ -9,22 +9,24 @@ from services.runtime import Binding, Emitter, Inbound, Service
 from shared import subjects as s
 from shared.events import RejectedInput
 from shared.settings import Settings
-from shared.telemetry import setup_tracing
+from shared.telemetry import Tracing, log_rejected, setup_tracing
 
 
-def build(settings: Settings) -> Service:
-    tracing = setup_tracing(s.HUB_CAPTURE)
+def build(settings: Settings, tracing: Tracing | None = None) -> Service:
+    tracing = tracing or setup_tracing(s.HUB_CAPTURE)
 
     def handle(batch: list[Inbound], out: Emitter) -> None:
         for msg in batch:
             event = capture(msg, settings)
             if isinstance(event, RejectedInput):
+                log_rejected(event)
                 out.rejected(event)
                 continue
             if tracing.enabled:  # the alert's trace starts here (or continues the source's)
                 event = msgspec.structs.replace(event, trace=tracing.step(
-                    "hub-capture", event.trace, **{"alert.response_id": event.response_id,
-                                                    "alert.region": event.region, "messaging.destination": msg.subject}))
+                    "hub-capture", event.trace, msg.stream_time_ms, **{
+                        "alert.response_id": event.response_id, "alert.region": event.region,
+                        "messaging.destination.name": msg.subject, "messaging.stream_seq": msg.stream_seq}))
             out.event(s.CAPTURED, event)
 
     return Service(s.HUB_CAPTURE, settings, [Binding(s.STREAM_IN, "hub-capture", "ast.in.csp-*", handle)],
