@@ -186,8 +186,8 @@ async def _replay(url: str) -> float:
 
 
 def pending_rss_mb(n: int = 1_000_000) -> float:
-    code = ("from services.metrics.bench import pending_memory; import json, psutil; pending_memory(%d); "
-            "print(json.dumps(psutil.Process().memory_info().rss / 2**20))" % n)
+    code = ("from services.metrics.bench import pending_memory; import json; "
+            "print(json.dumps(pending_memory(%d)['process_rss_mib']))" % n)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if out.returncode:
         say(out.stderr[-2000:])

@@ -126,20 +126,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from services.simulator.run import run_traffic
-    from services.supervisor import Supervisor, run_bootstrap, wait_for_signal
+    from services.supervisor import Supervisor, parse_replicas, run_bootstrap, wait_for_signal
 
     setup_logging("up", "WARNING")
     data_dir = Path(args.data_dir)
-    settings = settings_mod.load(nats_url=args.nats_url, data_dir=str(data_dir))
-    sup = Supervisor(settings, data_dir, args.nats_url)
+    if args.partitions is not None and args.partitions < 1:
+        print("alert-timing up: --partitions must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        replicas = parse_replicas(args.replicas)
+        settings = settings_mod.load(nats_url=args.nats_url, data_dir=str(data_dir),
+                                     metrics_partitions=args.partitions)
+        if settings.metrics_partitions > 1:  # metrics scales by partition: one replica each by default
+            replicas.setdefault(s.METRICS, settings.metrics_partitions)
+        sup = Supervisor(settings, data_dir, args.nats_url, replicas)
+    except ValueError as exc:
+        print(f"alert-timing up: {exc}", file=sys.stderr)
+        return 2
     code = 0
     try:
         url = sup.start_server()
-        settings = settings_mod.load(nats_url=url, data_dir=str(data_dir))
+        settings = settings_mod.load(nats_url=url, data_dir=str(data_dir), metrics_partitions=args.partitions)
         run_bootstrap(settings)
         sup.start_services()
         print(f"nats-server  {url}" + ("" if args.nats_url else f" (store {data_dir / 'jetstream'})"))
         print(f"services     {', '.join(sup.processes)} (logs in {sup.log_dir})")
+        if settings.metrics_partitions > 1:
+            owners = ", ".join(f"metrics-{i}: " + ("all" if p is None else f"partition {p}")
+                               for i, p in enumerate(sup.metrics_assignment))
+            print(f"partitions   {settings.metrics_partitions} ({owners})")
         if args.simulate:
             started = time.perf_counter()
             result = _run(run_traffic(settings, _traffic_config(args), rate=args.rate, wait_s=args.wait))
@@ -223,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="var", help="JetStream store, logs and AST files (default %(default)s)")
     p.add_argument("--simulate", action="store_true", help="push simulated traffic, print a summary, stop")
     p.add_argument("--keep", action="store_true", help="keep running after --simulate (for tail/trace/status)")
+    p.add_argument("--replicas", action="append", metavar="SERVICE=N",
+                   help="run N processes of SERVICE (repeatable, e.g. --replicas dsp-mapping=2); replicas share "
+                        "the service's durable consumers; metrics: 1 (owning every partition) or one per partition")
+    p.add_argument("--partitions", type=int, default=None, metavar="N",
+                   help="metrics partitions (default $ALERT_TIMING_METRICS_PARTITIONS or 1); with N > 1 one metrics "
+                        "replica per partition unless --replicas metrics=1")
     _simulate_args(p, 20_000)
     p.set_defaults(func=cmd_up)
 
@@ -253,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
-    for module in ("shared.gbcs_cli", "shared.report", "services.metrics.replay", "services.bench", "services.ops"):
+    for module in ("shared.gbcs_cli", "shared.report", "services.metrics.replay", "services.bench", "services.ops",
+                   "services.soak"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

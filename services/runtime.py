@@ -4,16 +4,32 @@ pipelined acks, and only then ack the inputs.
 
 Acknowledgement policy (chosen, not defaulted):
 - outputs are acknowledged by JetStream before the inputs are acked (at-least-once);
-- a transient failure (publish not acknowledged in time, broker gone) NAKs the batch
-  with a delay, so it comes back; the deterministic ``Nats-Msg-Id`` of every output
-  drops the copies already stored;
+- a transient failure (publish not acknowledged in time, broker gone, stream leader
+  moving) publishes the same outputs again, in place, until they are stored; the
+  deterministic ``Nats-Msg-Id`` of every output drops the copies already stored. The batch
+  is not handed back (NAK): a stateful stage (metrics) has already applied it, so a later
+  redelivery would change nothing and its outputs would be lost, and a NAK would let later
+  batches be acked first, leaving acked messages above the consumer's ack floor, which the
+  metrics start-up rebuild (ack floor only) would never see. Only on shutdown is an
+  unpublished batch handed back;
+- acks are confirmed (a flush round trip after each batch's acks, resent until it
+  succeeds), so batches are acked in order and none is acked only in the client's buffer;
 - a poison input never raises: the pure function turns it into a RejectedInput that is
-  published to ``ast.rejected.<stage>`` and the input is acked.
+  published to ``ast.rejected.<stage>`` and the input is acked;
+- a defect (the handler raises, or JetStream refuses an output for good) has the batch's
+  messages handled one by one, so only the message at fault is NAKed (with a delay) and
+  its batch-mates go through; after ``max_deliver`` deliveries JetStream gives up on it
+  and ``services.deadletter`` copies it, whole, to ``ast.dead-letter.<stage>``.
+
+Shutdown (SIGTERM): the batch in hand finishes (published and acked) within
+``drain_timeout_s``; messages fetched but not yet handled are handed back (NAK) at once
+rather than after ``ack_wait``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,8 +41,10 @@ from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.security import NatsSecurity, NatsUserPassword
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from shared import bus
 from shared.events import AnyEvent, Batch, RejectedInput, batch_id, encoder
@@ -52,9 +70,72 @@ def _patch_pull_timeout() -> None:
 
 _patch_pull_timeout()
 
+
+def _patch_pull_stop() -> None:
+    """faststream 0.7's batch pull loop drops a batch it fetched while the subscriber was being
+    stopped (``if messages and self.running``): neither handled nor handed back, those messages
+    wait out ``ack_wait`` (30 s) before anyone else gets them. The same loop, with the batch
+    handed back (NAK, no delay) when it cannot be handled any more."""
+    from contextlib import suppress
+    from time import monotonic
+
+    from faststream.nats.subscriber.usecases import stream_pull_subscriber as sps
+    from nats.errors import ConnectionClosedError
+    from nats.js.errors import ServiceUnavailableError
+
+    async def hand_back(messages: list[Msg]) -> None:
+        for m in messages:
+            if not m._ackd:
+                with suppress(Exception):
+                    await m.nak()
+
+    async def _consume_pull(self: Any) -> None:
+        assert self.subscription, "You should call `create_subscription` at first."
+        batch_size = self.pull_sub.batch_size
+        timeout = self.pull_sub.timeout
+        while self.running:
+            deadline = monotonic() + timeout if timeout is not None else None
+            messages: list[Msg] = []
+            remaining = None if deadline is None else deadline - monotonic()
+            try:
+                while len(messages) < batch_size and (remaining is None or remaining > 0) and self.running:
+                    try:
+                        messages += await self.subscription.fetch(batch=batch_size - len(messages),
+                                                                  timeout=remaining)
+                    except TimeoutError:  # builtins: nats' TimeoutError and asyncio's (see above)
+                        break
+                    except (ConnectionClosedError, ServiceUnavailableError):
+                        messages.clear()  # unacknowledged: the server redelivers them
+                        break
+                    remaining = None if deadline is None else deadline - monotonic()
+            except asyncio.CancelledError:
+                await hand_back(messages)
+                raise
+            if messages and self.running:
+                await self.consume(messages)
+            elif messages:
+                await hand_back(messages)
+
+    sps.BatchPullStreamSubscriber._consume_pull = _consume_pull  # type: ignore[method-assign]
+
+
+_patch_pull_stop()
+
 #: Most events in one envelope (keeps a message well under the 1 MiB default max_payload).
 ENVELOPE_MAX_EVENTS = 256
 RETRY_DELAY_S = 2.0
+#: Longest pause between two attempts at publishing the same outputs (transient failures).
+RETRY_MAX_DELAY_S = 5.0
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a failure to publish (or ack) will pass by itself: timeouts, a lost or
+    reconnecting connection, no stream answering, a stream or its leader unavailable. A
+    request JetStream answered with a 4xx error (payload too large, no such stream) will not."""
+    cause = exc.__cause__ if isinstance(exc, bus.PublishError) and exc.__cause__ is not None else exc
+    if isinstance(cause, APIError):
+        return (cause.code or 0) >= 500
+    return isinstance(cause, (TimeoutError, ConnectionError, OSError, nats.errors.Error))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +224,8 @@ class Service:
             "reconnect_time_wait": 0.5,
             "logger": logging.getLogger(f"faststream.{name}"),
             "log_level": logging.DEBUG,
+            # On stop, wait this long for the batch in hand (inside Service.run's drain bound).
+            "graceful_timeout": max(1.0, settings.drain_timeout_s * 0.75),
         }
         ssl_context = None
         if settings.nats_tls_ca:
@@ -159,16 +242,79 @@ class Service:
         self.broker = NatsBroker(**kwargs)
         self.app = FastStream(self.broker, logger=logging.getLogger(f"faststream.{name}"))
         self.js: JetStreamContext | None = None
-        self.counters: dict[str, int] = {"batches": 0, "in": 0, "out": 0, "rejected": 0, "retried": 0}
+        self.counters: dict[str, int] = {"batches": 0, "in": 0, "out": 0, "rejected": 0, "retried": 0,
+                                         "dead_lettered": 0}
+        #: Set on SIGTERM: a batch that cannot be published any more is handed back, not retried.
+        self.stopping = False
+        from services.deadletter import DeadLetters
+
+        self.dead_letters = DeadLetters(name, [(b.stream, b.durable) for b in self.bindings],
+                                        settings.publish_ack_timeout_s, on_dead=self._dead_lettered)
         for b in bindings:
             self._subscribe(b)
         self.app.after_startup(self._started)
 
     async def _started(self) -> None:
-        self.js = self.broker.connection.jetstream()
+        self.js = self.broker.connection.jetstream(timeout=self.settings.publish_ack_timeout_s)
+        await self.dead_letters.start(self.broker.connection)
         if self.metrics.provider is not None:
             self._lag_task = asyncio.create_task(self._watch_lag())
         log.info("service started", service=self.name, nats=self.settings.nats_url)
+
+    def _dead_lettered(self, stream: str, durable: str) -> None:
+        self.counters["dead_lettered"] += 1
+        self.metrics.add("alert_timing.dead_letters", 1, service=self.name, stream=stream, durable=durable)
+
+    async def _publish(self, out: list[Outgoing], msgs: list[Msg], binding: Binding, count: int) -> bool:
+        """Publish a batch's outputs until JetStream has stored them all (True), or until the
+        service stops (False). Raises on a failure that will not pass (a defect)."""
+        assert self.js is not None
+        delay = 0.25
+        while True:
+            try:
+                await bus.publish_all(self.js, out, self.settings.publish_ack_timeout_s)
+                return True
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                self.counters["retried"] += count
+                self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
+                if self.stopping:
+                    log.warning("batch not published before shutdown; handed back", service=self.name,
+                                subject=binding.subject, messages=count, error=str(exc))
+                    return False
+                log.warning("outputs not stored yet; publishing them again", service=self.name,
+                            subject=binding.subject, messages=count, error=str(exc), retry_in_s=delay)
+                for m in msgs:  # keep the batch ours meanwhile (ack_wait)
+                    with contextlib.suppress(Exception):
+                        await m.in_progress()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
+
+    async def _ack(self, msgs: list[Msg]) -> None:
+        """Ack a handled batch and make sure the server has the acks (a flush round trip): an
+        ack left in the client's buffer when the process dies, or lost with the connection,
+        would leave this batch below later ones that were acked. Resent until confirmed (an
+        ack is idempotent), or until the service stops (the batch is then redelivered)."""
+        nc = self.broker.connection
+        for m in msgs:
+            if not m._ackd:
+                await m.ack()
+        delay = 0.25
+        while True:
+            try:
+                await nc.flush(timeout=self.settings.publish_ack_timeout_s)
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure here means: not confirmed
+                if self.stopping or nc.is_closed:
+                    log.warning("acks not confirmed before shutdown; the batch may be redelivered",
+                                service=self.name, messages=len(msgs), error=str(exc))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
+                for m in msgs:
+                    with contextlib.suppress(Exception):
+                        await nc.publish(m.reply, b"")  # an empty reply is an ack
 
     async def _watch_lag(self) -> None:
         """Consumer lag (pending per durable) for the metrics exporter."""
@@ -184,43 +330,9 @@ class Service:
 
     def _subscribe(self, binding: Binding) -> None:
         settings = self.settings
-        context = self.broker.context
 
         async def handle(msgs: Any) -> None:
-            message = context.get_local("message")
-            emitter = Emitter()
-            try:
-                result = binding.handle([inbound(m) for m in msgs], emitter)
-                if result is not None:
-                    await result
-                out = emitter.messages()
-                assert self.js is not None
-                await bus.publish_all(self.js, out, settings.publish_ack_timeout_s)
-            except (bus.PublishError, ConnectionError, asyncio.TimeoutError) as exc:
-                self.counters["retried"] += len(msgs)
-                log.warning("batch will be retried", service=self.name, subject=binding.subject,
-                            messages=len(msgs), error=str(exc))
-                await message.nack(delay=RETRY_DELAY_S)
-                self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
-                return
-            except Exception:  # a defect, not bad input (that is rejected): retry, then dead-letter
-                self.counters["retried"] += len(msgs)
-                log.exception("batch failed; it will be retried and, after max_deliver, dead-lettered",
-                              service=self.name, subject=binding.subject, messages=len(msgs))
-                await message.nack(delay=RETRY_DELAY_S * 5)
-                self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
-                return
-            await message.ack()
-            rejected = sum(1 for o in out if o.subject.startswith(s.REJECTED))
-            self.counters["batches"] += 1
-            self.counters["in"] += len(msgs)
-            self.counters["out"] += len(out)
-            self.counters["rejected"] += rejected
-            metrics = self.metrics
-            if metrics.counters:
-                metrics.add("alert_timing.messages.in", len(msgs), service=self.name, subject=binding.subject)
-                metrics.add("alert_timing.messages.out", len(out), service=self.name)
-                metrics.add("alert_timing.messages.rejected", rejected, service=self.name)
+            await self._handle(binding, list(msgs))
 
         self.broker.subscriber(
             binding.subject,
@@ -231,6 +343,61 @@ class Service:
             decoder=raw_messages,
         )(handle)
 
+    async def _handle(self, binding: Binding, msgs: list[Msg]) -> None:
+        """One batch: the pure function, its outputs published, then the inputs acked."""
+        emitter = Emitter()
+        try:
+            result = binding.handle([inbound(m) for m in msgs], emitter)
+            if result is not None:
+                await result
+            out = emitter.messages()
+            published = await self._publish(out, msgs, binding, len(msgs))
+        except Exception:  # a defect, not bad input (that is rejected)
+            self.counters["retried"] += len(msgs)
+            self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
+            if len(msgs) > 1:
+                # Find the message at fault: the others must not share its retries and, after
+                # max_deliver, its dead letter. (A stateless stage just does the work again;
+                # the metrics core may have applied part of the batch, which it de-duplicates.)
+                log.exception("batch failed; handling its messages one by one", service=self.name,
+                              subject=binding.subject, messages=len(msgs))
+                for m in msgs:
+                    await self._handle(binding, [m])
+                return
+            log.exception("message failed; it will be retried and, after max_deliver, dead-lettered",
+                          service=self.name, subject=binding.subject, stream_seq=msgs[0].metadata.sequence.stream)
+            with contextlib.suppress(Exception):
+                await msgs[0].nak(delay=RETRY_DELAY_S * 5)
+            return
+        if not published:  # shutting down: hand the batch back for a replica or the next start
+            for m in msgs:
+                with contextlib.suppress(Exception):
+                    await m.nak()
+            return
+        await self._ack(msgs)
+        rejected = sum(1 for o in out if o.subject.startswith(s.REJECTED))
+        self.counters["batches"] += 1
+        self.counters["in"] += len(msgs)
+        self.counters["out"] += len(out)
+        self.counters["rejected"] += rejected
+        metrics = self.metrics
+        if metrics.counters:
+            metrics.add("alert_timing.messages.in", len(msgs), service=self.name, subject=binding.subject)
+            metrics.add("alert_timing.messages.out", len(out), service=self.name)
+            metrics.add("alert_timing.messages.rejected", rejected, service=self.name)
+
+    async def _quiesce(self) -> None:
+        """Stop fetching and let every pull loop end by itself: the batch in hand is published
+        and acked, a batch fetched but not started is handed back (see _patch_pull_stop).
+        faststream's own stop cancels the loops, and a fetch cancelled half way strands what
+        it had received until ack_wait."""
+        subscribers = list(self.broker.subscribers)
+        for sub in subscribers:
+            sub.running = False
+        loops = [task for sub in subscribers for task in getattr(sub, "tasks", []) if not task.done()]
+        if loops:
+            await asyncio.wait(loops)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -238,11 +405,18 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         await self.app.start()
         await stop.wait()
+        self.stopping = True
         log.info("service stopping", service=self.name, drain_timeout_s=self.settings.drain_timeout_s,
                  **self.counters)
+        await self.dead_letters.stop()
+        try:
+            await asyncio.wait_for(self._quiesce(), self.settings.drain_timeout_s * 0.75)
+        except asyncio.TimeoutError:
+            log.warning("batch in hand not finished in time", service=self.name)
         try:
             await asyncio.wait_for(self.app.stop(), self.settings.drain_timeout_s)
         except asyncio.TimeoutError:
             log.warning("drain timed out; unacked messages will be redelivered", service=self.name)
+        log.info("service stopped", service=self.name, **self.counters)
         self.tracing.shutdown()
         self.metrics.shutdown()

@@ -1,5 +1,10 @@
 """`alert-timing up`: an embedded nats-server (unless one is given), the stream bootstrap,
-the four services as separate processes, and optionally a simulated run end to end."""
+the four services as separate processes, and optionally a simulated run end to end.
+
+Scale-out: ``replicas={service: n}`` starts n processes of a service. Replicas of the
+stateless services share their durable pull consumers; metrics scales by partition, so its
+replicas are either one process owning every partition or one process per partition
+(``ALERT_TIMING_METRICS_PARTITION``), never two owning the same one."""
 
 from __future__ import annotations
 
@@ -18,14 +23,24 @@ from shared.settings import Settings
 
 class Supervisor:
     def __init__(self, settings: Settings, data_dir: Path, nats_url: str | None,
-                 replicas: dict[str, int] | None = None, log_dir: Path | None = None) -> None:
+                 replicas: dict[str, int] | None = None, log_dir: Path | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.data_dir = data_dir
         self.server: bus.EmbeddedNats | None = None
         self.nats_url = nats_url
-        self.replicas = replicas or {}
+        self.replicas = dict(replicas or {})
+        unknown = sorted(set(self.replicas) - set(s.SERVICES))
+        if unknown:
+            raise ValueError(f"no such service: {', '.join(unknown)} (services: {', '.join(s.SERVICES)})")
+        if any(n < 1 for n in self.replicas.values()):
+            raise ValueError(f"replicas must be at least 1: {self.replicas}")
+        self.metrics_assignment = metrics_assignment(settings.metrics_partitions, self.replicas.get(s.METRICS, 1))
         self.log_dir = log_dir or data_dir / "logs"
+        self.extra_env = dict(extra_env or {})
         self.processes: dict[str, subprocess.Popen] = {}
+        #: key -> (service, index, extra environment): what `restart` starts again
+        self.launched: dict[str, tuple[str, int, dict[str, str]]] = {}
 
     def start_server(self) -> str:
         if self.nats_url:
@@ -44,7 +59,9 @@ class Supervisor:
             "ALERT_TIMING_ALLOWED_LATENESS_S": str(self.settings.allowed_lateness_s),
             "ALERT_TIMING_HANDSHAKE_TIMEOUT_S": str(self.settings.handshake_timeout_s),
             "ALERT_TIMING_METRICS_PARTITIONS": str(self.settings.metrics_partitions),
+            "ALERT_TIMING_METRICS_PARTITION": "",  # every partition, unless a replica is given one
         })
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
@@ -55,10 +72,37 @@ class Supervisor:
         proc = subprocess.Popen([sys.executable, "-m", "services.cli", "service", name],
                                 env=self.env(**extra), stdout=log, stderr=log)
         self.processes[key] = proc
+        self.launched[key] = (name, index, dict(extra))
         return proc
+
+    def signal_service(self, key: str, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int | None:
+        """Send ``sig`` to one service process (``name-index``) and wait up to ``timeout`` for it
+        to end; its return code (None if it is still running)."""
+        proc = self.processes[key]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def restart_service(self, key: str) -> subprocess.Popen:
+        """Start a service process again as it was first started (after it died or was killed)."""
+        proc = self.processes.get(key)
+        if proc is not None and proc.poll() is None:
+            raise RuntimeError(f"{key} is still running")
+        name, index, extra = self.launched[key]
+        return self.start_service(name, index, **extra)
 
     def start_services(self) -> None:
         for name in s.SERVICES:
+            if name == s.METRICS:
+                for i, partition in enumerate(self.metrics_assignment):
+                    if partition is None:
+                        self.start_service(name, i)
+                    else:
+                        self.start_service(name, partition, ALERT_TIMING_METRICS_PARTITION=str(partition))
+                continue
             for i in range(self.replicas.get(name, 1)):
                 self.start_service(name, i)
 
@@ -83,10 +127,37 @@ class Supervisor:
             self.server = None
 
 
+def metrics_assignment(partitions: int, replicas: int) -> list[int | None]:
+    """The partition each metrics replica owns (None: every partition): one replica owns all,
+    or there is one replica per partition."""
+    if partitions < 1:
+        raise ValueError(f"metrics partitions must be at least 1, not {partitions}")
+    if replicas == 1:
+        return [None]
+    if replicas == partitions:
+        return list(range(partitions))
+    raise ValueError(f"metrics replicas must be 1 (owning every partition) or one per partition "
+                     f"({partitions}), not {replicas}")
+
+
+def parse_replicas(items: list[str] | None) -> dict[str, int]:
+    """``["dsp-mapping=2", "metrics=2"]`` -> ``{"dsp-mapping": 2, "metrics": 2}``."""
+    out: dict[str, int] = {}
+    for item in items or []:
+        name, sep, count = item.partition("=")
+        name = name.strip()
+        if not sep or name not in s.SERVICES or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"--replicas {item!r}: give SERVICE=N with N >= 1, SERVICE one of {', '.join(s.SERVICES)}")
+        out[name] = int(count)
+    return out
+
+
 async def bootstrap(settings: Settings) -> list[str]:
     nc = await bus.connect(settings, "bootstrap")
     try:
-        return await bus.bootstrap(nc.jetstream(), settings)
+        # The settings' timeout, not nats-py's 5 s: creating replicated streams on a loaded
+        # cluster takes longer than that.
+        return await bus.bootstrap(nc.jetstream(timeout=settings.publish_ack_timeout_s), settings)
     finally:
         await nc.close()
 

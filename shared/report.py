@@ -4,10 +4,13 @@
 
 Reads the AST files the metrics service writes (``DIR/ast/date=YYYY-MM-DD/ast_*_r<n>.parquet``
 and ``.json``) with DuckDB: of each 15-minute window only the latest revision's files, of
-each delivery only its latest revision. Records are selected by ``dsp_received`` in
-[from, to). Statistics are exact (``quantile_cont``, i.e. linear interpolation between the
-two nearest ranks); negative legs (clock skew) are counted, not used in percentiles, as in
-the 15-minute reports. Rejected inputs, service responses and deliveries without alert come
+each delivery only its latest revision. With several metrics partitions each partition
+writes its own files for every window (``ast_*_p<partition>_r<n>.*``, its own deliveries):
+the latest revision of each (window, partition) is read and the partitions are combined,
+records by union (a delivery lives in one partition), window counts by sum. Records are
+selected by ``dsp_received`` in [from, to). Statistics are exact (``quantile_cont``, i.e.
+linear interpolation between the two nearest ranks); negative legs (clock skew) are
+counted, not used in percentiles, as in the 15-minute reports. Rejected inputs, service responses and deliveries without alert come
 from the JSON window reports (they are not records).
 
 Writes to OUTDIR: ``summary.csv``, ``by_region.csv``, ``by_category.csv``,
@@ -33,9 +36,11 @@ import msgspec
 from shared.events import LEGS
 from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
 
-__all__ = ["ReportError", "add_parser", "main", "month_bounds", "run", "select_files"]
+__all__ = ["ReportError", "add_parser", "main", "month_bounds", "run", "select_files", "window_partitions"]
 
-FILE_RE = re.compile(r"^ast_(\d{8}T\d{4})_r(\d+)\.(parquet|json)$")
+#: ``ast_<window>[_p<partition>]_r<revision>.<kind>``; no partition: the single-partition default
+#: (read as partition 0).
+FILE_RE = re.compile(r"^ast_(\d{8}T\d{4})(?:_p(\d+))?_r(\d+)\.(parquet|json)$")
 DATE_DIR_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 #: SAT and AST times differ a little: look this far beyond the period for the other side.
@@ -85,13 +90,13 @@ def _period(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def select_files(data_dir: Path, start_ms: int, end_ms: int) -> tuple[list[Path], list[Path]]:
-    """Latest revision's Parquet and JSON file of every window in [start, end): the files of
-    windows starting from one window before ``start`` (a window holds the records of its
-    15 minutes by dsp_received)."""
+    """Latest revision's Parquet and JSON file of every window in [start, end) and every
+    metrics partition: the files of windows starting from one window before ``start`` (a
+    window holds the records of its 15 minutes by dsp_received)."""
     root = Path(data_dir) / "ast"
     first_day = format_iso(start_ms - 900_000)[:10]  # type: ignore[index]
     last_day = format_iso(end_ms - 1)[:10]  # type: ignore[index]
-    latest: dict[tuple[str, str], tuple[int, Path]] = {}
+    latest: dict[tuple[str, int, str], tuple[int, Path]] = {}
     for folder in root.iterdir() if root.is_dir() else ():
         m = DATE_DIR_RE.match(folder.name)
         if not m or not (first_day <= m.group(1) <= last_day) or not folder.is_dir():
@@ -100,16 +105,27 @@ def select_files(data_dir: Path, start_ms: int, end_ms: int) -> tuple[list[Path]
             f = FILE_RE.match(path.name)
             if not f:
                 continue
-            window, revision, kind = f.group(1), int(f.group(2)), f.group(3)
+            window, partition, revision, kind = f.group(1), int(f.group(2) or 0), int(f.group(3)), f.group(4)
             w_start = parse_iso(f"{window[:4]}-{window[4:6]}-{window[6:8]}T{window[9:11]}:{window[11:13]}:00Z")
             if w_start + 900_000 <= start_ms or w_start >= end_ms:
                 continue
-            held = latest.get((window, kind))
+            key = (window, partition, kind)
+            held = latest.get(key)
             if held is None or revision > held[0]:
-                latest[(window, kind)] = (revision, path)
-    parquet = [p for (w, k), (_, p) in sorted(latest.items()) if k == "parquet"]
-    reports = [p for (w, k), (_, p) in sorted(latest.items()) if k == "json"]
+                latest[key] = (revision, path)
+    parquet = [p for (_, _, k), (_, p) in sorted(latest.items()) if k == "parquet"]
+    reports = [p for (_, _, k), (_, p) in sorted(latest.items()) if k == "json"]
     return parquet, reports
+
+
+def window_partitions(paths: Sequence[Path]) -> dict[str, set[int]]:
+    """Window (``YYYYMMDDTHHMM``) -> the metrics partitions whose files are among ``paths``."""
+    out: dict[str, set[int]] = {}
+    for path in paths:
+        f = FILE_RE.match(Path(path).name)
+        if f:
+            out.setdefault(f.group(1), set()).add(int(f.group(2) or 0))
+    return out
 
 
 class _RowCounts(msgspec.Struct):
@@ -130,8 +146,10 @@ _report_counts = msgspec.json.Decoder(_ReportCounts)
 
 
 def _window_counts(paths: list[Path], start_ms: int, end_ms: int) -> list[tuple[int, int, int, int]]:
-    """(window start ms, rejected, service responses, deliveries without alert) of each window."""
-    out = []
+    """(window start ms, rejected, service responses, deliveries without alert) of each window,
+    the partitions' reports of a window added up (partition 0 alone counts responses and
+    rejections; each partition its own deliveries without alert)."""
+    sums: dict[int, list[int]] = {}
     for path in paths:
         try:
             rep = _report_counts.decode(path.read_bytes())
@@ -142,8 +160,11 @@ def _window_counts(paths: list[Path], start_ms: int, end_ms: int) -> list[tuple[
             continue
         for row in rep.rows:
             if row.region == "all" and row.category == "all":
-                out.append((start, row.rejected, row.service_responses_seen, row.delivery_without_alert))
-    return out
+                held = sums.setdefault(start, [0, 0, 0])
+                held[0] += row.rejected
+                held[1] += row.service_responses_seen
+                held[2] += row.delivery_without_alert
+    return [(start, c[0], c[1], c[2]) for start, c in sorted(sums.items())]
 
 
 # ----------------------------------------------------------------------------- query
@@ -256,7 +277,13 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     parquet, reports = select_files(data_dir, start_ms, end_ms)
     if not parquet:
         raise ReportError(f"no AST data in {data_dir / 'ast'} for {period}")
-    say(f"{len(parquet):,} window files (latest revisions) for {period}")
+    by_window = window_partitions(parquet)
+    partitions = set().union(*by_window.values())
+    say(f"{len(by_window):,} windows, {len(parquet):,} window files (latest revisions"
+        + (f", {len(partitions)} partitions" if len(partitions) > 1 else "") + f") for {period}")
+    gaps = sorted(w for w, held in by_window.items() if held != partitions)
+    if gaps:  # said, not hidden: a partition reports from its own first event, or has not closed it yet
+        say(f"{len(gaps):,} windows have files from only some partitions (first {gaps[0]})")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -390,7 +417,8 @@ ORDER BY leg, ms_from""")
     written.append(html)
     say("dashboard")
     con.close()
-    return {"records": records, "windows": len(parquet), "paths": written, "sat": sat_result}
+    return {"records": records, "windows": len(by_window), "partitions": sorted(partitions), "paths": written,
+            "sat": sat_result}
 
 
 def _sat_check(con: Any, sat: Path, parquet: list[Path], data_dir: Path, start_ms: int, end_ms: int,

@@ -23,7 +23,7 @@ from shared import bus
 from shared import subjects as s
 from shared.events import LEGS, AstRecord, DeliveryAttempted, DeliveryExpected, encoder, record_id
 from shared.settings import Settings
-from shared.telemetry import Metrics, Tracing, setup_metrics, setup_tracing
+from shared.telemetry import Metrics, TraceIndex, Tracing, setup_metrics, setup_tracing
 
 log = structlog.get_logger()
 
@@ -42,8 +42,11 @@ def report_id(window_start: str, revision: int, partition: int) -> str:
 
 def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0,
          report_subject: str = s.REPORT_15M, record_subject: str = s.RECORD,
-         telemetry: tuple[Tracing, Metrics, dict[str, str]] | None = None) -> None:
-    """Everything one step of the core produced, as messages and files."""
+         telemetry: tuple[Tracing, Metrics, dict[str, str]] | None = None,
+         partitions: int | None = None) -> None:
+    """Everything one step of the core produced, as messages and files. ``partition`` names the
+    reports (``Nats-Msg-Id``) and, with more than one partition (``partitions``; default: the
+    settings), the files."""
     for record in output.records:
         headers = None
         if telemetry is not None:
@@ -59,38 +62,51 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
     if data_dir is not None:
         # Files for the latest revision of each window this step touched: every revision is
         # on ast.report.15m, but a burst of late records rewrites a window's files once.
-        from services.metrics.files import write_window
+        from services.metrics.files import partition_tag, write_window
 
+        tag = partition_tag(partition, partitions) if latest else None
         for closed in latest.values():
-            write_window(data_dir, closed)
+            write_window(data_dir, closed, tag)
 
 
 def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict[str, str]) -> dict[str, str] | None:
-    """The join span (child of the delivery's trace), the journey trace, leg histograms."""
-    metrics.add("alert_timing.records", 1, status=record.status)
-    if metrics.histograms:
+    """The join span (child of the delivery's trace: one trace from the device alert to its
+    record), the journey trace of a complete record, leg histograms (complete records, so a
+    revision of an unfinished one does not count its legs twice; clock skew left out)."""
+    metrics.add("alert_timing.records", 1, status=record.status, region=record.region)
+    complete = record.status == "complete"
+    if metrics.histograms and complete:
         for leg in LEGS:
             value = getattr(record, leg)
             if value is not None and value >= 0:
                 metrics.record("alert_timing.leg", value, leg=leg, region=record.region)
     if not tracing.enabled:
         return None
-    parent = traces.pop(record.delivery_id, None) if record.status == "complete" else traces.get(record.delivery_id)
+    parent = traces.pop(record.delivery_id, None) if complete else traces.get(record.delivery_id)
     trace = tracing.step("metrics record", parent, **{
         "alert.response_id": record.response_id, "alert.delivery_id": record.delivery_id,
         "alert.status": record.status, "alert.revision": record.revision,
-        "alert.delivery_attempts": record.delivery_attempts})
-    tracing.journey(record, trace)
+        "alert.delivery_attempts": record.delivery_attempts, "alert.end_to_end_ms": record.end_to_end_ms})
+    if complete:
+        tracing.journey(record, trace)
     return {"traceparent": trace} if trace else None
 
 
 def partitions_owned(settings: Settings) -> list[int]:
+    """The partitions this replica runs: the one it is given, or every one."""
+    if settings.metrics_partitions < 1:
+        raise SystemExit(f"alert-timing metrics: ALERT_TIMING_METRICS_PARTITIONS={settings.metrics_partitions} "
+                         "must be at least 1")
     if settings.metrics_partition is not None:
+        if not 0 <= settings.metrics_partition < settings.metrics_partitions:
+            raise SystemExit(f"alert-timing metrics: ALERT_TIMING_METRICS_PARTITION={settings.metrics_partition} "
+                             f"is not one of the {settings.metrics_partitions} partitions "
+                             f"(0..{settings.metrics_partitions - 1})")
         return [settings.metrics_partition]
     return list(range(settings.metrics_partitions))
 
 
-def build(settings: Settings) -> Service:
+def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> Service:
     data_dir = Path(settings.data_dir)
     bindings = []
     cores: dict[int, MetricsCore] = {}
@@ -98,8 +114,9 @@ def build(settings: Settings) -> Service:
     # wall_ms: our last input; log_wall_ms: the delivery log's last message (held fresh while
     # we are behind, so a backlog never reads as a stalled feed); caught_up: nothing pending.
     last_input = {"wall_ms": started, "log_wall_ms": started, "caught_up": True}
-    tracing, metrics = setup_tracing(s.METRICS), setup_metrics(s.METRICS)
-    traces: dict[str, str] = {}  # delivery id -> trace context, only while tracing is on
+    tracing = tracing or setup_tracing(s.METRICS)
+    metrics = metrics or setup_metrics(s.METRICS)
+    traces: dict[str, str] = TraceIndex()  # delivery id -> trace context, only while tracing is on
     telemetry = (tracing, metrics, traces)
 
     for p in partitions_owned(settings):
@@ -145,21 +162,29 @@ def build(settings: Settings) -> Service:
 
     async def wall_clock() -> None:
         """Live runs: a quiet stream still closes windows on the wall clock."""
+        # What the core produced on the wall clock but JetStream has not stored yet. The core
+        # counts those windows as reported once on_wall_clock returns, so on a failed publish
+        # they are kept and published again (same Nats-Msg-Ids) before anything newer, never
+        # dropped: dropping them lost the windows' reports until a later revision.
+        unsent: list[bus.Outgoing] = []
         while True:
             await asyncio.sleep(1.0)
-            if service.js is None:
+            if service.js is None or service.stopping:
                 continue
-            now = int(time.time() * 1000)
-            for p, core in cores.items():
-                out = Emitter()
-                emit(core.on_wall_clock(now, last_input["wall_ms"], last_input["log_wall_ms"]), out, data_dir, p,
-                     telemetry=telemetry)
-                messages = out.messages()
-                if messages:
-                    try:
-                        await bus.publish_all(service.js, messages, settings.publish_ack_timeout_s)
-                    except bus.PublishError as exc:
-                        log.warning("wall-clock close not published yet", error=str(exc))
+            if not unsent:
+                now = int(time.time() * 1000)
+                for p, core in cores.items():
+                    out = Emitter()
+                    emit(core.on_wall_clock(now, last_input["wall_ms"], last_input["log_wall_ms"]), out, data_dir,
+                         p, telemetry=telemetry)
+                    unsent.extend(out.messages())
+            if unsent:
+                try:
+                    await bus.publish_all(service.js, unsent, settings.publish_ack_timeout_s)
+                    unsent = []
+                except Exception as exc:  # noqa: BLE001 - transient or not, they are kept and retried
+                    log.warning("wall-clock close not published yet; retrying", messages=len(unsent),
+                                error=str(exc))
 
     ticker: dict[str, asyncio.Task] = {}
 

@@ -168,6 +168,7 @@ def pending_memory(n: int = 1_000_000) -> dict[str, Any]:
     assert core.pending == n, core.pending
     held = after - before
     return {"pending": n, "rss_bytes": held, "rss_mib": round(held / 2**20, 1),
+            "process_rss_mib": round(after / 2**20, 1),
             "bytes_per_pending": round(held / n)}
 
 

@@ -1,9 +1,12 @@
 """The 15-minute files for DS&A: a closed window's records (CSV and Parquet) and its report (JSON).
 
 Layout: ``<data_dir>/ast/date=YYYY-MM-DD/ast_YYYYMMDDTHHMM_r<revision>.{csv,parquet,json}``,
-the date and time being the window start (UTC). Every file is written to a temporary name
-in the same directory and renamed into place, so a reader never sees half a file. A
-revision writes new files next to the old ones; nothing is ever edited.
+the date and time being the window start (UTC). With more than one metrics partition every
+partition reports the same windows for its own deliveries, so its files carry the partition:
+``ast_YYYYMMDDTHHMM_p<partition>_r<revision>.*``; a reader takes the latest revision of each
+(window, partition) and combines the partitions (``shared.report``). Every file is written to
+a temporary name in the same directory and renamed into place, so a reader never sees half a
+file. A revision writes new files next to the old ones; nothing is ever edited.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from services.metrics.core import ClosedWindow
 from shared.events import RECORD_FIELDS, TIMING_POINTS, AstRecord, encoder
 from shared.timefmt import from_ms
 
-__all__ = ["PARQUET_SCHEMA", "file_stem", "records_table", "window_dir", "write_window"]
+__all__ = ["PARQUET_SCHEMA", "file_stem", "partition_tag", "records_table", "window_dir", "write_window"]
 
 _INT_FIELDS = {"v", "revision", "comms_hub_id", "hub_to_csp_ms", "csp_to_dsp_ms", "dsp_to_su_ms",
                "su_handshake_ms", "end_to_end_ms", "delivery_attempts"}
@@ -45,8 +48,21 @@ def window_dir(data_dir: Path, start_ms: int) -> Path:
     return Path(data_dir) / "ast" / f"date={from_ms(start_ms).strftime('%Y-%m-%d')}"
 
 
-def file_stem(start_ms: int, revision: int) -> str:
-    return f"ast_{from_ms(start_ms).strftime('%Y%m%dT%H%M')}_r{revision}"
+def file_stem(start_ms: int, revision: int, partition: int | None = None) -> str:
+    """``ast_YYYYMMDDTHHMM_r<n>``; ``ast_YYYYMMDDTHHMM_p<partition>_r<n>`` for a partition's files."""
+    tag = "" if partition is None else f"_p{partition}"
+    return f"ast_{from_ms(start_ms).strftime('%Y%m%dT%H%M')}{tag}_r{revision}"
+
+
+def partition_tag(partition: int, partitions: int | None = None) -> int | None:
+    """The partition to put in a window's file names: None for the single-partition default
+    (``ast_..._r<n>``). ``partitions``: how many there are (default: the settings). A partition
+    other than 0 is always named, so partitions never write over each other's files."""
+    if partitions is None:
+        from shared.settings import load
+
+        partitions = load().metrics_partitions
+    return partition if partitions > 1 or partition != 0 else None
 
 
 def records_table(records: list[AstRecord]) -> pa.Table:
@@ -96,11 +112,12 @@ def _write_atomic(path: Path, data: bytes | None = None, table: pa.Table | None 
         raise
 
 
-def write_window(data_dir: Path, closed: ClosedWindow) -> list[Path]:
-    """Write the window's records (CSV, Parquet) and report (JSON); return the three paths."""
+def write_window(data_dir: Path, closed: ClosedWindow, partition: int | None = None) -> list[Path]:
+    """Write the window's records (CSV, Parquet) and report (JSON); return the three paths.
+    ``partition``: the metrics partition that closed it, None when there is only one."""
     folder = window_dir(Path(data_dir), closed.start_ms)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = file_stem(closed.start_ms, closed.report.revision)
+    stem = file_stem(closed.start_ms, closed.report.revision, partition)
     csv_path = folder / f"{stem}.csv"
     parquet_path = folder / f"{stem}.parquet"
     json_path = folder / f"{stem}.json"

@@ -109,7 +109,7 @@ async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None,
             async for events in read_events(nc, spec.filter_subjects, first, last):
                 output = core.apply(events)
                 out = Emitter()
-                emit(output, out, Path(data_dir), p,
+                emit(output, out, Path(data_dir), p, partitions=partitions,
                      report_subject=f"{publish_prefix}.report.15m" if publish_prefix else s.REPORT_15M,
                      record_subject=f"{publish_prefix}.record" if publish_prefix else s.RECORD)
                 if publish_prefix:

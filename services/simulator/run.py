@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import time
@@ -18,7 +19,7 @@ from shared import subjects as s
 from shared.dcc_rules import RuleTable
 from shared.events import AstRecord, DeliverNotice, deliver_decoder, record_decoder
 from shared.settings import Settings
-from shared.timefmt import format_csp
+from shared.timefmt import format_csp, format_iso
 
 PUBLISH_CHUNK = 1000
 DISORDER_MS = 60_000
@@ -29,7 +30,9 @@ class RunResult:
     traffic: Traffic
     records: dict[str, AstRecord] = field(default_factory=dict)  # latest revision per delivery
     record_messages: int = 0
-    reports: dict[str, int] = field(default_factory=dict)  # window_start -> latest revision
+    reports: dict[str, int] = field(default_factory=dict)  # window_start -> latest revision (any partition)
+    #: (metrics partition, window_start) -> latest revision: each partition reports every window
+    partition_reports: dict[tuple[int, str], int] = field(default_factory=dict)
     rejected: int = 0
     answered: int = 0
     publish_seconds: float = 0.0
@@ -42,17 +45,98 @@ def progress(text: str) -> None:
     print(f"\r{text:<78}", end="", file=sys.stderr, flush=True)
 
 
-async def _tail(js: JetStreamContext, stream: str, subjects: list[str], start_seq: int):
-    """An ephemeral pull consumer from a sequence: the reliable way to follow a stream."""
-    config = api.ConsumerConfig(
-        ack_policy=api.AckPolicy.NONE,
-        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=max(start_seq, 1),
-        filter_subjects=subjects,
-        inactive_threshold=60.0,
-        mem_storage=True,
-    )
-    return await js.pull_subscribe("", stream=stream, config=config)
+#: Seconds a follower goes without a message before it checks that its consumer still exists.
+FOLLOWER_CHECK_S = 3.0
+#: How long a publish is retried while the broker is away (restart, cluster fail-over).
+PUBLISH_RETRY_S = 120.0
+
+
+class _Follower:
+    """Follows a stream from a sequence through an ephemeral pull consumer, and opens a new
+    one from the next sequence when it is gone. An ephemeral (memory) consumer does not
+    survive a restart of its server, or the loss of the cluster node holding it: without this
+    the simulator stopped seeing records and deliveries after a broker restart."""
+
+    def __init__(self, js: JetStreamContext, stream: str, subjects: list[str], start_seq: int) -> None:
+        self.js, self.stream, self.subjects = js, stream, subjects
+        self.next_seq = max(start_seq, 1)
+        self.sub = None
+        self.quiet_since = time.monotonic()
+
+    async def open(self) -> _Follower:
+        config = api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.next_seq,
+            filter_subjects=self.subjects,
+            inactive_threshold=60.0,
+            mem_storage=True,
+        )
+        self.sub = await self.js.pull_subscribe("", stream=self.stream, config=config)
+        self.quiet_since = time.monotonic()
+        return self
+
+    async def _reopen(self) -> None:
+        old, self.sub = self.sub, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        try:
+            await self.open()
+        except Exception:  # noqa: BLE001 - the broker is still away: the next fetch tries again
+            await asyncio.sleep(0.5)
+
+    async def fetch(self, n: int, timeout: float) -> list:
+        if self.sub is None:
+            await self._reopen()
+            if self.sub is None:
+                return []
+        try:
+            msgs = await self.sub.fetch(n, timeout=timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            if time.monotonic() - self.quiet_since >= FOLLOWER_CHECK_S:
+                self.quiet_since = time.monotonic()
+                try:
+                    await self.sub.consumer_info()
+                except Exception:  # noqa: BLE001 - gone (or unreachable): open a new one
+                    await self._reopen()
+            return []
+        except Exception:  # noqa: BLE001 - consumer gone, connection lost or reconnecting
+            await self._reopen()
+            return []
+        if msgs:
+            self.next_seq = msgs[-1].metadata.sequence.stream + 1
+            self.quiet_since = time.monotonic()
+        return msgs
+
+    async def unsubscribe(self) -> None:
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
+            self.sub = None
+
+
+async def _tail(js: JetStreamContext, stream: str, subjects: list[str], start_seq: int) -> _Follower:
+    """Follow a stream from a sequence (an ephemeral pull consumer, reopened when lost)."""
+    return await _Follower(js, stream, subjects, start_seq).open()
+
+
+async def publish_retrying(js: JetStreamContext, messages: list[bus.Outgoing], timeout: float,
+                           give_up_s: float = PUBLISH_RETRY_S) -> None:
+    """``bus.publish_all``, again and again while the broker is away (every message carries
+    its ``Nats-Msg-Id``, so the copies already stored are dropped). Before, one publish not
+    acknowledged in time ended the whole run."""
+    deadline = time.monotonic() + give_up_s
+    delay = 0.25
+    while True:
+        try:
+            await bus.publish_all(js, messages, timeout)
+            return
+        except (bus.PublishError, nats.errors.Error, ConnectionError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 async def _fetch(sub, n: int = 1000, timeout: float = 0.5) -> list:
@@ -66,9 +150,11 @@ async def publish_inputs(js: JetStreamContext, traffic: Traffic, rate: float | N
                          show: bool) -> None:
     started = time.perf_counter()
     total = len(traffic.inputs)
-    for i in range(0, total, PUBLISH_CHUNK):
-        chunk = traffic.inputs[i : i + PUBLISH_CHUNK]
-        await bus.publish_all(js, [
+    # At a given rate, about ten chunks a second (a steady flow, not a burst every few seconds).
+    step = PUBLISH_CHUNK if not rate else max(1, min(PUBLISH_CHUNK, int(rate / 10)))
+    for i in range(0, total, step):
+        chunk = traffic.inputs[i : i + step]
+        await publish_retrying(js, [
             bus.Outgoing(m.subject, m.data, f"in:{m.response_id}:{m.kind}:{i + k}" if m.kind != "duplicate"
                          else f"dup:{m.response_id}:{i + k}", m.headers)
             for k, m in enumerate(chunk)
@@ -103,7 +189,7 @@ async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, s
             # The log does not arrive in order, but not wildly out of it either: lines are
             # shuffled within about a minute of their event time (DISORDER_MS).
             lines.sort(key=lambda ln: ln.su_passed + rng.randrange(DISORDER_MS))
-            await bus.publish_all(js, [bus.Outgoing(s.IN_DSP_DELIVERY, ln.data, ln.msg_id) for ln in lines], timeout)
+            await publish_retrying(js, [bus.Outgoing(s.IN_DSP_DELIVERY, ln.data, ln.msg_id) for ln in lines], timeout)
             result.answered = len(seen)
     finally:
         await sub.unsubscribe()
@@ -132,7 +218,10 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
 
         deadline = time.monotonic() + wait_s
         clock_sent = False
+        due = windows_due(traffic, settings.metrics_partitions)
         while time.monotonic() < deadline:
+            if su.done():
+                su.result()  # the Service User side failed: say why now, not at the deadline
             for m in await _fetch(records, 2000, 0.2):
                 if m.subject == s.RECORD:
                     record = record_decoder.decode(m.data)
@@ -143,8 +232,10 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
                     result.last_record = time.perf_counter()
                 else:
                     report = msgspec.json.decode(m.data)
-                    result.reports[report["window_start"]] = max(
-                        report["revision"], result.reports.get(report["window_start"], 0))
+                    window, revision = report["window_start"], report["revision"]
+                    result.reports[window] = max(revision, result.reports.get(window, 0))
+                    key = (report_partition(m.headers), window)
+                    result.partition_reports[key] = max(revision, result.partition_reports.get(key, 0))
             result.rejected += len(await _fetch(rejected, 1000, 0.01))
             if show:
                 progress(f"deliveries answered {result.answered}/{len(expected)}, "
@@ -153,10 +244,11 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
                 # The DSP gateway's clock moves on past the last window, its lateness and
                 # the handshake timeout, so every window closes by event time.
                 end = traffic.last_event_ms + int((settings.allowed_lateness_s + settings.handshake_timeout_s) * 1000) + 2 * 900_000
-                await js.publish(s.IN_DSP_CLOCK, msgspec.json.encode({"time": format_csp(end)}),
-                                 headers={"Nats-Msg-Id": f"clock:{config.seed}:{end}"})
+                tick = bus.Outgoing(s.IN_DSP_CLOCK, msgspec.json.encode({"time": format_csp(end)}),
+                                    f"clock:{config.seed}:{end}")
+                await publish_retrying(js, [tick], settings.publish_ack_timeout_s)
                 clock_sent = True
-            if expected.issubset(result.records) and (not close_windows or _all_windows(result, traffic)):
+            if expected.issubset(result.records) and (not close_windows or _all_windows(result, due)):
                 result.complete = True
                 break
         stop.set()
@@ -170,9 +262,37 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
     return result
 
 
-def _all_windows(result: RunResult, traffic: Traffic) -> bool:
-    if not traffic.dsp_received:
-        return True
-    first = min(traffic.dsp_received.values()) // 900_000
-    last = max(traffic.dsp_received.values()) // 900_000
-    return len(result.reports) >= last - first + 1
+def report_partition(headers: dict[str, str] | None) -> int:
+    """The metrics partition of an ``ast.report.15m`` message, from its ``Nats-Msg-Id``
+    (``report:<partition>:<window_start>:<revision>``)."""
+    parts = ((headers or {}).get("Nats-Msg-Id") or "").split(":", 2)
+    if len(parts) == 3 and parts[0] == "report" and parts[1].isdigit():
+        return int(parts[1])
+    return 0
+
+
+def windows_due(traffic: Traffic, partitions: int = 1) -> dict[int, set[str]]:
+    """The windows (``window_start``) each metrics partition must report for this traffic:
+    every window from the first to the last of its deliveries' DSP receipts (partition 0 also
+    counts the service responses), empty ones between included."""
+    bounds: dict[int, list[int]] = {}
+
+    def note(p: int, ms: int) -> None:
+        w = ms // 900_000
+        held = bounds.get(p)
+        if held is None:
+            bounds[p] = [w, w]
+        else:
+            held[0], held[1] = min(held[0], w), max(held[1], w)
+
+    for i in traffic.inputs:
+        if i.kind == "alert":
+            for d in i.deliveries:
+                note(s.partition_of(d, partitions), i.dsp_received)
+        elif i.kind == "service_response":
+            note(0, i.dsp_received)
+    return {p: {format_iso(w * 900_000) for w in range(lo, hi + 1)} for p, (lo, hi) in bounds.items()}
+
+
+def _all_windows(result: RunResult, due: dict[int, set[str]]) -> bool:
+    return all((p, w) in result.partition_reports for p, windows in due.items() for w in windows)

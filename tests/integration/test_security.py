@@ -253,6 +253,10 @@ CASES = [
 OWN_OUTPUTS = {
     user: {o for c in CASES if c.user == user for o in c.outputs} for user in s.SERVICES
 }
+# Dead letters (services/deadletter.py): each service copies the messages its own durables
+# gave up on to its own ast.dead-letter.<stage>, and to no one else's.
+for _user in s.SERVICES:
+    OWN_OUTPUTS[_user].add(s.dead_letter(_user))
 
 
 def test_cases_cover_every_durable_consumer() -> None:
@@ -351,6 +355,40 @@ async def test_service_user_is_refused_everything_else(bootstrapped: SecuredNats
     ]
     async with connect_as(bootstrapped, user) as conn:
         assert await conn.refused(publish=forbidden, subscribe=["ast.>", ">"]) == []
+
+
+@pytest.mark.parametrize("user", s.SERVICES)
+async def test_service_user_can_dead_letter_its_own_messages(bootstrapped: SecuredNats, user: str) -> None:
+    """What services.deadletter does, under the service's own user: listen to the
+    max-deliveries advisories of its own durables, read the named message back from its
+    stream by sequence, publish the copy to its own ast.dead-letter.<stage>. The advisories
+    of other services' durables and their dead-letter subjects are refused."""
+    from services.deadletter import DeadLetters, advisory_subject
+
+    own = [(c.stream, c.durable) for c in CASES if c.user == user]
+    others = [(c.stream, c.durable) for c in CASES if c.user != user]
+    marker = secrets.token_hex(8).encode()
+    stream = own[0][0]
+    feeder = next(c.feeder for c in CASES if c.user == user and c.stream == stream)
+    subject = next(c.input for c in CASES if c.user == user and c.stream == stream)
+    async with connect_as(bootstrapped, feeder) as feed:
+        ack = await feed.js.publish(subject, b'{"dead":"' + marker + b'"}',
+                                    headers={"Nats-Msg-Id": f"dead-test:{marker.decode()}"})
+    before = await stream_count(bootstrapped, s.STREAM_EVENTS, s.dead_letter(user))
+    async with connect_as(bootstrapped, user) as conn:
+        watcher = DeadLetters(user, own, timeout=5)
+        await watcher.start(conn.nc)  # the advisory subscriptions themselves
+        await conn.nc.flush(timeout=5)
+        event = await watcher.copy(ack.stream, own[0][1], ack.seq, deliveries=5)
+        await watcher.stop()
+        assert event.raw == b'{"dead":"' + marker + b'"}' and event.subject == subject
+        assert conn.violations() == []
+        assert await conn.refused(
+            publish=[s.dead_letter(x) for x in s.SERVICES if x != user]
+            + [f"$JS.API.STREAM.MSG.GET.{x}" for x in s.STREAM_SUBJECTS if x not in {st for st, _ in own}],
+            subscribe=[advisory_subject(st, d) for st, d in others]
+            + ["$JS.EVENT.ADVISORY.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"]) == []
+    assert await stream_count(bootstrapped, s.STREAM_EVENTS, s.dead_letter(user)) == before + 1
 
 
 async def test_hub_capture_cannot_publish_a_record(bootstrapped: SecuredNats) -> None:

@@ -1,0 +1,136 @@
+"""Dead letters: a message JetStream gave up on is kept, whole, on ``ast.dead-letter.<stage>``.
+
+A durable consumer redelivers a message until it is acknowledged, at most ``max_deliver``
+times (``shared.bus.ConsumerSpec``). When it stops trying, the server publishes an advisory
+on ``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`` carrying the stream
+sequence. Every service watches the advisories of its own durables (``services.runtime``
+starts this); for each one it reads the message back from its stream by sequence
+(``$JS.API.STREAM.MSG.GET.<stream>``) and publishes it as a ``RejectedInput``: the original
+bytes, headers, subject and sequence, reason ``max_deliveries``, with the
+``Nats-Msg-Id`` ``dead:<stream>:<seq>``. All replicas of a service see the advisory and all
+publish; JetStream keeps one copy. Each dead letter is counted
+(``alert_timing.dead_letters``, ``Service.counters["dead_lettered"]``) and logged.
+
+Limits, stated: advisories are plain NATS messages, not stored. One sent while no replica of
+the service is connected is not seen again (the message itself stays in its stream until
+``max_age``; ``alert-timing status`` shows the consumer's redelivery count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
+
+from shared import bus
+from shared import subjects as s
+from shared.events import RejectedInput, encoder
+
+log = structlog.get_logger()
+
+ADVISORY_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+REASON = "max_deliveries"
+#: Attempts at copying one message (the broker may be restarting); then it is logged as lost.
+ATTEMPTS = 5
+
+
+def advisory_subject(stream: str, durable: str) -> str:
+    return f"{ADVISORY_PREFIX}.{stream}.{durable}"
+
+
+def dead_letter_id(stream: str, seq: int) -> str:
+    return f"dead:{stream}:{seq}"
+
+
+def dead_letter(stage: str, stream: str, durable: str, seq: int, deliveries: int | None,
+                subject: str | None, headers: dict[str, str] | None, data: bytes | None) -> RejectedInput:
+    """The event published for a message a consumer gave up on (pure)."""
+    where = f"{stream}/{durable}"
+    if subject is None:
+        message = f"stream sequence {seq} exhausted max_deliver on {where} and is no longer in the stream"
+    else:
+        times = f"{deliveries} times" if deliveries else "max_deliver times"
+        message = f"delivered {times} on {where} without being acknowledged"
+    return RejectedInput(
+        event_id=dead_letter_id(stream, seq),
+        stage=stage,
+        reason=REASON,
+        message=message,
+        subject=subject or "",
+        headers={str(k): str(v) for k, v in (headers or {}).items()},
+        raw=data or b"",
+        source_seq=seq,
+    )
+
+
+class DeadLetters:
+    """Watches the max-deliveries advisories of a service's durables and copies each message
+    it names to ``ast.dead-letter.<stage>``."""
+
+    def __init__(self, stage: str, durables: Sequence[tuple[str, str]], timeout: float,
+                 on_dead: Callable[[str, str], None] | None = None) -> None:
+        self.stage = stage
+        self.durables = list(dict.fromkeys(durables))
+        self.timeout = timeout
+        self.on_dead = on_dead
+        self.count = 0
+        self._subs: list = []
+        self._nc: Client | None = None
+
+    async def start(self, nc: Client) -> None:
+        self._nc = nc
+        for stream, durable in self.durables:
+            self._subs.append(await nc.subscribe(advisory_subject(stream, durable), cb=self._on_advisory))
+
+    async def stop(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:  # noqa: BLE001 - closing anyway
+                log.debug("advisory subscription not closed", error=str(exc))
+
+    async def _on_advisory(self, msg: Msg) -> None:
+        try:
+            advisory = json.loads(msg.data)
+            stream, durable = advisory["stream"], advisory["consumer"]
+            seq = int(advisory["stream_seq"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("unreadable max-deliveries advisory", subject=msg.subject, error=str(exc))
+            return
+        deliveries = advisory.get("deliveries")
+        delay = 0.5
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                await self.copy(stream, durable, seq, deliveries)
+                return
+            except Exception as exc:  # noqa: BLE001 - the broker may be away for a moment
+                if attempt == ATTEMPTS:
+                    log.error("dead letter not published", stage=self.stage, stream=stream, durable=durable,
+                              stream_seq=seq, error=str(exc))
+                    return
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def copy(self, stream: str, durable: str, seq: int, deliveries: int | None = None) -> RejectedInput:
+        """Read message ``seq`` of ``stream`` and publish it as a dead letter."""
+        assert self._nc is not None
+        js = self._nc.jetstream(timeout=self.timeout)
+        try:
+            raw = await js.get_msg(stream, seq)
+            event = dead_letter(self.stage, stream, durable, seq, deliveries, raw.subject, raw.headers, raw.data)
+        except NotFoundError:
+            event = dead_letter(self.stage, stream, durable, seq, deliveries, None, None, None)
+        await bus.publish_all(js, [bus.Outgoing(s.dead_letter(self.stage), encoder.encode(event), event.event_id)],
+                              self.timeout)
+        self.count += 1
+        log.error("message dead-lettered", stage=self.stage, stream=stream, durable=durable, stream_seq=seq,
+                  subject=event.subject, deliveries=deliveries)
+        if self.on_dead is not None:
+            self.on_dead(stream, durable)
+        return event
