@@ -21,9 +21,9 @@ Acknowledgement policy (chosen, not defaulted):
   its batch-mates go through; after ``max_deliver`` deliveries JetStream gives up on it
   and ``services.deadletter`` copies it, whole, to ``ast.dead-letter.<stage>``.
 
-Shutdown (SIGTERM): the batch in hand finishes (published and acked) within
-``drain_timeout_s``; messages fetched but not yet handled are handed back (NAK) at once
-rather than after ``ack_wait``.
+Shutdown (SIGTERM): fetching stops; the batch in hand and whatever was already fetched are
+handled (published and acked) within ``drain_timeout_s``, so nothing is left waiting for
+``ack_wait``; a batch that cannot be published any more is handed back (NAK) at once.
 """
 
 from __future__ import annotations
@@ -73,21 +73,29 @@ _patch_pull_timeout()
 
 def _patch_pull_stop() -> None:
     """faststream 0.7's batch pull loop drops a batch it fetched while the subscriber was being
-    stopped (``if messages and self.running``): neither handled nor handed back, those messages
-    wait out ``ack_wait`` (30 s) before anyone else gets them. The same loop, with the batch
-    handed back (NAK, no delay) when it cannot be handled any more."""
+    stopped (``if messages and self.running``), or when a fetch fails half way (connection
+    lost): neither handled nor handed back, those messages wait out ``ack_wait`` (30 s) and
+    then come back behind newer ones. The same loop, with the messages in hand handled (on
+    stop too: a drain), or handed back (NAK, no delay) when they cannot be."""
     from contextlib import suppress
     from time import monotonic
 
     from faststream.nats.subscriber.usecases import stream_pull_subscriber as sps
-    from nats.errors import ConnectionClosedError
-    from nats.js.errors import ServiceUnavailableError
 
     async def hand_back(messages: list[Msg]) -> None:
         for m in messages:
             if not m._ackd:
                 with suppress(Exception):
                     await m.nak()
+
+    async def finish(self: Any, messages: list[Msg]) -> None:
+        """Handle messages fetched while stopping (faststream's consume() refuses them once the
+        subscriber is stopped): drained, not handed back, so nothing is left pending and the
+        next instance finds the consumer in order. Handed back if that fails."""
+        try:
+            await self.process_message(messages)
+        except Exception:  # noqa: BLE001 - not handled: someone else will be
+            await hand_back(messages)
 
     async def _consume_pull(self: Any) -> None:
         assert self.subscription, "You should call `create_subscription` at first."
@@ -104,8 +112,12 @@ def _patch_pull_stop() -> None:
                                                                   timeout=remaining)
                     except TimeoutError:  # builtins: nats' TimeoutError and asyncio's (see above)
                         break
-                    except (ConnectionClosedError, ServiceUnavailableError):
-                        messages.clear()  # unacknowledged: the server redelivers them
+                    except Exception:  # noqa: BLE001 - connection lost or reconnecting, consumer away
+                        # faststream dropped the messages already in hand here (back after
+                        # ack_wait, behind newer ones): they are handled now instead, and
+                        # the next pull tries again.
+                        if not messages:
+                            await asyncio.sleep(0.1)
                         break
                     remaining = None if deadline is None else deadline - monotonic()
             except asyncio.CancelledError:
@@ -114,7 +126,19 @@ def _patch_pull_stop() -> None:
             if messages and self.running:
                 await self.consume(messages)
             elif messages:
-                await hand_back(messages)
+                await finish(self, messages)
+        # Stopping. Messages of the last pull request may still arrive (it lives as long as the
+        # fetch timeout) or sit in the subscription's queue, where nobody would read them: wait
+        # out the request, then handle whatever is queued too.
+        await asyncio.sleep(max(0.1, 2 * (timeout or 0)))
+        queued = self.subscription._sub._pending_queue
+        held = []
+        while not queued.empty():
+            m = queued.get_nowait()
+            if m.reply and m.reply.startswith("$JS.ACK."):  # not the server's status messages
+                held.append(m)
+        if held:
+            await finish(self, held)
 
     sps.BatchPullStreamSubscriber._consume_pull = _consume_pull  # type: ignore[method-assign]
 
@@ -299,7 +323,8 @@ class Service:
         nc = self.broker.connection
         for m in msgs:
             if not m._ackd:
-                await m.ack()
+                with contextlib.suppress(Exception):  # not sent: the flush below fails and resends it
+                    await m.ack()
         delay = 0.25
         while True:
             try:
@@ -388,7 +413,7 @@ class Service:
 
     async def _quiesce(self) -> None:
         """Stop fetching and let every pull loop end by itself: the batch in hand is published
-        and acked, a batch fetched but not started is handed back (see _patch_pull_stop).
+        and acked, what was fetched but not started is handled too (see _patch_pull_stop).
         faststream's own stop cancels the loops, and a fetch cancelled half way strands what
         it had received until ack_wait."""
         subscribers = list(self.broker.subscribers)

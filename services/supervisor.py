@@ -68,9 +68,9 @@ class Supervisor:
     def start_service(self, name: str, index: int = 0, **extra: str) -> subprocess.Popen:
         key = f"{name}-{index}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{key}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "service", name],
-                                env=self.env(**extra), stdout=log, stderr=log)
+        with open(self.log_dir / f"{key}.log", "ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen([sys.executable, "-m", "services.cli", "service", name],
+                                    env=self.env(**extra), stdout=log, stderr=log)
         self.processes[key] = proc
         self.launched[key] = (name, index, dict(extra))
         return proc

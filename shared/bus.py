@@ -154,20 +154,26 @@ async def publish_all(
     """Publish every message with its ``Nats-Msg-Id`` and wait for all acks together."""
     if not messages:
         return
-    futures = []
-    for m in messages:
-        headers = {"Nats-Msg-Id": m.msg_id}
-        if m.headers:
-            headers.update(m.headers)
-        futures.append(await js.publish_async(m.subject, m.payload, headers=headers))
+    futures: list[asyncio.Future] = []
     try:
+        for m in messages:
+            headers = {"Nats-Msg-Id": m.msg_id}
+            if m.headers:
+                headers.update(m.headers)
+            futures.append(await js.publish_async(m.subject, m.payload, headers=headers))
         await asyncio.wait_for(asyncio.gather(*futures), timeout)
     except (TimeoutError, asyncio.TimeoutError) as exc:
-        for f in futures:
-            f.cancel()
         raise PublishError(f"{len(messages)} publishes not acknowledged within {timeout}s") from exc
-    except Exception as exc:  # an API error from the stream (e.g. no stream, too large)
+    except Exception as exc:  # an API error from the stream (e.g. no stream, too large), a lost connection
         raise PublishError(f"publish failed: {exc}") from exc
+    finally:
+        # Every future left waiting holds one of nats-py's pending-publish slots (4,000) until
+        # it is done: after a failure half way (connection lost while publishing, one API
+        # error) the others were left waiting for acks that may never come, and enough such
+        # failures would stall every later publish. Cancelled, they give their slot back.
+        for f in futures:
+            if not f.done():
+                f.cancel()
 
 
 # --------------------------------------------------------------------------- embedded server

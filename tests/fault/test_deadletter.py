@@ -1,0 +1,92 @@
+"""Dead letters on a real nats-server: a message a handler can never take is redelivered
+``max_deliver`` times, then copied whole to ``ast.dead-letter.<stage>`` (once, whatever the
+number of replicas), counted, and its batch-mates go through.
+
+The service is a test double built here from ``services.runtime.Service`` with a handler that
+raises for one poison message; its durable is the test's own (max_deliver 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import msgspec
+import pytest
+from nats.js import api
+
+from services import runtime
+from services.deadletter import REASON, dead_letter_id
+from services.runtime import Binding, Emitter, Inbound, Service
+from shared import bus
+from shared import subjects as s
+from shared.settings import Settings
+from tests.integration.conftest import collect
+
+pytestmark = [pytest.mark.integration]
+
+STAGE = "poison-test"
+MAX_DELIVER = 3
+
+
+async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "RETRY_DELAY_S", 0.1)  # NAK delay 0.5 s: max_deliver reached in seconds
+    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+        settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
+        nc = await bus.connect(settings, "test")
+        js = nc.jetstream(timeout=10)
+        await bus.bootstrap(js, settings)
+        await js.add_consumer(s.STREAM_IN, api.ConsumerConfig(
+            durable_name=STAGE, name=STAGE, ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL, max_deliver=MAX_DELIVER, ack_wait=10.0,
+            filter_subjects=[s.IN_CSP_SOUTH]))
+
+        handled: list[bytes] = []
+        attempts: list[int] = []
+
+        def handle(batch: list[Inbound], out: Emitter) -> None:
+            for m in batch:
+                if b"poison" in m.data:
+                    attempts.append(m.stream_seq)
+                    raise RuntimeError("this handler cannot take that message")
+            handled.extend(m.data for m in batch)
+
+        service = Service(STAGE, settings, [Binding(s.STREAM_IN, STAGE, s.IN_CSP_SOUTH, handle)])
+        await service.app.start()
+        try:
+            poison = b'{"poison": true, "bytes": "\\u00e9 kept as sent"}'
+            headers = {"Dsp-Received-Timestamp": "20230601101502.500", "X-Trace": "abc"}
+            good = [b'{"good": 1}', b'{"good": 2}']
+            # One batch: a good message, the poison, another good one.
+            futures = [await js.publish_async(s.IN_CSP_SOUTH, good[0]),
+                       await js.publish_async(s.IN_CSP_SOUTH, poison, headers=headers),
+                       await js.publish_async(s.IN_CSP_SOUTH, good[1])]
+            acks = await asyncio.gather(*futures)
+            poison_seq = acks[1].seq
+
+            msgs = await collect(js, s.STREAM_EVENTS, [s.dead_letter(STAGE)], lambda got: len(got) >= 1, timeout=60)
+            assert len(msgs) == 1, "no dead letter"
+            assert msgs[0].headers["Nats-Msg-Id"] == dead_letter_id(s.STREAM_IN, poison_seq)
+            dead = msgspec.json.decode(msgs[0].data)
+            assert dead["reason"] == REASON and dead["stage"] == STAGE
+            assert base64.b64decode(dead["raw"]) == poison  # whole, byte for byte
+            assert dead["subject"] == s.IN_CSP_SOUTH and dead["source_seq"] == poison_seq
+            assert {k: v for k, v in dead["headers"].items() if k in headers} == headers
+            assert str(MAX_DELIVER) in dead["message"]
+            # every delivery tried it (the first one twice: in its batch, then alone)
+            assert set(attempts) == {poison_seq} and len(attempts) == MAX_DELIVER + 1
+            assert sorted(handled) == sorted(good)  # its batch-mates went through
+            assert service.counters["dead_lettered"] == 1
+
+            # A second replica seeing the same advisory publishes the same copy: JetStream keeps one.
+            await service.dead_letters.copy(s.STREAM_IN, STAGE, poison_seq, MAX_DELIVER)
+            again = await collect(js, s.STREAM_EVENTS, [s.dead_letter(STAGE)], lambda got: False, timeout=1.5)
+            assert len(again) == 1
+
+            info = await js.consumer_info(s.STREAM_IN, STAGE)
+            assert info.num_ack_pending == 0 and info.num_pending == 0
+        finally:
+            service.stopping = True
+            await service.dead_letters.stop()
+            await service.app.stop()
+            await nc.close()

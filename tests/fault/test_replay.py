@@ -1,0 +1,42 @@
+"""`alert-timing replay` after a live run rebuilds the same 15-minute reports, byte for byte:
+the latest-revision ``ast_*_rN.json`` of every window in the new data directory equals the
+live one (the event log is the source of truth; the metrics core is deterministic)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tests.fault.conftest import REPO, Harness, Outcome, cli_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def _latest_json(data_dir: Path) -> dict[str, tuple[str, bytes]]:
+    """window start -> (file name, bytes) of its latest-revision JSON report."""
+    best: dict[str, tuple[int, Path]] = {}
+    for path in (data_dir / "ast").rglob("ast_*_r*.json"):
+        revision = int(path.stem.rsplit("_r", 1)[1])
+        window = msgspec.json.decode(path.read_bytes())["window_start"]
+        if window not in best or revision > best[window][0]:
+            best[window] = (revision, path)
+    return {w: (path.name, path.read_bytes()) for w, (_, path) in best.items()}
+
+
+def test_replay_rebuilds_byte_identical_reports(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+    outcome, harness = baseline
+    live = _latest_json(harness.data_dir)
+    assert live and set(live) == set(outcome.latest_reports())
+    target = tmp_path / "replayed"
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "replay", "--nats-url", harness.url, "--data-dir", str(target)],
+        env=cli_env(harness.url, tmp_path / "unused"), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    replayed = _latest_json(target)
+    assert set(replayed) == set(live)
+    differ = [w for w in sorted(live) if replayed[w] != live[w]]
+    assert not differ, f"{len(differ)} windows differ, first {differ[0]}: {live[differ[0]][0]} vs {replayed[differ[0]][0]}"
