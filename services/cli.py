@@ -8,6 +8,7 @@ import asyncio
 import statistics
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 from shared import settings as settings_mod
@@ -180,8 +181,13 @@ def _demo_report(data_dir: Path) -> int:
     from shared.sketch_check import compare, print_comparison
 
     out = data_dir / "report"
-    code = report.main(["--data-dir", str(data_dir), "--from", "2000-01-01T00:00:00Z",
-                        "--to", "2100-01-01T00:00:00Z", "--out", str(out)])
+    days = sorted(p.name[5:] for p in (data_dir / "ast").glob("date=*"))
+    if not days:
+        print("no AST files were written", file=sys.stderr)
+        return 1
+    end = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
+    code = report.main(["--data-dir", str(data_dir), "--from", f"{days[0]}T00:00:00Z",
+                        "--to", f"{end}T00:00:00Z", "--out", str(out)])
     # the day's percentiles from the merged 15-minute sketches against DuckDB's exact figures
     if not print_comparison(compare(data_dir)):
         print("a sketch percentile is outside its stated bound of the exact value", file=sys.stderr)
