@@ -288,12 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in ("shared.gbcs_cli", "shared.report", "services.metrics.replay", "services.bench", "services.ops",
                    "services.soak"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
+        mod = importlib.import_module(module)
         (getattr(mod, "add_parsers", None) or mod.add_parser)(sub)
     return parser
 

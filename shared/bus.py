@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,8 +264,3 @@ class EmbeddedNats:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def env_with(settings_env: Iterable[tuple[str, str]]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(dict(settings_env))
-    return env

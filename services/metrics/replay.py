@@ -22,8 +22,6 @@ async def read_messages(nc, stream: str, filter_subjects: Sequence[str], first_s
     ``last_seq`` (default: the stream's last message now), in stream order."""
     from services.ops import scan_messages
 
-    if isinstance(nc, JetStreamContext):  # callers holding only a JetStream context
-        nc = nc._nc
     info = await nc.jetstream().stream_info(stream)
     end = info.state.last_seq if last_seq is None else min(last_seq, info.state.last_seq)
     if end < max(first_seq, 1) or info.state.messages == 0:
