@@ -10,7 +10,7 @@ milliseconds; the outbound contract objects (``ast.deliver``, ``ast.record``,
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -34,7 +34,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     event_id: str
 
 
-class AlertCaptured(Event, tag="alert_captured"):
+class AlertCaptured(Event, frozen=True, tag="alert_captured"):
     """hub-capture: an inbound CSP message, parsed and validated, timing points captured."""
 
     response_id: str
@@ -51,7 +51,7 @@ class AlertCaptured(Event, tag="alert_captured"):
     trace: str | None = None  # W3C traceparent of the alert's trace
 
 
-class AlertEnriched(Event, tag="alert_enriched"):
+class AlertEnriched(Event, frozen=True, tag="alert_enriched"):
     """csp-enrichment: the alert with its GBCS header decoded and CSP times mapped."""
 
     response_id: str
@@ -70,7 +70,7 @@ class AlertEnriched(Event, tag="alert_enriched"):
     trace: str | None = None
 
 
-class ServiceResponseSeen(Event, tag="service_response_seen"):
+class ServiceResponseSeen(Event, frozen=True, tag="service_response_seen"):
     """csp-enrichment: a GBCS Service Response (or command) on the alert interface, passed over."""
 
     response_id: str
@@ -80,7 +80,7 @@ class ServiceResponseSeen(Event, tag="service_response_seen"):
     dsp_received: int
 
 
-class DeliveryExpected(Event, tag="delivery_expected"):
+class DeliveryExpected(Event, frozen=True, tag="delivery_expected"):
     """dsp-mapping: one alert the DSP passes to a Service User (device alert or DCC alert)."""
 
     delivery_id: str
@@ -103,7 +103,7 @@ class DeliveryExpected(Event, tag="delivery_expected"):
     trace: str | None = None
 
 
-class DeliveryAttempted(Event, tag="delivery_attempted"):
+class DeliveryAttempted(Event, frozen=True, tag="delivery_attempted"):
     """dsp-mapping: one line of the DSP delivery log, validated."""
 
     delivery_id: str
@@ -115,13 +115,13 @@ class DeliveryAttempted(Event, tag="delivery_attempted"):
     outcome: Literal["acknowledged", "failed"]
 
 
-class ClockTick(Event, tag="clock_tick"):
+class ClockTick(Event, frozen=True, tag="clock_tick"):
     """The DSP gateway's clock, so event time moves on when traffic stops."""
 
     time: int
 
 
-class RejectedInput(Event, tag="rejected_input"):
+class RejectedInput(Event, frozen=True, tag="rejected_input"):
     """An input a stage could not use, kept whole (``raw`` is Base64 in JSON) with the reason."""
 
     stage: str
@@ -218,7 +218,31 @@ TIMING_POINTS = (
     "su_acknowledged",
 )
 
-LEGS = ("hub_to_csp_ms", "csp_to_dsp_ms", "dsp_to_su_ms", "su_handshake_ms", "end_to_end_ms")
+
+
+class Leg(NamedTuple):
+    """A timing leg: ``end - start`` in milliseconds, held in the record's ``field``."""
+
+    name: str  # as the operations commands show it
+    start: str  # the timing point it runs from
+    end: str  # the timing point it runs to
+
+    @property
+    def field(self) -> str:
+        return f"{self.name}_ms"
+
+
+#: The legs, defined here only: the metrics core computes them, the report and the operations
+#: commands read and show them.
+LEG_SPANS: tuple[Leg, ...] = (
+    Leg("hub_to_csp", "chf_received", "csp_received"),
+    Leg("csp_to_dsp", "csp_sent", "dsp_received"),
+    Leg("dsp_to_su", "dsp_received", "su_passed"),
+    Leg("su_handshake", "su_passed", "su_acknowledged"),
+    Leg("end_to_end", "chf_received", "su_acknowledged"),
+)
+#: The records' leg fields, in order.
+LEGS = tuple(leg.field for leg in LEG_SPANS)
 
 RECORD_FIELDS = tuple(f for f in AstRecord.__struct_fields__)
 
