@@ -14,11 +14,11 @@ import msgspec
 
 from shared import subjects as s
 from shared.eventlog import LogReadError
+from shared.events import LEG_SPANS
 from shared.timefmt import format_iso
 
 PROG = "alert-timing"
 DEFAULT_DOCS_PATH = Path("docs") / "asyncapi.json"
-LEG_NAMES = ("hub_to_csp", "csp_to_dsp", "dsp_to_su", "su_handshake", "end_to_end")
 EVENT_TIME_FIELDS = ("device_alert_time", "chf_received", "csp_received", "csp_sent", "dsp_received",
                      "su_passed", "su_acknowledged", "time")
 
@@ -307,7 +307,7 @@ def record_summary(record: dict) -> str:
         ("rev", record.get("revision")), ("status", record.get("status")),
         ("dcc_alert_code", record.get("dcc_alert_code")),
     ]
-    body += [(leg, record.get(f"{leg}_ms")) for leg in LEG_NAMES]
+    body += [(leg.name, record.get(leg.field)) for leg in LEG_SPANS]
     body += [("attempts", record.get("delivery_attempts")), ("flags", record.get("flags"))]
     return f"record {_kv(body)}"
 

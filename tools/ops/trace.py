@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import msgspec
 
 from alert_timing.ops.common import (
-    LEG_NAMES,
     OpsError,
     close,
     connect,
@@ -31,6 +30,7 @@ from alert_timing.ops.common import (
 )
 from shared import subjects as s
 from shared.eventlog import scan_messages
+from shared.events import LEG_SPANS
 from shared.timefmt import format_iso
 
 #: What a trace reads: every subject that can mention an alert (not clock ticks or reports).
@@ -252,13 +252,7 @@ def delivery_summaries(journey: Journey) -> list[dict]:
             "su_passed": su_passed,
             "su_acknowledged": su_ack,
         }
-        legs = {
-            "hub_to_csp": _minus(points["csp_received"], points["chf_received"]),
-            "csp_to_dsp": _minus(points["dsp_received"], points["csp_sent"]),
-            "dsp_to_su": _minus(points["su_passed"], points["dsp_received"]),
-            "su_handshake": _minus(points["su_acknowledged"], points["su_passed"]),
-            "end_to_end": _minus(points["su_acknowledged"], points["chf_received"]),
-        }
+        legs = {leg.name: _minus(points[leg.end], points[leg.start]) for leg in LEG_SPANS}
         if not exp:
             status = "delivery_without_alert"
         elif su_ack is not None:
@@ -354,8 +348,9 @@ def journey_text(journey: Journey) -> str:
         tries = ", ".join(f"{a['outcome']} (passed {a['su_passed'] or '-'})" for a in d["attempts"]) or "none yet"
         lines.append(f"  {'attempts':<18}{tries}")
         for r in d["records"]:
-            rec_legs = "  ".join(f"{k} {'-' if r.get(f'{k}_ms') is None else r.get(f'{k}_ms')}" for k in LEG_NAMES)
-            same = all(r.get(f"{k}_ms") == d["legs_ms"][k] for k in LEG_NAMES)
+            rec_legs = "  ".join(f"{leg.name} {'-' if r.get(leg.field) is None else r.get(leg.field)}"
+                                 for leg in LEG_SPANS)
+            same = all(r.get(leg.field) == d["legs_ms"][leg.name] for leg in LEG_SPANS)
             lines.append(f"  {'record rev ' + str(r.get('revision')):<18}{r.get('status')}  {rec_legs}"
                          + ("" if same else "  (differs from the events)"))
         if not d["records"]:
