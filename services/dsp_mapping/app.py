@@ -14,7 +14,7 @@ from services.runtime.envelopes import events_of
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import subjects as s
 from shared.dcc_rules import RuleTable
-from shared.events import AlertEnriched, ClockTick, DeliveryAttempted, encoder
+from shared.events import AlertEnriched, ClockTick, DeliveryAttempted, RejectedInput, encoder
 from shared.settings import Settings
 from shared.telemetry import Tracing, log_rejected, setup_tracing, trace_fields
 
@@ -48,6 +48,7 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
 
     def handle_log(batch: list[Inbound], out: Emitter) -> None:
         for msg in batch:
+            event: ClockTick | DeliveryAttempted | RejectedInput
             if msg.subject == s.IN_DSP_CLOCK:
                 event = clock_tick(msg, settings)
                 if isinstance(event, ClockTick):
