@@ -33,7 +33,15 @@ from pathlib import Path
 
 import msgspec
 
+from alert_timing.simulator.run import run_traffic
+from alert_timing.simulator.traffic import TrafficConfig
+from alert_timing.supervisor import Supervisor, run_bootstrap
+from shared import bus
+from shared import settings as settings_mod
 from shared import subjects as s
+from shared.eventlog import read_messages
+from shared.telemetry import setup_logging
+from shared.timefmt import format_iso
 
 FAULTS = (("sigkill", 4), ("sigterm", 2), ("nats-restart", 1))
 
@@ -117,8 +125,6 @@ class Faults:
 
 
 async def _count(settings, stream: str, subject: str) -> int | None:  # type: ignore[no-untyped-def]
-    from shared import bus
-
     try:
         nc = await bus.connect(settings, "soak-probe", allow_reconnect=False, max_reconnect_attempts=0,
                                connect_timeout=2)
@@ -135,8 +141,6 @@ async def _count(settings, stream: str, subject: str) -> int | None:  # type: ig
 
 async def _settle(settings, timeout: float = 300.0) -> bool:  # type: ignore[no-untyped-def]
     """Every durable consumer fully acknowledged and no output added for a few seconds."""
-    from shared import bus
-
     nc = await bus.connect(settings, "soak-settle")
     js = nc.jetstream(timeout=10)
     deadline = time.monotonic() + timeout
@@ -164,9 +168,6 @@ async def _settle(settings, timeout: float = 300.0) -> bool:  # type: ignore[no-
 
 async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignore[no-untyped-def]
     """Read the event log back and account for every input."""
-    from shared import bus
-    from shared.eventlog import read_messages
-
     expected = traffic.expected_deliveries
     report.deliveries_expected = len(expected)
     contents: dict[tuple[str, int], set[bytes]] = defaultdict(set)
@@ -245,8 +246,6 @@ async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignor
                 if d not in seen:
                     seen.add(d)
                     per_window[i.dsp_received - i.dsp_received % 900_000] += 1
-    from shared.timefmt import format_iso
-
     want = {format_iso(w): n for w, n in per_window.items()}
     counted = {w: r["rows"][0]["alerts"] for w, r in latest_report.items()}
     not_reported = set(want) - set(counted)
@@ -263,10 +262,6 @@ async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignor
 
 
 async def soak(args: argparse.Namespace) -> SoakReport:
-    from alert_timing.simulator.run import run_traffic
-    from alert_timing.simulator.traffic import TrafficConfig
-    from alert_timing.supervisor import Supervisor, run_bootstrap
-    from shared import settings as settings_mod
 
     data_dir = Path(args.data_dir)
     settings = settings_mod.load(data_dir=str(data_dir))
@@ -335,7 +330,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
         await _verify(settings, result.traffic, report)
     finally:
         codes: dict[str, int | None] = {}
-        for key, proc in list(sup.processes.items()):
+        for proc in list(sup.processes.values()):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for key, proc in list(sup.processes.items()):
@@ -382,21 +377,24 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--rate", type=float, default=100.0, help="inputs per second (default %(default)s)")
     p.add_argument("--fault-every", type=float, default=30.0,
                    help="mean seconds between faults (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the traffic and of the faults (default %(default)s)")
-    p.add_argument("--malformed-share", type=float, default=0.01, help="share of malformed inputs (default %(default)s)")
-    p.add_argument("--duplicate-share", type=float, default=0.05, help="share of duplicated inputs (default %(default)s)")
-    p.add_argument("--span-hours", type=float, default=24.0, help="event-time span of the traffic (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the traffic and of the faults (default %(default)s)")
+    p.add_argument("--malformed-share", type=float, default=0.01,
+                   help="share of malformed inputs (default %(default)s)")
+    p.add_argument("--duplicate-share", type=float, default=0.05,
+                   help="share of duplicated inputs (default %(default)s)")
+    p.add_argument("--span-hours", type=float, default=24.0,
+                   help="event-time span of the traffic (default %(default)s)")
     p.add_argument("--wait", type=float, default=300.0,
                    help="seconds to wait after the traffic for every record (default %(default)s)")
-    p.add_argument("--progress-every", type=float, default=15.0, help="seconds between progress lines (default %(default)s)")
+    p.add_argument("--progress-every", type=float, default=15.0,
+                   help="seconds between progress lines (default %(default)s)")
     p.add_argument("--data-dir", default=None, help="a NEW directory for the store, logs and files "
                                                    "(default var/soak-<time>)")
     p.set_defaults(func=cmd_soak)
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
-    from shared.telemetry import setup_logging
-
     setup_logging("soak", "WARNING")
     if args.duration <= 0 or args.rate <= 0 or args.fault_every <= 0:
         print("alert-timing soak: --duration, --rate and --fault-every must be positive", file=sys.stderr)

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from shared import bus
+from shared import settings as settings_mod
 from shared import subjects as s
 from shared.eventlog import LogReadError
 from shared.events import LEG_SPANS
@@ -45,8 +47,6 @@ ASYNC_ERRORS: list[BaseException] = []
 
 
 def load_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from shared import settings as settings_mod
-
     return settings_mod.load(nats_url=getattr(args, "nats_url", None))
 
 
@@ -58,8 +58,6 @@ def describe(exc: BaseException) -> str:
 async def connect(settings, command: str, *, follow: bool = False):  # type: ignore[no-untyped-def]
     """Connect, failing fast with the real cause when the server cannot be reached."""
     import nats.errors
-
-    from shared import bus
 
     errors: list[BaseException] = []
     notices: dict[str, bool] = {"connected": False}
@@ -85,7 +83,7 @@ async def connect(settings, command: str, *, follow: bool = False):  # type: ign
     try:
         nc = await bus.connect(settings, f"{PROG}-{command}", max_reconnect_attempts=1, connect_timeout=3,
                                error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
-    except Exception as exc:  # NoServersError, OSError, TimeoutError, auth errors
+    except Exception as exc:  # noqa: BLE001 - NoServersError, OSError, TimeoutError, auth errors: one line
         cause = errors[-1] if errors else exc
         raise OpsError(f"cannot reach NATS at {settings.nats_url}: {describe(cause)}") from None
     # Once connected, ride out broker restarts (a live tail) or short blips (a scan).
@@ -277,7 +275,7 @@ def event_summary(event: dict) -> str:
         body += [("flags", g("flags"))]
     elif kind == "service_response_seen":
         body = [("response_id", g("response_id")), ("region", g("region")), ("cra_flag", g("cra_flag")),
-                ("message_code", g("message_code"))] + _times(event, ("dsp_received",))
+                ("message_code", g("message_code")), *_times(event, ("dsp_received",))]
     elif kind == "delivery_expected":
         body = [("delivery_id", g("delivery_id")), ("response_id", g("response_id")),
                 ("category", g("category")), ("alert_code", g("alert_code")),

@@ -15,6 +15,7 @@ from alert_timing.ops.common import (
     load_settings,
     server_said,
 )
+from shared import bus
 from shared import subjects as s
 
 
@@ -30,8 +31,6 @@ async def collect_status(nc, partitions: int) -> dict:  # type: ignore[no-untype
     import nats.errors
     import nats.js.errors
     from nats.js.errors import NotFoundError
-
-    from shared import bus
 
     js = nc.jetstream(timeout=5)
     version = nc.connected_server_version

@@ -124,7 +124,8 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
          in_storm: bool, traffic: Traffic) -> Inbound:
     region = rng.choices([r for r, _ in REGIONS], weights=[w for _, w in REGIONS])[0]
     hub_id = rng.randrange(1, 2**32)
-    device = f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}-{(hub_id >> 8) & 0xFF:02X}-{hub_id & 0xFF:02X}"
+    device = (f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}"
+              f"-{(hub_id >> 8) & 0xFF:02X}-{hub_id & 0xFF:02X}")
     response_id = f"{region[0].upper()}{config.seed:04d}{n:09d}"
     wan_ms = int(rng.lognormvariate(7.5, 0.4))  # ~1.8 s median WAN + hub
     skew = rng.random() < config.skew_share
@@ -179,8 +180,10 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
 MALFORMED = (
     (b"{not json", "bad_json"),
     (b'{"responseId": "X", "commsHubId": 1, "payload": "AAA=", "timestamp": "2023-06-01"}', "bad_timestamp"),
-    (b'{"responseId": "X", "commsHubId": 1, "payload": "%%%not base64%%%", "timestamp": "20230601101500.000"}', "bad_base64"),
-    (b'{"responseId": "X", "commsHubId": 4294967296, "payload": "AAA=", "timestamp": "20230601101500.000"}', "bad_comms_hub_id"),
+    (b'{"responseId": "X", "commsHubId": 1, "payload": "%%%not base64%%%", "timestamp": "20230601101500.000"}',
+     "bad_base64"),
+    (b'{"responseId": "X", "commsHubId": 4294967296, "payload": "AAA=", "timestamp": "20230601101500.000"}',
+     "bad_comms_hub_id"),
     (b'{"responseId": "X", "commsHubId": 7, "payload": "3wkDAAAA", "timestamp": "20230601101500.000"}', "bad_gbcs"),
 )
 
@@ -215,7 +218,8 @@ class LogLine:
 def service_user_answers(delivery_id: str, response_id: str, dcc_alert_code: str | None,
                          service_user_id: str, dsp_received: int, seed: int) -> list[LogLine]:
     """Deterministic per delivery: the same notice always gets the same answers."""
-    rng = random.Random(int.from_bytes(hashlib.blake2b(f"{seed}:{delivery_id}".encode(), digest_size=8).digest(), "big"))
+    digest = hashlib.blake2b(f"{seed}:{delivery_id}".encode(), digest_size=8).digest()
+    rng = random.Random(int.from_bytes(digest, "big"))
     passed = dsp_received + rng.randrange(30, 300) + (rng.randrange(50, 400) if dcc_alert_code else 0)
     roll = rng.random()
     attempts: list[tuple[int, int | None]] = []
