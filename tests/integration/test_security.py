@@ -567,11 +567,6 @@ async def test_tls_client_refuses_an_unknown_certificate(tls_server: tuple[Secur
 # --------------------------------------------------------------------------- the real services
 
 
-def _metrics_missing() -> bool:
-    return not (REPO / "services" / "metrics" / "core.py").exists()
-
-
-@pytest.mark.skipif(_metrics_missing(), reason="services/metrics/core.py is not written yet")
 def test_real_services_and_simulator_under_their_own_users(tmp_path: Path) -> None:
     """The four services (`alert-timing service NAME`) and `alert-timing simulate`, each with
     its own user, against the committed configuration: every alert comes out, a restarted

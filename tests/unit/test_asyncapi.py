@@ -236,8 +236,6 @@ def test_contract_objects_built_with_the_structs_validate(doc):
 
 
 def test_window_report_built_with_the_structs_validates(doc):
-    if not hasattr(ev, "WindowReport"):
-        pytest.skip("window report structs are not in shared/events.py yet")
     sketch = ev.SketchBins(relative_accuracy=0.01, gamma=1.0202, bins={-3: 1, 250: 4}, zero_count=1)
     leg = ev.LegStats(count=6, p50=200.0, p90=400.0, p95=400.0, p99=400.0, min=0, max=410, sum=1500, sketch=sketch)
     row = ev.ReportRow(region="all", category="all", alerts=6, complete=5, no_handshake=1, incomplete=0,
