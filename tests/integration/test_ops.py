@@ -18,8 +18,8 @@ from alert_timing import ops
 from alert_timing.ops import common
 from shared import bus
 from shared import subjects as s
-from tests.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, north
-from tests.integration.conftest import collect, decoded, send
+from tests.harness.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, north
+from tests.harness.jetstream import collect, decoded, send
 
 pytestmark = [pytest.mark.integration]
 
@@ -96,7 +96,8 @@ def test_subject_intersection():
     assert common.intersect("ast.>", "ast") is None
     assert [name for name, _ in common.stream_filters("ast.>")] == [s.STREAM_IN, s.STREAM_EVENTS, s.STREAM_OUT]
     assert common.stream_filters("ast.deliver") == [(s.STREAM_EVENTS, ["ast.deliver"])]
-    assert not common.valid_pattern("ast..x") and not common.valid_pattern("ast.>.x") and common.valid_pattern("ast.*.x")
+    assert not common.valid_pattern("ast..x") and not common.valid_pattern("ast.>.x")
+    assert common.valid_pattern("ast.*.x")
 
 
 def test_base64_needles_find_an_id_at_any_alignment():

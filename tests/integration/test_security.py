@@ -166,7 +166,8 @@ class Conn:
         await self.nc.flush(timeout=5)
         deadline = time.monotonic() + 2
         want = len(publish) + len(subscribe)
-        while len(self.errors) - start < want and time.monotonic() < deadline:
+        # The refusals arrive through nats-py's error callback, which appends to self.errors.
+        while len(self.errors) - start < want and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         seen = " ".join(self.errors[start:]).lower()
         for sub in subs:
@@ -300,7 +301,7 @@ async def test_bootstrap_user_owns_streams_and_consumers(bootstrapped: SecuredNa
         await nc.close()
     assert sum(1 for line in done if line.endswith("updated")) == len(s.STREAM_SUBJECTS)
     async with connect_as(bootstrapped, "bootstrap") as admin:
-        assert await admin.refused(publish=PRODUCT_SUBJECTS + ["$JS.API.META.LEADER.STEPDOWN"],
+        assert await admin.refused(publish=[*PRODUCT_SUBJECTS, "$JS.API.META.LEADER.STEPDOWN"],
                                    subscribe=["ast.>"]) == []
 
 
@@ -342,7 +343,8 @@ async def test_metrics_user_can_rebuild_its_state(bootstrapped: SecuredNats) -> 
 async def test_service_user_is_refused_everything_else(bootstrapped: SecuredNats, user: str) -> None:
     others = [c for c in CASES if c.user != user]
     not_owned = [x for x in PRODUCT_SUBJECTS if x not in OWN_OUTPUTS[user]]
-    forbidden = not_owned + [
+    forbidden = [
+        *not_owned,
         f"$JS.API.STREAM.DELETE.{s.STREAM_IN}",
         f"$JS.API.STREAM.PURGE.{s.STREAM_EVENTS}",
         f"$JS.API.STREAM.UPDATE.{s.STREAM_OUT}",
@@ -415,7 +417,8 @@ async def test_simulator_feeds_inputs_and_reads_outputs_only(bootstrapped: Secur
         assert sim.violations() == []
         outputs = [x for x in PRODUCT_SUBJECTS if not x.startswith("ast.in.")]
         assert await sim.refused(
-            publish=outputs + [
+            publish=[
+                *outputs,
                 *(f"$JS.API.CONSUMER.MSG.NEXT.{c.stream}.{c.durable}" for c in CASES),
                 *(f"$JS.API.CONSUMER.CREATE.{c.stream}.{c.durable}" for c in CASES),
                 f"$JS.API.CONSUMER.CREATE.{s.STREAM_IN}.peek",
@@ -444,7 +447,8 @@ async def test_ops_reads_everything_and_publishes_nothing(bootstrapped: SecuredN
         assert {c.name for c in await ops.js.consumers_info(s.STREAM_EVENTS)} >= {"csp-enrichment"}
         assert ops.violations() == []
 
-        assert await ops.refused(publish=PRODUCT_SUBJECTS + [
+        assert await ops.refused(publish=[
+            *PRODUCT_SUBJECTS,
             "anything",
             f"$JS.ACK.{s.STREAM_IN}.hub-capture.1.1.1.1.0",
             f"$JS.API.STREAM.CREATE.{s.STREAM_IN}",

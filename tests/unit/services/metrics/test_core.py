@@ -36,54 +36,16 @@ from shared.events import (
     AstRecord,
     ClockTick,
     DeliveryAttempted,
-    DeliveryExpected,
     RejectedInput,
     ServiceResponseSeen,
     SketchBins,
     WindowReport,
     encoder,
 )
-from shared.timefmt import format_iso, parse_iso
+from shared.timefmt import format_iso
+from tests.harness.metrics_events import SUPPLIER, at, att, exp, tick
 
-SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 MIN = 60_000
-
-
-def at(hms: str) -> int:
-    """'10:01:00.500' on 2023-06-01 as epoch ms."""
-    return parse_iso(f"2023-06-01T{hms}Z")
-
-
-def exp(did: str, dsp: str, *, region: str = "north", category: str = "device_alert", chf: str | None = "-500",
-        csp_received: str | None = "-150", csp_sent: str = "-150", device: str | None = "-1500",
-        code: str | None = "8F3F", flags: tuple[str, ...] = ("csp_received_mapped",),
-        dcc: str | None = None) -> DeliveryExpected:
-    """An expectation; other points given as ms offsets from dsp_received ("-500") or None."""
-    d = at(dsp)
-
-    def rel(x: str | None) -> int | None:
-        return None if x is None else d + int(x)
-
-    return DeliveryExpected(
-        event_id=f"exp:{did}", delivery_id=did, response_id=f"resp-{did}", region=region,  # type: ignore[arg-type]
-        comms_hub_id=1_234_567_890, category=category, alert_code=code, dcc_alert_code=dcc,  # type: ignore[arg-type]
-        message_code="0x0082", originator="00-11-22-33-44-55-66-77", recipient=SUPPLIER,
-        service_user_id=SUPPLIER, device_alert_time=rel(device), chf_received=rel(chf),
-        csp_received=rel(csp_received), csp_sent=rel(csp_sent), dsp_received=d, flags=flags,
-    )
-
-
-def att(did: str, passed: str, acked: str | None = None, *, outcome: str = "acknowledged",
-        eid: str | None = None) -> DeliveryAttempted:
-    return DeliveryAttempted(
-        event_id=eid or f"att:{did}:{passed}", delivery_id=did, response_id=f"resp-{did}", dcc_alert_code=None,
-        service_user_id=SUPPLIER, su_passed=at(passed), su_acknowledged=None if acked is None else at(acked),
-        outcome=outcome,  # type: ignore[arg-type]
-    )
-
-
-def tick(hms: str) -> ClockTick:
-    return ClockTick(event_id=f"tick:{hms}", time=at(hms))
 
 
 def run(core: MetricsCore, *events: object) -> Output:

@@ -19,9 +19,9 @@ from shared import events as ev
 from shared import subjects as s
 from shared.events import RejectedInput
 from shared.settings import Settings
-from tests.frames import SUPPLIER, delivery_line, feed, inbound, north
+from tests.harness.frames import SUPPLIER, delivery_line, feed, inbound, north
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 DOC_PATH = ROOT / "docs" / "asyncapi.json"
 
 
@@ -158,16 +158,16 @@ def test_messages_carry_their_schema_version(doc):
 
 
 def test_every_schema_is_a_valid_json_schema(doc):
-    for name, schema in doc["components"]["schemas"].items():
+    for _name, schema in doc["components"]["schemas"].items():
         jsonschema.Draft202012Validator.check_schema(schema)
-    for name, message in doc["components"]["messages"].items():
+    for _name, message in doc["components"]["messages"].items():
         validator(doc, message["payload"])
         validator(doc, message["headers"])
 
 
 def test_message_examples_validate(doc):
     count = 0
-    for name, message in doc["components"]["messages"].items():
+    for _name, message in doc["components"]["messages"].items():
         for example in message.get("examples", []):
             validator(doc, message["payload"]).validate(example["payload"])
             if "headers" in example:

@@ -14,7 +14,7 @@ import pytest
 from alert_timing.gbcs_cli import decode_items
 from shared.gbcs import GbcsError, decode_item
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 RTDS = REPO_ROOT.parent / "shared" / "gbcs" / "rtds-4.5.0"
 FILES = sorted(RTDS.glob("*/*.HEX")) if RTDS.is_dir() else []
 ALERT_CODE_IN_NAME = re.compile(r"_([0-9A-F]{4})_")
