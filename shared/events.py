@@ -19,6 +19,8 @@ SCHEMA_VERSION = 1
 Region = Literal["north", "central", "south"]
 Category = Literal["device_alert", "dcc_alert"]
 Status = Literal["complete", "no_handshake", "incomplete"]
+#: Where dsp_received came from: the gateway's header, or JetStream's store time.
+DspReceivedSource = Literal["header", "stream"]
 
 # Flags a record can carry.
 FLAG_MISSING_HUB_TIMESTAMP = "missing_hub_timestamp"
@@ -45,7 +47,7 @@ class AlertCaptured(Event, frozen=True, tag="alert_captured"):
     csp_received: int | None  # CSP Central/South feed; None for North (mapped downstream)
     csp_sent: int  # North `timestamp`; Central/South cspSentTimestamp
     dsp_received: int
-    dsp_received_source: Literal["header", "stream"]
+    dsp_received_source: DspReceivedSource
     source_seq: int
     extra: dict[str, Any] = {}
     trace: str | None = None  # W3C traceparent of the alert's trace
