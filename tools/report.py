@@ -95,8 +95,8 @@ def select_files(data_dir: Path, start_ms: int, end_ms: int) -> tuple[list[Path]
     metrics partition: the files of windows starting from one window before ``start`` (a
     window holds the records of its 15 minutes by dsp_received)."""
     root = Path(data_dir) / "ast"
-    first_day = format_iso(start_ms - 900_000)[:10]  # type: ignore[index]
-    last_day = format_iso(end_ms - 1)[:10]  # type: ignore[index]
+    first_day = format_iso(start_ms - 900_000)[:10]
+    last_day = format_iso(end_ms - 1)[:10]
     latest: dict[tuple[str, int, str], tuple[int, Path]] = {}
     for folder in root.iterdir() if root.is_dir() else ():
         m = DATE_DIR_RE.match(folder.name)

@@ -34,12 +34,13 @@ from pathlib import Path
 import msgspec
 
 from alert_timing.simulator.run import run_traffic
-from alert_timing.simulator.traffic import TrafficConfig
+from alert_timing.simulator.traffic import Traffic, TrafficConfig
 from alert_timing.supervisor import Supervisor, run_bootstrap
 from shared import bus
 from shared import settings as settings_mod
 from shared import subjects as s
 from shared.eventlog import read_messages
+from shared.settings import Settings
 from shared.telemetry import setup_logging
 from shared.timefmt import format_iso
 
@@ -81,7 +82,7 @@ def say(text: str) -> None:
 class Faults:
     """Random faults against the supervisor's processes and its nats-server."""
 
-    def __init__(self, sup, rng: random.Random, settings, started: float) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sup: Supervisor, rng: random.Random, settings: Settings, started: float) -> None:
         self.sup = sup
         self.rng = rng
         self.settings = settings
@@ -124,7 +125,7 @@ class Faults:
 # --------------------------------------------------------------------------- the run
 
 
-async def _count(settings, stream: str, subject: str) -> int | None:  # type: ignore[no-untyped-def]
+async def _count(settings: Settings, stream: str, subject: str) -> int | None:
     try:
         nc = await bus.connect(settings, "soak-probe", allow_reconnect=False, max_reconnect_attempts=0,
                                connect_timeout=2)
@@ -139,7 +140,7 @@ async def _count(settings, stream: str, subject: str) -> int | None:  # type: ig
         await nc.close()
 
 
-async def _settle(settings, timeout: float = 300.0) -> bool:  # type: ignore[no-untyped-def]
+async def _settle(settings: Settings, timeout: float = 300.0) -> bool:
     """Every durable consumer fully acknowledged and no output added for a few seconds."""
     nc = await bus.connect(settings, "soak-settle")
     js = nc.jetstream(timeout=10)
@@ -166,7 +167,7 @@ async def _settle(settings, timeout: float = 300.0) -> bool:  # type: ignore[no-
         await nc.close()
 
 
-async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignore[no-untyped-def]
+async def _verify(settings: Settings, traffic: Traffic, report: SoakReport) -> None:
     """Read the event log back and account for every input."""
     expected = traffic.expected_deliveries
     report.deliveries_expected = len(expected)
@@ -367,7 +368,7 @@ def print_report(report: SoakReport) -> None:
         say("nothing lost, nothing counted twice")
 
 
-def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "soak", help="a long run under random faults (services killed, nats-server restarted), then a count",
         description="Run the pipeline on an embedded nats-server with seeded traffic for --duration seconds "

@@ -8,9 +8,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 
 from shared import bus
 from shared import settings as settings_mod
@@ -46,7 +50,7 @@ ASYNC_ERRORS: list[BaseException] = []
 # --------------------------------------------------------------------------- plumbing
 
 
-def load_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def load_settings(args: argparse.Namespace) -> settings_mod.Settings:
     return settings_mod.load(nats_url=getattr(args, "nats_url", None))
 
 
@@ -55,7 +59,7 @@ def describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-async def connect(settings, command: str, *, follow: bool = False):  # type: ignore[no-untyped-def]
+async def connect(settings: settings_mod.Settings, command: str, *, follow: bool = False) -> Client:
     """Connect, failing fast with the real cause when the server cannot be reached."""
     import nats.errors
 
@@ -93,7 +97,7 @@ async def connect(settings, command: str, *, follow: bool = False):  # type: ign
     return nc
 
 
-async def close(nc) -> None:  # type: ignore[no-untyped-def]
+async def close(nc: Client) -> None:
     try:
         await asyncio.wait_for(nc.close(), 5)
     except Exception:  # noqa: BLE001 - closing is best effort
@@ -168,7 +172,7 @@ def quiet_stdout() -> None:
         pass
 
 
-def stored_ms(msg) -> int:  # type: ignore[no-untyped-def]
+def stored_ms(msg: Msg) -> int:
     return int(msg.metadata.timestamp.timestamp() * 1000)
 
 
@@ -366,7 +370,7 @@ def json_line(data: bytes) -> str:
 class Printer:
     """Writes messages as lines to stdout; raises ``Done`` after ``count`` lines."""
 
-    def __init__(self, as_json: bool, count: int | None, out=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, as_json: bool, count: int | None, out: TextIO | None = None) -> None:
         self.as_json = as_json
         self.count = count
         self.written = 0
@@ -388,7 +392,7 @@ class Printer:
 
 
 
-async def unsubscribe(sub) -> None:  # type: ignore[no-untyped-def]
+async def unsubscribe(sub: Subscription | JetStreamContext.PullSubscription) -> None:
     try:
         await asyncio.wait_for(sub.unsubscribe(), 2)
     except Exception:  # noqa: BLE001 - the connection may be gone already

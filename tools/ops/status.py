@@ -7,6 +7,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.aio.client import Client
+from nats.js import api
+
 from alert_timing.ops.common import (
     PROG,
     close,
@@ -27,7 +30,7 @@ def _ts(value: object) -> str | None:
     return None
 
 
-async def collect_status(nc, partitions: int) -> dict:  # type: ignore[no-untyped-def]
+async def collect_status(nc: Client, partitions: int) -> dict:
     import nats.errors
     import nats.js.errors
     from nats.js.errors import NotFoundError
@@ -97,13 +100,13 @@ async def collect_status(nc, partitions: int) -> dict:  # type: ignore[no-untype
     return result
 
 
-def _filters(config) -> list[str]:  # type: ignore[no-untyped-def]
+def _filters(config: api.ConsumerConfig) -> list[str]:
     if config.filter_subjects:
         return list(config.filter_subjects)
     return [config.filter_subject] if config.filter_subject else []
 
 
-def _consumer_fields(info) -> dict:  # type: ignore[no-untyped-def]
+def _consumer_fields(info: api.ConsumerInfo) -> dict:
     delivered = info.delivered
     floor = info.ack_floor
     waiting = info.num_waiting or 0

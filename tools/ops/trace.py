@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from alert_timing.ops.common import (
     OpsError,
@@ -90,7 +92,7 @@ class Matcher:
             return any(n in data for n in self.b64)
         return False
 
-    def steps(self, stream: str, msg) -> list[Step]:  # type: ignore[no-untyped-def]
+    def steps(self, stream: str, msg: Msg) -> list[Step]:
         subject, data = msg.subject, msg.data
         if not self.candidate(subject, data):
             return []
@@ -170,7 +172,7 @@ class Progress:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
 
 
-async def find_journey(nc, response_id: str) -> Journey:  # type: ignore[no-untyped-def]
+async def find_journey(nc: Client, response_id: str) -> Journey:
     """Scan the event log for every message about ``response_id`` (streams read concurrently)."""
     from nats.js.errors import NotFoundError
 
