@@ -29,6 +29,7 @@ known-hosts file SFTP delivery does not start.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import os
 import re
@@ -91,17 +92,23 @@ def partition_of_stem(stem: str) -> int | None:
     return int(m.group(2)) if m.group(2) is not None else 0
 
 
-def local_file_sets(data_dir: Path, since_date: str) -> list[FileSet]:
-    """Complete file sets under ``data_dir/ast`` from date folders on or after ``since_date``
-    (YYYY-MM-DD), oldest window first. A set is complete when its report (``.json``) is there:
-    the metrics service writes it last."""
+def local_file_sets(data_dir: Path, horizon_days: int) -> list[FileSet]:
+    """Complete file sets under ``data_dir/ast`` in the date folders no more than ``horizon_days``
+    before the newest one (event time, not the wall clock: a replay of old days delivers too),
+    oldest window first. A set is complete when its report (``.json``) is there: the metrics
+    service writes it last."""
     root = Path(data_dir) / "ast"
     sets: list[FileSet] = []
     if not root.is_dir():
         return sets
-    for folder in sorted(root.glob("date=*")):
+    folders = sorted(f for f in root.glob("date=*") if f.is_dir())
+    if not folders:
+        return sets
+    newest = datetime.date.fromisoformat(folders[-1].name[5:])
+    since = (newest - datetime.timedelta(days=horizon_days)).isoformat()
+    for folder in folders:
         date = folder.name[5:]
-        if date < since_date or not folder.is_dir():
+        if date < since:
             continue
         for report in sorted(folder.glob("ast_*.json")):
             stem = report.name[: -len(".json")]
@@ -141,10 +148,6 @@ def file_digest(path: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
-
-
-def since_date(now_ms: int, horizon_days: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(now_ms / 1000 - horizon_days * 86_400))
 
 
 # --------------------------------------------------------------------------- landing zones
@@ -372,8 +375,7 @@ class Deliverer:
             await self.landing.close()
 
     def _pending(self) -> list[FileSet]:
-        since = since_date(int(time.time() * 1000), self.horizon_days)
-        return pending_sets(local_file_sets(self.data_dir, since), self.delivered, self.partitions)
+        return pending_sets(local_file_sets(self.data_dir, self.horizon_days), self.delivered, self.partitions)
 
     async def deliver_pending(self) -> int:
         """One pass; returns the number of sets delivered."""

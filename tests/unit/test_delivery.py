@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,54 +23,10 @@ from services.metrics.delivery import (
     pending_sets,
 )
 from shared import subjects as s
-from shared.bus import Outgoing
-from shared.events import DeliveryBacklog, WindowDelivered
-
-DAY = "2023-06-01"
+from tests.delivery_harness import DAY, MemoryLog, write_set
 
 
-def write_set(data_dir: Path, stem: str, date: str = DAY, complete: bool = True) -> list[Path]:
-    folder = data_dir / "ast" / f"date={date}"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix in (".csv", ".parquet", ".json") if complete else (".csv", ".parquet"):
-        path = folder / f"{stem}{suffix}"
-        path.write_bytes(f"{stem}{suffix} content\n".encode())
-        paths.append(path)
-    return paths
-
-
-class Log:
-    """The two subjects the deliverer writes, kept like JetStream would (de-duplicated by id)."""
-
-    def __init__(self) -> None:
-        self.messages: list[Outgoing] = []
-        self.ids: set[str] = set()
-        self.fail_next = 0
-
-    async def publish(self, messages: list[Outgoing]) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise TimeoutError("no ack")
-        for m in messages:
-            if m.msg_id not in self.ids:
-                self.ids.add(m.msg_id)
-                self.messages.append(m)
-
-    async def read_delivered(self, partition: int) -> set[str]:
-        return {msgspec.json.decode(m.payload, type=WindowDelivered).file_set
-                for m in self.messages if m.subject == s.delivered(partition)}
-
-    def receipts(self) -> list[WindowDelivered]:
-        return [msgspec.json.decode(m.payload, type=WindowDelivered)
-                for m in self.messages if m.subject.startswith(s.DELIVERED + ".")]
-
-    def backlogs(self) -> list[DeliveryBacklog]:
-        return [msgspec.json.decode(m.payload, type=DeliveryBacklog)
-                for m in self.messages if m.subject.startswith(s.DELIVERY_BACKLOG + ".")]
-
-
-def deliverer(data_dir: Path, landing_dir: Path, log: Log, partitions: list[int] | None = None) -> Deliverer:
+def deliverer(data_dir: Path, landing_dir: Path, log: MemoryLog, partitions: list[int] | None = None) -> Deliverer:
     return Deliverer(DirectoryLanding(landing_dir), data_dir, partitions or [0], log.publish, log.read_delivered,
                      horizon_days=100_000)
 
@@ -86,15 +41,16 @@ def test_partition_of_stem() -> None:
 def test_only_complete_sets_are_found(tmp_path: Path) -> None:
     write_set(tmp_path, "ast_20230601T1015_r1")
     write_set(tmp_path, "ast_20230601T1030_r1", complete=False)  # report not written yet
-    sets = local_file_sets(tmp_path, "2000-01-01")
+    sets = local_file_sets(tmp_path, 8)
     assert [fs.stem for fs in sets] == ["ast_20230601T1015_r1"]
     assert [p.suffix for p in sets[0].paths] == [".csv", ".parquet", ".json"]
 
 
-def test_horizon_leaves_old_days_alone(tmp_path: Path) -> None:
+def test_horizon_counts_back_from_the_newest_day(tmp_path: Path) -> None:
     write_set(tmp_path, "ast_20230601T1015_r1")
     write_set(tmp_path, "ast_20230701T1015_r1", date="2023-07-01")
-    assert [fs.date for fs in local_file_sets(tmp_path, "2023-06-15")] == ["2023-07-01"]
+    write_set(tmp_path, "ast_20230625T1015_r1", date="2023-06-25")
+    assert [fs.date for fs in local_file_sets(tmp_path, 8)] == ["2023-06-25", "2023-07-01"]
 
 
 @given(st.lists(st.tuples(st.integers(0, 95), st.integers(0, 2), st.integers(1, 4)), unique=True, max_size=30),
@@ -137,7 +93,7 @@ def test_settings_are_checked(tmp_path: Path) -> None:
 
 
 def test_every_set_arrives_once_with_checksums_written_last(tmp_path: Path) -> None:
-    data, out, log = tmp_path / "data", tmp_path / "out", Log()
+    data, out, log = tmp_path / "data", tmp_path / "out", MemoryLog()
     stems = ["ast_20230601T1015_r1", "ast_20230601T1015_r2", "ast_20230601T1030_r1"]
     for stem in stems:
         write_set(data, stem)
@@ -164,18 +120,18 @@ def test_every_set_arrives_once_with_checksums_written_last(tmp_path: Path) -> N
 def test_a_set_delivered_before_its_receipt_was_stored_is_not_sent_twice(tmp_path: Path) -> None:
     data, out = tmp_path / "data", tmp_path / "out"
     write_set(data, "ast_20230601T1015_r1")
-    first = Log()
+    first = MemoryLog()
     asyncio.run(deliverer(data, out, first).deliver_pending())
     manifest_path = out / f"date={DAY}" / "ast_20230601T1015_r1.sha256"
     before = manifest_path.stat().st_mtime_ns
-    lost = Log()  # the receipt never reached the log: the process died after the upload
+    lost = MemoryLog()  # the receipt never reached the log: the process died after the upload
     assert asyncio.run(deliverer(data, out, lost).deliver_pending()) == 1
     assert manifest_path.stat().st_mtime_ns == before  # not uploaded again
     assert [r.file_set for r in lost.receipts()] == ["ast_20230601T1015_r1"]
 
 
 def test_other_checksums_at_the_landing_zone_are_never_overwritten(tmp_path: Path) -> None:
-    data, out, log = tmp_path / "data", tmp_path / "out", Log()
+    data, out, log = tmp_path / "data", tmp_path / "out", MemoryLog()
     write_set(data, "ast_20230601T1015_r1")
     folder = out / f"date={DAY}"
     folder.mkdir(parents=True)
@@ -187,7 +143,7 @@ def test_other_checksums_at_the_landing_zone_are_never_overwritten(tmp_path: Pat
 
 
 def test_a_failed_receipt_is_retried_and_nothing_is_doubled(tmp_path: Path) -> None:
-    data, out, log = tmp_path / "data", tmp_path / "out", Log()
+    data, out, log = tmp_path / "data", tmp_path / "out", MemoryLog()
     write_set(data, "ast_20230601T1015_r1")
     d = deliverer(data, out, log)
     log.fail_next = 2  # the backlog, then the receipt: NATS unavailable
@@ -200,7 +156,7 @@ def test_a_failed_receipt_is_retried_and_nothing_is_doubled(tmp_path: Path) -> N
 
 
 def test_partitions_deliver_only_their_own_sets(tmp_path: Path) -> None:
-    data, out, log = tmp_path / "data", tmp_path / "out", Log()
+    data, out, log = tmp_path / "data", tmp_path / "out", MemoryLog()
     write_set(data, "ast_20230601T1015_p0_r1")
     write_set(data, "ast_20230601T1015_p1_r1")
     asyncio.run(deliverer(data, out, log, partitions=[1]).deliver_pending())
@@ -209,7 +165,7 @@ def test_partitions_deliver_only_their_own_sets(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_landing_zone_is_reported_and_retried(tmp_path: Path) -> None:
-    data, out, log = tmp_path / "data", tmp_path / "out", Log()
+    data, out, log = tmp_path / "data", tmp_path / "out", MemoryLog()
     write_set(data, "ast_20230601T1015_r1")
     out.mkdir()
     (out / f"date={DAY}").write_text("a file where the folder should be")
