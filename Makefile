@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit chromium bench clean help
+.PHONY: install demo test test-unit check chromium bench clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,7 +30,12 @@ chromium: ## headless Chromium for the dashboard test (Debian package), when abs
 demo: install ## run the whole pipeline on an embedded nats-server with a simulated day of traffic
 	$(BIN)/alert-timing up --simulate --data-dir var/demo
 
-test: install chromium ## the whole test suite (unit, integration on a real nats-server, browser)
+check: install ## lint (ruff), types (mypy over services/ and shared/), layers (import-linter)
+	$(BIN)/ruff check .
+	$(BIN)/mypy services shared
+	$(BIN)/lint-imports
+
+test: install chromium check ## the checks, then the whole test suite (unit, integration on a real nats-server, browser)
 	$(BIN)/python -m pytest tests
 
 test-unit: install ## the fast pure tests only

@@ -16,11 +16,12 @@ from pathlib import Path
 import structlog
 
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
-from services.metrics.replay import read_events, read_messages
-from services.runtime import Binding, Emitter, Inbound, Service
-from services.envelopes import events_of
+from services.metrics.rebuild import read_events
+from services.runtime.envelopes import events_of
+from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
+from shared.eventlog import read_messages
 from shared.events import LEGS, AstRecord, DeliveryAttempted, DeliveryExpected, encoder, record_id
 from shared.settings import Settings
 from shared.telemetry import Metrics, TraceIndex, Tracing, setup_metrics, setup_tracing

@@ -7,7 +7,7 @@ and DCC alert code; completeness per day (missing HubTimestamp, no handshake, cl
 rejected); the operational metrics (share within target per leg, owner and region) and the
 worst 15-minute windows. Distributions are drawn as step outlines that drop to zero over
 empty bins. Input: the report tables as ``{table: {column: [values]}}`` (see
-``shared.report``).
+``alert_timing.report``).
 """
 
 from __future__ import annotations
