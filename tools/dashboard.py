@@ -89,7 +89,7 @@ def step_outline(lo: list[float], hi: list[float], values: list[float],
     xs: list[float] = []
     ys: list[float] = []
     previous_hi: float | None = None
-    for a, b, value in zip(lo, hi, values):
+    for a, b, value in zip(lo, hi, values, strict=True):
         start = max(a, floor)
         if previous_hi is None:
             xs.append(start)
@@ -271,7 +271,7 @@ def _operational_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     """Share within target per leg (owner and target in the label) and region, all categories."""
     table = data.get("operational_metrics", {})
     rows = list(zip(*(table.get(c, []) for c in ("leg", "owner", "region", "category", "target_ms", "alerts",
-                                                  "within_target", "share_within_target"))))
+                                                  "within_target", "share_within_target")), strict=True))
     rows = [r for r in rows if r[3] == "all"]
     legs = [leg for leg in LEGS if any(r[0] == leg for r in rows)]
     label: dict[str, str] = {}
@@ -304,7 +304,7 @@ def _worst_windows_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     """The 15-minute windows and legs with the lowest share within target."""
     table = data.get("operational_worst_windows", {})
     columns = ("interval_start", "leg", "owner", "target_ms", "alerts", "within_target", "share_within_target")
-    rows = list(zip(*(table.get(c, []) for c in columns)))
+    rows = list(zip(*(table.get(c, []) for c in columns), strict=True))
     cells = [
         [str(r[0]) for r in rows],
         [LEG_TITLES.get(str(r[1]), str(r[1])) for r in rows],
@@ -384,6 +384,7 @@ footer { font-size: 12px; color: #55606e; margin-top: 18px; }
 .operational h2 { font-size: 18px; font-weight: 600; margin: 8px 0; }
 .note { font-size: 13px; color: #8a4b08; background: #fff4e0; padding: 6px 10px; border-radius: 4px; }
 @media (max-width: 1100px) { .grid { grid-template-columns: 1fr; } }
+@page { size: A4; margin: 12mm; }
 @media print {
   body { background: #fff; } main { padding: 0 8px; max-width: none; }
   .grid { grid-template-columns: 1fr; }

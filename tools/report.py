@@ -274,6 +274,8 @@ def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
     region, category, target_ms): ``op_legs`` (one row per record and leg that counts),
     ``operational_metrics`` and ``operational_worst_windows`` (the 15-minute windows and legs
     with the lowest share within target, ties by more alerts outside it)."""
+    if not legs:
+        raise ValueError("operational metrics need at least one leg with a target")
     values = []
     for leg in legs:
         counts = measured(leg)
@@ -287,7 +289,7 @@ def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
     return {
         "op_legs": f"""
 SELECT v.leg, t.owner, v.region, v.category, v.interval_ts, t.target_ms, coalesce(v.ms <= t.target_ms, false) AS within
-FROM ({' UNION ALL '.join(values) if values else "SELECT NULL::VARCHAR AS leg, NULL::VARCHAR AS region, NULL::VARCHAR AS category, NULL::TIMESTAMPTZ AS interval_ts, NULL::BIGINT AS ms WHERE false"}) v
+FROM ({' UNION ALL '.join(values)}) v
 JOIN targets t ON t.leg = v.leg AND t.region = v.region AND t.category = v.category""",
         "operational_metrics": f"""
 SELECT '{quoted}' AS period, leg, owner,
