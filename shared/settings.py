@@ -78,6 +78,8 @@ ENV_VARS = {
     # Read by shared/telemetry.py (no Settings field): the alert-journey trace's sampling.
     "ALERT_TIMING_JOURNEY_SAMPLE_RATIO": "journey_sample_ratio",
     "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
+    # Read by `alert-timing report` (no Settings field): the targets file of the operational metrics.
+    "ALERT_TIMING_TARGETS": "targets",
 }
 
 
