@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit chromium bench clean help
+.PHONY: install demo test test-unit chromium prometheus docker-compose bench clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,10 +27,24 @@ chromium: ## headless Chromium for the dashboard test (Debian package), when abs
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@chromium --version
 
+prometheus: ## promtool and prometheus for the alert-rule and scrape tests (Debian package), when absent
+	@{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || { \
+	  echo "installing prometheus from Debian packages..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
+	@promtool --version 2>&1 | head -1
+
+docker-compose: ## docker-compose to validate compose.yaml (Debian package), when absent
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  echo "installing docker-compose from Debian packages..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-compose >/dev/null; }
+	@docker-compose version --short
+
 demo: install ## run the whole pipeline on an embedded nats-server with a simulated day of traffic
 	$(BIN)/alert-timing up --simulate --data-dir var/demo
 
-test: install chromium ## the whole test suite (unit, integration on a real nats-server, browser)
+test: install chromium prometheus docker-compose ## the whole test suite (unit, integration on a real nats-server, browser, promtool, Prometheus, compose)
 	$(BIN)/python -m pytest tests
 
 test-unit: install ## the fast pure tests only

@@ -276,6 +276,10 @@ class Service:
                                         settings.publish_ack_timeout_s, on_dead=self._dead_lettered)
         for b in bindings:
             self._subscribe(b)
+            self.metrics.declare("alert_timing.dead_letters", service=name, stream=b.stream, durable=b.durable)
+            self.metrics.declare("alert_timing.messages.in", service=name, subject=b.subject)
+        self.metrics.declare("alert_timing.messages.out", service=name)
+        self.metrics.declare("alert_timing.messages.rejected", service=name)
         self.app.after_startup(self._started)
 
     async def _started(self) -> None:

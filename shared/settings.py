@@ -66,6 +66,9 @@ ENV_VARS = {
     # Read by shared/telemetry.py (no Settings field): the alert-journey trace's sampling.
     "ALERT_TIMING_JOURNEY_SAMPLE_RATIO": "journey_sample_ratio",
     "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
+    # Read by shared/telemetry.py (no Settings field): serve the OpenTelemetry metrics for a
+    # Prometheus scrape on 127.0.0.1:<port>/metrics (local runs; compose scrapes the collector).
+    "ALERT_TIMING_PROMETHEUS_PORT": "prometheus_port",
 }
 
 

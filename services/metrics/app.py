@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 
 import structlog
@@ -47,11 +48,16 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
     """Everything one step of the core produced, as messages and files. ``partition`` names the
     reports (``Nats-Msg-Id``) and, with more than one partition (``partitions``; default: the
     settings), the files."""
+    counted: Counter[tuple[str, str, str]] = Counter()
     for record in output.records:
         headers = None
         if telemetry is not None:
             headers = _observe(record, *telemetry)
+            counted[(record.status, record.region, record.category)] += 1
         out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers)
+    if telemetry is not None:
+        for (status, region, category), n in counted.items():  # once per batch, not per record
+            telemetry[1].add("alert_timing.records", n, status=status, region=region, category=category)
     latest: dict[str, ClosedWindow] = {}
     for closed in output.closed:
         report = closed.report
@@ -73,13 +79,12 @@ def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict
     """The join span (child of the delivery's trace: one trace from the device alert to its
     record), the journey trace of a complete record, leg histograms (complete records, so a
     revision of an unfinished one does not count its legs twice; clock skew left out)."""
-    metrics.add("alert_timing.records", 1, status=record.status, region=record.region)
     complete = record.status == "complete"
     if metrics.histograms and complete:
         for leg in LEGS:
             value = getattr(record, leg)
             if value is not None and value >= 0:
-                metrics.record("alert_timing.leg", value, leg=leg, region=record.region)
+                metrics.record("alert_timing.leg", value, leg=leg, region=record.region, category=record.category)
     if not tracing.enabled:
         return None
     parent = traces.pop(record.delivery_id, None) if complete else traces.get(record.delivery_id)
@@ -118,6 +123,8 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
     metrics = metrics or setup_metrics(s.METRICS)
     traces: dict[str, str] = TraceIndex()  # delivery id -> trace context, only while tracing is on
     telemetry = (tracing, metrics, traces)
+    metrics.declare("alert_timing.windows.closed")
+    metrics.declare("alert_timing.windows.revised")
 
     for p in partitions_owned(settings):
         core = cores[p] = MetricsCore(metrics_config(settings))
