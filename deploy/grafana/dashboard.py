@@ -137,8 +137,10 @@ def _current(value: str) -> dict:
 
 
 def render() -> str:
-    return json.dumps(json.loads(JSONEncoder(sort_keys=True).encode(build().build())), indent=2,
-                      sort_keys=True) + "\n"
+    board = json.loads(JSONEncoder(sort_keys=True).encode(build().build()))
+    for number, item in enumerate(board["panels"], start=1):  # stable ids, in layout order
+        item["id"] = number
+    return json.dumps(board, indent=2, sort_keys=True) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
