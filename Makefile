@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit chromium prometheus docker-compose bench clean help
+.PHONY: install demo test test-unit check chromium prometheus docker-compose bench clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,7 +44,12 @@ docker-compose: ## docker-compose to validate compose.yaml (Debian package), whe
 demo: install ## run the whole pipeline on an embedded nats-server with a simulated day of traffic
 	$(BIN)/alert-timing up --simulate --data-dir var/demo
 
-test: install chromium prometheus docker-compose ## the whole test suite (unit, integration on a real nats-server, browser, promtool, Prometheus, compose)
+check: install ## lint (ruff), types (mypy over services/ and shared/), layers (import-linter)
+	$(BIN)/ruff check .
+	$(BIN)/mypy services shared
+	$(BIN)/lint-imports
+
+test: install chromium prometheus docker-compose check ## the checks, then the whole test suite (unit, integration on a real nats-server, browser, promtool, Prometheus, compose)
 	$(BIN)/python -m pytest tests
 
 test-unit: install ## the fast pure tests only

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import nats
 from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from shared import subjects as s

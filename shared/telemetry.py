@@ -424,12 +424,15 @@ COUNTERS = {
     "alert_timing.messages.in": ("{message}", "messages taken from a consumer"),
     "alert_timing.messages.out": ("{message}", "messages published"),
     "alert_timing.messages.rejected": ("{message}", "inputs published to ast.rejected.<stage>"),
-    "alert_timing.batches.retried": ("{batch}", "batches retried (outputs published again, or handed back after a defect)"),
-    "alert_timing.dead_letters": ("{message}", "messages JetStream gave up on (max_deliver), copied to ast.dead-letter.<stage>"),
+    "alert_timing.batches.retried": (
+        "{batch}", "batches retried (outputs published again, or handed back after a defect)"),
+    "alert_timing.dead_letters": (
+        "{message}", "messages JetStream gave up on (max_deliver), copied to ast.dead-letter.<stage>"),
     "alert_timing.windows.closed": ("{window}", "15-minute windows closed (first revision)"),
     "alert_timing.windows.revised": ("{window}", "revised window reports (revision > 1)"),
     "alert_timing.records": ("{record}", "AST records published on ast.record (incl. revisions)"),
-    "alert_timing.metrics.rebuild_gaps": ("{message}", "messages acked above the ack floor that a state rebuild could not see"),
+    "alert_timing.metrics.rebuild_gaps": (
+        "{message}", "messages acked above the ack floor that a state rebuild could not see"),
 }
 LEG_HISTOGRAM = "alert_timing.leg"
 PENDING_GAUGE = "alert_timing.consumer.pending"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from services.runtime import Inbound
+from services.runtime.service import Inbound
 from shared import subjects as s
 from shared.gbcs import ACB_EUI, build_alert, build_response
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from services.csp_enrichment.core import STAGE, enrich
-from services.envelopes import events_of
-from services.runtime import Binding, Emitter, Inbound, Service
+from services.runtime.envelopes import events_of
+from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import subjects as s
 from shared.events import AlertCaptured, AlertEnriched, RejectedInput
 from shared.settings import Settings

@@ -10,8 +10,8 @@ import msgspec
 import structlog
 
 from services.dsp_mapping.core import STAGE, clock_tick, deliveries, delivery_attempt, notice
-from services.envelopes import events_of
-from services.runtime import Binding, Emitter, Inbound, Service
+from services.runtime.envelopes import events_of
+from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import subjects as s
 from shared.dcc_rules import RuleTable
 from shared.events import AlertEnriched, ClockTick, DeliveryAttempted, encoder

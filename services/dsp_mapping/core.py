@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from services.runtime import Inbound
-from services.validation import InvalidInput, json_object, optional_text, text_field, timestamp
-from services.hub_capture.core import reject
+
+from services.runtime.service import Inbound
+from services.runtime.validation import InvalidInput, reject, json_object, optional_text, text_field, timestamp
 from shared import subjects as s
 from shared.dcc_rules import RuleTable
 from shared.events import (

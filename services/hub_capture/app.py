@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from services.hub_capture.core import capture
-from services.runtime import Binding, Emitter, Inbound, Service
+from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import subjects as s
 from shared.events import RejectedInput
 from shared.settings import Settings

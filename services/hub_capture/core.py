@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.runtime import Inbound
-from services.validation import (
+from services.runtime.service import Inbound
+from services.runtime.validation import (
+    TRACE_HEADER,
+    dsp_received_of,
+    reject,
     InvalidInput,
     base64_payload,
     comms_hub_id,
@@ -19,8 +22,6 @@ from shared.settings import Settings
 from shared.timefmt import TimestampError, parse_csp
 
 STAGE = s.HUB_CAPTURE
-DSP_RECEIVED_HEADER = "Dsp-Received-Timestamp"
-TRACE_HEADER = "traceparent"
 
 NORTH_FIELDS = {"responseId", "commsHubId", "payload", "timestamp", "HubTimestamp"}
 FEED_FIELDS = {
@@ -35,22 +36,14 @@ def capture(msg: Inbound, settings: Settings) -> AlertCaptured | RejectedInput:
         if region is None:
             raise InvalidInput("unknown_subject", f"no CSP feed is published on {msg.subject}")
         obj = json_object(msg.data, max_bytes=settings.max_message_bytes, max_depth=settings.max_json_depth)
-        dsp_received, source = _dsp_received(msg)
+        dsp_received, source = dsp_received_of(msg)
         if region == "north":
             return _north(obj, msg, dsp_received, source, settings)
         return _feed(obj, msg, region, dsp_received, source, settings)
     except InvalidInput as exc:
-        return reject(msg, exc.reason, str(exc))
+        return reject(msg, exc.reason, str(exc), stage=STAGE)
 
 
-def _dsp_received(msg: Inbound) -> tuple[int, str]:
-    header = msg.headers.get(DSP_RECEIVED_HEADER)
-    if header is None:
-        return msg.stream_time_ms, "stream"
-    try:
-        return parse_csp(header), "header"
-    except TimestampError as exc:
-        raise InvalidInput("bad_timestamp", f"header {DSP_RECEIVED_HEADER}: {exc}") from None
 
 
 def _north(obj: dict[str, Any], msg: Inbound, dsp_received: int, source: str, settings: Settings) -> AlertCaptured:
@@ -94,21 +87,3 @@ def _feed(obj: dict[str, Any], msg: Inbound, region: str, dsp_received: int, sou
     )
 
 
-def reject(msg: Inbound, reason: str, message: str, stage: str = STAGE) -> RejectedInput:
-    """The input whole, with why. The id comes from the stream position: a redelivery of
-    the same message is the same rejection, two equal bad messages are two rejections."""
-    try:
-        dsp_received = _dsp_received(msg)[0]
-    except InvalidInput:
-        dsp_received = msg.stream_time_ms
-    return RejectedInput(
-        event_id=f"rej:{stage}:{msg.subject}:{msg.stream_seq}",
-        stage=stage,
-        reason=reason,
-        message=message,
-        subject=msg.subject,
-        headers=msg.headers,
-        raw=msg.data,
-        source_seq=msg.stream_seq,
-        dsp_received=dsp_received,
-    )

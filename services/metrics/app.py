@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
-from services.metrics.replay import read_events, read_messages
-from services.runtime import Binding, Emitter, Inbound, Service
-from services.envelopes import events_of
+from services.metrics.rebuild import read_events
+from services.runtime.envelopes import events_of
+from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
+from shared.eventlog import read_messages
 from shared.events import LEGS, AstRecord, DeliveryAttempted, DeliveryExpected, encoder, record_id
 from shared.settings import Settings
 from shared.telemetry import Metrics, TraceIndex, Tracing, setup_metrics, setup_tracing
@@ -55,16 +57,28 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
             headers = _observe(record, *telemetry)
             counted[(record.status, record.region, record.category)] += 1
         out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers)
-    if telemetry is not None:
-        for (status, region, category), n in counted.items():  # once per batch, not per record
-            telemetry[1].add("alert_timing.records", n, status=status, region=region, category=category)
+    if telemetry is not None and counted:
+        metrics = telemetry[1]
+
+        def count_records() -> None:  # once per batch, when JetStream has the records
+            for (status, region, category), n in counted.items():
+                metrics.add("alert_timing.records", n, status=status, region=region, category=category)
+
+        out.when_stored.append(count_records)
     latest: dict[str, ClosedWindow] = {}
     for closed in output.closed:
         report = closed.report
         out.single(report_subject, encoder.encode(report), report_id(report.window_start, report.revision, partition))
-        if telemetry is not None:
-            telemetry[1].add("alert_timing.windows.closed" if report.revision == 1 else "alert_timing.windows.revised", 1)
         latest[report.window_start] = closed
+    if telemetry is not None and output.closed:
+        windows = telemetry[1]
+        first = sum(1 for closed in output.closed if closed.report.revision == 1)
+
+        def count_windows() -> None:
+            windows.add("alert_timing.windows.closed", first)
+            windows.add("alert_timing.windows.revised", len(output.closed) - first)
+
+        out.when_stored.append(count_windows)
     if data_dir is not None:
         # Files for the latest revision of each window this step touched: every revision is
         # on ast.report.15m, but a burst of late records rewrites a window's files once.
@@ -181,6 +195,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
         # they are kept and published again (same Nats-Msg-Ids) before anything newer, never
         # dropped: dropping them lost the windows' reports until a later revision.
         unsent: list[bus.Outgoing] = []
+        when_stored: list[Callable[[], None]] = []  # their counters, once stored
         while True:
             await asyncio.sleep(1.0)
             if service.js is None or service.stopping:
@@ -192,10 +207,14 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                     emit(core.on_wall_clock(now, last_input["wall_ms"], last_input["log_wall_ms"]), out, data_dir,
                          p, telemetry=telemetry)
                     unsent.extend(out.messages())
+                    when_stored.extend(out.when_stored)
             if unsent:
                 try:
                     await bus.publish_all(service.js, unsent, settings.publish_ack_timeout_s)
                     unsent = []
+                    for stored in when_stored:
+                        stored()
+                    when_stored.clear()
                 except Exception as exc:  # noqa: BLE001 - transient or not, they are kept and retried
                     log.warning("wall-clock close not published yet; retrying", messages=len(unsent),
                                 error=str(exc))

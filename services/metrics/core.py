@@ -96,34 +96,53 @@ its window is forgotten.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import msgspec
-from ddsketch import DDSketch
-from ddsketch.mapping import LogarithmicMapping
 
+from services.metrics.compact import (
+    ALERT_NAMES,
+    DERIVED_FLAGS,
+    MILLIS,
+    PLAIN_FLAGS,
+    RECORD_FLAGS,
+    SECOND_PREFIX,
+    compact,
+    expected_from_record,
+    fast_iso,
+    pack,
+    packed_dsp_received,
+    parse_iso_ms,
+    second_prefix,
+    unpack,
+    window_start_of,
+)
 from shared import subjects as s
 from shared.events import (
     FLAG_CLOCK_SKEW,
-    FLAG_MISSING_HUB_TIMESTAMP,
     LEGS,
     AstRecord,
     ClockTick,
     DeliveryAttempted,
     DeliveryExpected,
-    LegStats,
     RejectedInput,
     ReportRow,
-    RollupReport,
     ServiceResponseSeen,
-    SketchBins,
     WindowReport,
 )
-from shared.timefmt import format_iso, from_ms, to_ms
+from shared.sketches import (
+    ALL,
+    LegSummary,
+    Sketcher,
+    ddsketch_of,
+    leg_stats_from_bins,
+    merge_reports,
+    merge_summaries,
+    sketch_quantiles,
+)
+from shared.timefmt import format_iso
 
 __all__ = [
     "ClosedWindow",
@@ -138,8 +157,6 @@ __all__ = [
     "window_start_of",
 ]
 
-QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99))
-ALL = "all"
 
 
 class MetricsConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -202,387 +219,7 @@ class CoreStats(msgspec.Struct, frozen=True, kw_only=True):
     ignored: int
 
 
-# ----------------------------------------------------------------------------- helpers
 
-_MINUTE_PREFIX: dict[int, str] = {}
-_SECOND_PREFIX: dict[int, str] = {}
-_SECONDS = tuple(f"{s:02d}." for s in range(60))
-_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
-
-
-def _second(second: int) -> str:
-    """'YYYY-MM-DDTHH:MM:SS.' of an epoch second (cached, built from a cached minute)."""
-    minute = second // 60
-    prefix = _MINUTE_PREFIX.get(minute)
-    if prefix is None:
-        if len(_MINUTE_PREFIX) > 100_000:
-            _MINUTE_PREFIX.clear()
-        prefix = _MINUTE_PREFIX[minute] = from_ms(minute * 60_000).strftime("%Y-%m-%dT%H:%M:")
-    if len(_SECOND_PREFIX) > 400_000:
-        _SECOND_PREFIX.clear()
-    text = _SECOND_PREFIX[second] = prefix + _SECONDS[second % 60]
-    return text
-
-
-def _iso(ms: int | None) -> str | None:
-    """``shared.timefmt.format_iso``, fast (second prefixes cached)."""
-    if ms is None:
-        return None
-    return (_SECOND_PREFIX.get(ms // 1000) or _second(ms // 1000)) + _MILLIS[ms % 1000]
-
-
-def _parse(text: str | None) -> int | None:
-    if text is None:
-        return None
-    return to_ms(datetime.fromisoformat(text))
-
-
-def window_start_of(ms: int, window_ms: int = 900_000) -> int:
-    return ms - ms % window_ms
-
-
-class _AlertNames(dict):  # type: ignore[type-arg]
-    """alert code -> name (``shared.alert_codes``), looked up once per code."""
-
-    def __missing__(self, code: str | None) -> str | None:
-        name = None
-        if code is not None:
-            try:
-                from shared.alert_codes import alert_name
-            except ImportError:  # pragma: no cover - the table ships with the package
-                return None
-            name = alert_name(code)
-        if len(self) < 100_000:
-            self[code] = name
-        return name
-
-
-_ALERT_NAMES = _AlertNames()
-
-
-class _Flags(dict):  # type: ignore[type-arg]
-    """(expectation flags, missing hub timestamp, clock skew) -> the record's sorted flags."""
-
-    def __missing__(self, key: tuple[tuple[str, ...], bool, bool]) -> tuple[str, ...]:
-        base, missing_hub, skew = key
-        flags = set(base)
-        if missing_hub:
-            flags.add(FLAG_MISSING_HUB_TIMESTAMP)
-        if skew:
-            flags.add(FLAG_CLOCK_SKEW)
-        got = tuple(sorted(flags))
-        if len(self) < 10_000:
-            self[key] = got
-        return got
-
-
-_FLAGS = _Flags()
-
-
-_INTERNED: dict[Any, Any] = {}
-
-
-def _intern(value: Any) -> Any:
-    got = _INTERNED.get(value)
-    if got is None:
-        if value is None:
-            return None
-        if len(_INTERNED) > 200_000:
-            _INTERNED.clear()
-        _INTERNED[value] = got = value
-    return got
-
-
-def _compact(e: DeliveryExpected) -> DeliveryExpected:
-    """The same expectation holding less memory: shared copies of the repeated strings, no
-    event id or trace context (neither reaches the record)."""
-    return msgspec.structs.replace(
-        e,
-        event_id="",
-        trace=None,
-        region=_intern(e.region),
-        category=_intern(e.category),
-        alert_code=_intern(e.alert_code),
-        dcc_alert_code=_intern(e.dcc_alert_code),
-        message_code=_intern(e.message_code),
-        recipient=_intern(e.recipient),
-        service_user_id=_intern(e.service_user_id),
-        flags=_intern(e.flags),
-    )
-
-
-_pack_encoder = msgspec.msgpack.Encoder()
-_pack_decoder = msgspec.msgpack.Decoder(
-    tuple[str, str, int, str, str | None, str | None, str, str, str, str,
-          int | None, int | None, int | None, int, int, tuple[str, ...]]
-)
-
-
-def _pack(e: DeliveryExpected) -> bytes:
-    """A pending expectation as one compact bytes object (about a third of the decoded struct
-    with its strings and ints); the delivery id stays the dictionary key."""
-    return _pack_encoder.encode((
-        e.response_id, e.region, e.comms_hub_id, e.category, e.alert_code, e.dcc_alert_code, e.message_code,
-        e.originator, e.recipient, e.service_user_id, e.device_alert_time, e.chf_received, e.csp_received,
-        e.csp_sent, e.dsp_received, e.flags,
-    ))
-
-
-def _unpack(did: str, blob: bytes) -> DeliveryExpected:
-    (response_id, region, hub, category, code, dcc, message_code, originator, recipient, su, device, chf, cr,
-     cs, dr, flags) = _pack_decoder.decode(blob)
-    return DeliveryExpected(
-        event_id="", delivery_id=did, response_id=response_id, region=_intern(region), comms_hub_id=hub,
-        category=_intern(category), alert_code=_intern(code), dcc_alert_code=_intern(dcc),
-        message_code=_intern(message_code), originator=originator, recipient=_intern(recipient),
-        service_user_id=_intern(su), device_alert_time=device, chf_received=chf, csp_received=cr, csp_sent=cs,
-        dsp_received=dr, flags=_intern(flags),
-    )
-
-
-def _packed_dsp_received(blob: bytes) -> int:
-    return _pack_decoder.decode(blob)[14]
-
-
-_DERIVED_FLAGS = frozenset((FLAG_MISSING_HUB_TIMESTAMP, FLAG_CLOCK_SKEW))
-
-
-class _PlainFlags(dict):  # type: ignore[type-arg]
-    """flags tuple -> whether it holds none of the flags a record derives itself."""
-
-    def __missing__(self, flags: tuple[str, ...]) -> bool:
-        plain = not (_DERIVED_FLAGS & set(flags))
-        if len(self) < 10_000:
-            self[flags] = plain
-        return plain
-
-
-_PLAIN_FLAGS = _PlainFlags()
-
-
-def _expected_from_record(record: AstRecord, base_flags: tuple[str, ...]) -> DeliveryExpected:
-    """The expectation behind a record (kept instead of it once the record exists)."""
-    return DeliveryExpected(
-        event_id="",
-        delivery_id=record.delivery_id,
-        response_id=record.response_id,
-        region=record.region,
-        comms_hub_id=record.comms_hub_id,
-        category=record.category,
-        alert_code=record.alert_code,
-        dcc_alert_code=record.dcc_alert_code,
-        message_code=record.message_code or "",
-        originator=record.originator or "",
-        recipient=record.recipient or "",
-        service_user_id=record.service_user_id or "",
-        device_alert_time=_parse(record.device_alert_time),
-        chf_received=_parse(record.chf_received),
-        csp_received=_parse(record.csp_received),
-        csp_sent=_parse(record.csp_sent),  # type: ignore[arg-type]
-        dsp_received=_parse(record.dsp_received),  # type: ignore[arg-type]
-        flags=base_flags,
-    )
-
-
-# --------------------------------------------------------------------------- sketches
-
-
-class _BinKeys(dict):  # type: ignore[type-arg]
-    """value -> DDSketch bin key (None for 0), computed once per value."""
-
-    def __init__(self, mapping: LogarithmicMapping) -> None:
-        super().__init__()
-        self._key = mapping.key
-
-    def __missing__(self, value: int) -> int | None:
-        key = self._key(value) if value else None
-        if len(self) < 1_000_000:
-            self[value] = key
-        return key
-
-
-class _Sketcher:
-    """DDSketch bins of integer millisecond values (``ddsketch`` logarithmic mapping; the bin
-    of each value cached)."""
-
-    def __init__(self, relative_accuracy: float) -> None:
-        self.relative_accuracy = relative_accuracy
-        self.mapping = LogarithmicMapping(relative_accuracy)
-        self.gamma = self.mapping.gamma
-        self._keys = _BinKeys(self.mapping)
-
-    def summarise(self, values: list[int]) -> _LegSummary:
-        """count, zero count, bins (key -> count), min, max, sum of values >= 0."""
-        if not values:
-            return (0, 0, {}, None, None, 0)
-        bins = Counter(map(self._keys.__getitem__, values))
-        zero = bins.pop(None, 0)
-        return (len(values), zero, bins, min(values), max(values), sum(values))
-
-    def stats(self, summary: _LegSummary) -> LegStats:
-        count, zero, bins, lo, hi, total = summary
-        sketch = SketchBins(relative_accuracy=self.relative_accuracy, gamma=self.gamma,
-                            zero_count=zero, bins=dict(sorted(bins.items())))
-        return leg_stats_from_bins(sketch, count, lo, hi, total)
-
-
-_LegSummary = tuple[int, int, dict[int, int], int | None, int | None, int]
-
-
-def _merge_summaries(parts: list[_LegSummary]) -> _LegSummary:
-    if len(parts) == 1:
-        return parts[0]
-    bins: dict[int, int] = {}
-    count = zero = total = 0
-    lo: int | None = None
-    hi: int | None = None
-    for c, z, b, mn, mx, t in parts:
-        if not c:
-            continue
-        count += c
-        zero += z
-        total += t
-        for k, n in b.items():
-            bins[k] = bins.get(k, 0) + n
-        if lo is None or mn < lo:  # type: ignore[operator]
-            lo = mn
-        if hi is None or mx > hi:  # type: ignore[operator]
-            hi = mx
-    return (count, zero, bins, lo, hi, total)
-
-
-def ddsketch_of(sketch: SketchBins) -> DDSketch:
-    """A ``ddsketch.DDSketch`` holding exactly the bins of ``sketch`` (for checks and tools)."""
-    dd = DDSketch(sketch.relative_accuracy)
-    mapping = LogarithmicMapping(sketch.relative_accuracy, offset=sketch.index_offset)
-    if sketch.zero_count:
-        dd.add(0.0, float(sketch.zero_count))
-    for key, n in sketch.bins.items():
-        if n > 0:
-            dd.add(mapping.value(key), float(n))
-    return dd
-
-
-_MAPPINGS: dict[tuple[float, float], LogarithmicMapping] = {}
-
-
-def sketch_quantiles(sketch: SketchBins, quantiles: Iterable[float]) -> list[float | None]:
-    """Quantiles of the sketch bins, by DDSketch's own rule (``DDSketch.get_quantile_value``:
-    rank ``q * (n - 1)``; 0 while the rank is below the zero count; else the first bin whose
-    running count exceeds the rank, read as ``mapping.value(key)``), without building a
-    ``DDSketch`` per read. ``ddsketch_of(sketch).get_quantile_value(q)`` gives the same."""
-    mapping = _MAPPINGS.get((sketch.relative_accuracy, sketch.index_offset))
-    if mapping is None:
-        mapping = _MAPPINGS[(sketch.relative_accuracy, sketch.index_offset)] = LogarithmicMapping(
-            sketch.relative_accuracy, offset=sketch.index_offset)
-    zero = sketch.zero_count
-    bins = sketch.bins
-    keys = sorted(bins)
-    count = zero + sum(bins.values())
-    wanted = list(quantiles)
-    result: list[float | None] = [None] * len(wanted)
-    if count == 0:
-        return result
-    todo = sorted((q * (count - 1), i) for i, q in enumerate(wanted) if 0 <= q <= 1)
-    todo.append((_NEVER, -1))  # sentinel
-    j = 0
-    while todo[j][0] < zero:
-        result[todo[j][1]] = 0.0
-        j += 1
-    last = len(todo) - 1
-    running = zero
-    rank = todo[j][0]
-    for k in keys:
-        if j == last:
-            break
-        running += bins[k]
-        if running > rank:
-            value = float(mapping.value(k))
-            while running > rank:
-                result[todo[j][1]] = value
-                j += 1
-                rank = todo[j][0]
-    while j < last:  # rounding at the very top: DDSketch answers with the last bin
-        result[todo[j][1]] = float(mapping.value(keys[-1]))
-        j += 1
-    return result
-
-
-def leg_stats_from_bins(sketch: SketchBins, count: int, lo: int | None, hi: int | None, total: int) -> LegStats:
-    """Leg statistics with the percentiles read from the sketch bins."""
-    if count == 0:
-        return LegStats(count=0, p50=None, p90=None, p95=None, p99=None, min=None, max=None,
-                        sum=0, sketch=sketch)
-    p50, p90, p95, p99 = sketch_quantiles(sketch, [q for _, q in QUANTILES])
-    return LegStats(count=count, min=lo, max=hi, sum=total, sketch=sketch, p50=p50, p90=p90, p95=p95, p99=p99)
-
-
-def _merge_legs(legs: list[LegStats]) -> LegStats:
-    first = legs[0].sketch
-    gamma, offset = first.gamma, first.index_offset
-    bins: dict[int, int] = {}
-    zero = count = total = 0
-    lo: int | None = None
-    hi: int | None = None
-    for leg in legs:
-        sk = leg.sketch
-        if not math.isclose(sk.gamma, gamma, rel_tol=1e-12) or sk.index_offset != offset:
-            raise ValueError("cannot merge sketches with different relative accuracy or index offset")
-        zero += sk.zero_count
-        for k, n in sk.bins.items():
-            bins[k] = bins.get(k, 0) + n
-        count += leg.count
-        total += leg.sum
-        if leg.min is not None and (lo is None or leg.min < lo):
-            lo = leg.min
-        if leg.max is not None and (hi is None or leg.max > hi):
-            hi = leg.max
-    merged = SketchBins(relative_accuracy=first.relative_accuracy, gamma=gamma, index_offset=offset,
-                        zero_count=zero, bins=dict(sorted(bins.items())))
-    return leg_stats_from_bins(merged, count, lo, hi, total)
-
-
-_COUNT_FIELDS = ("alerts", "complete", "no_handshake", "incomplete", "missing_hub_timestamp",
-                 "clock_skew", "delivery_without_alert", "service_responses_seen", "rejected")
-
-
-def merge_reports(reports: Iterable[WindowReport]) -> RollupReport:
-    """Roll window reports up (a day, a month): counts added, sketches merged bin by bin,
-    percentiles read from the merged sketch (same error bound). Of several revisions of a
-    window only the latest is used."""
-    latest: dict[str, WindowReport] = {}
-    for report in reports:
-        held = latest.get(report.window_start)
-        if held is None or report.revision > held.revision:
-            latest[report.window_start] = report
-    if not latest:
-        return RollupReport(period_start=None, period_end=None, windows=0,
-                            sketch_relative_accuracy=0.0, rows=[])
-    accuracy = {r.sketch_relative_accuracy for r in latest.values()}
-    if len(accuracy) != 1:
-        raise ValueError(f"reports with different sketch accuracies: {sorted(accuracy)}")
-    groups: dict[tuple[str, str], list[ReportRow]] = {}
-    for start in sorted(latest):
-        for row in latest[start].rows:
-            groups.setdefault((row.region, row.category), []).append(row)
-    rows = []
-    for key in sorted(groups, key=_row_order):
-        parts = groups[key]
-        counts = {f: sum(getattr(p, f) for p in parts) for f in _COUNT_FIELDS}
-        legs = {leg: _merge_legs([p.legs[leg] for p in parts]) for leg in LEGS}
-        rows.append(ReportRow(region=key[0], category=key[1], legs=legs, **counts))
-    return RollupReport(
-        period_start=min(r.window_start for r in latest.values()),
-        period_end=max(r.window_end for r in latest.values()),
-        windows=len(latest),
-        sketch_relative_accuracy=accuracy.pop(),
-        rows=rows,
-    )
-
-
-def _row_order(key: tuple[str, str]) -> tuple[int, str, int, str]:
-    region, category = key
-    return (region != ALL, region, category != ALL, category)
 
 
 # ------------------------------------------------------------------------------ state
@@ -638,7 +275,7 @@ class MetricsCore:
         self._lateness = config.allowed_lateness_ms
         self._timeout = config.handshake_timeout_ms
         self._horizon = config.done_horizon_ms
-        self._sketcher = _Sketcher(config.sketch_relative_accuracy)
+        self._sketcher = Sketcher(config.sketch_relative_accuracy)
         self._max_gap = max(config.done_horizon_ms, 86_400_000)
 
         # id -> DeliveryExpected | bytes (packed) while pending with no attempt; AstRecord when finished
@@ -818,7 +455,7 @@ class MetricsCore:
             return e.dsp_received
         kind = type(d)
         if kind is bytes:
-            d = _unpack(did, d)
+            d = unpack(did, d)
             kind = DeliveryExpected
         if kind is not _Delivery or d.exp is not None or d.record is not None:
             held = d if kind is not _Delivery else (d.exp or d.record)
@@ -856,7 +493,7 @@ class MetricsCore:
             return t
         kind = type(d)
         if kind is bytes:
-            d = _unpack(did, d)
+            d = unpack(did, d)
             kind = DeliveryExpected
         if kind is DeliveryExpected:
             if acked:
@@ -869,7 +506,7 @@ class MetricsCore:
                 self._deliveries[did] = w
             return t
         if kind is AstRecord:
-            d = self._unpack(did, d)
+            d = self._delivery_of_record(did, d)
         if key in d.attempts:
             self._duplicates += 1
             return t
@@ -986,8 +623,8 @@ class MetricsCore:
         else:
             status = "incomplete"
         # ISO text inlined (this is the hot path): cached "YYYY-MM-DDTHH:MM:SS." + "mmmZ"
-        sec = _SECOND_PREFIX
-        mil = _MILLIS
+        sec = SECOND_PREFIX
+        mil = MILLIS
         dat = e.device_alert_time
         code = e.alert_code
         return AstRecord(
@@ -998,31 +635,31 @@ class MetricsCore:
             comms_hub_id=e.comms_hub_id,
             category=e.category,
             alert_code=code,
-            alert_name=_ALERT_NAMES[code],
+            alert_name=ALERT_NAMES[code],
             dcc_alert_code=e.dcc_alert_code,
             message_code=e.message_code,
             originator=e.originator,
             recipient=e.recipient,
             service_user_id=e.service_user_id,
             device_alert_time=None if dat is None else (
-                (sec.get(dat // 1000) or _second(dat // 1000)) + mil[dat % 1000]),
+                (sec.get(dat // 1000) or second_prefix(dat // 1000)) + mil[dat % 1000]),
             chf_received=None if chf is None else (
-                (sec.get(chf // 1000) or _second(chf // 1000)) + mil[chf % 1000]),
+                (sec.get(chf // 1000) or second_prefix(chf // 1000)) + mil[chf % 1000]),
             csp_received=None if cr is None else (
-                (sec.get(cr // 1000) or _second(cr // 1000)) + mil[cr % 1000]),
-            csp_sent=(sec.get(cs // 1000) or _second(cs // 1000)) + mil[cs % 1000],
-            dsp_received=(sec.get(dr // 1000) or _second(dr // 1000)) + mil[dr % 1000],
+                (sec.get(cr // 1000) or second_prefix(cr // 1000)) + mil[cr % 1000]),
+            csp_sent=(sec.get(cs // 1000) or second_prefix(cs // 1000)) + mil[cs % 1000],
+            dsp_received=(sec.get(dr // 1000) or second_prefix(dr // 1000)) + mil[dr % 1000],
             su_passed=None if sp is None else (
-                (sec.get(sp // 1000) or _second(sp // 1000)) + mil[sp % 1000]),
+                (sec.get(sp // 1000) or second_prefix(sp // 1000)) + mil[sp % 1000]),
             su_acknowledged=None if sa is None else (
-                (sec.get(sa // 1000) or _second(sa // 1000)) + mil[sa % 1000]),
+                (sec.get(sa // 1000) or second_prefix(sa // 1000)) + mil[sa % 1000]),
             hub_to_csp_ms=hub,
             csp_to_dsp_ms=transit,
             dsp_to_su_ms=dsp,
             su_handshake_ms=hs,
             end_to_end_ms=e2e,
             status=status,
-            flags=list(_FLAGS[(e.flags, chf is None, skew)]),
+            flags=list(RECORD_FLAGS[(e.flags, chf is None, skew)]),
             delivery_attempts=n,
         )
 
@@ -1032,7 +669,7 @@ class MetricsCore:
         rec = self._build(e, attempts, 1, did)
         self._pending -= 1
         out.append(rec)
-        if (not attempts or (len(attempts) == 1 and attempts[0][2])) and _PLAIN_FLAGS[e.flags]:
+        if (not attempts or (len(attempts) == 1 and attempts[0][2])) and PLAIN_FLAGS[e.flags]:
             self._deliveries[did] = rec
         else:
             d = _Delivery()
@@ -1049,20 +686,20 @@ class MetricsCore:
         if w.start < self._close_ptr:  # type: ignore[operator]
             self._dirty.add(w.start)
 
-    def _unpack(self, did: str, rec: AstRecord) -> _Delivery:
+    def _delivery_of_record(self, did: str, rec: AstRecord) -> _Delivery:
         """The full state of a delivery stored as its record."""
         d = _Delivery()
         d.record = rec
-        d.flags = tuple(f for f in rec.flags if f not in _DERIVED_FLAGS)
+        d.flags = tuple(f for f in rec.flags if f not in DERIVED_FLAGS)
         if rec.delivery_attempts:
-            d.attempts = ((_parse(rec.su_passed), _parse(rec.su_acknowledged), True),)  # type: ignore[assignment]
+            d.attempts = ((parse_iso_ms(rec.su_passed), parse_iso_ms(rec.su_acknowledged), True),)  # type: ignore[assignment]
         self._deliveries[did] = d
         return d
 
     def _revise(self, did: str, d: _Delivery, out: list[AstRecord]) -> None:
         old = d.record
         assert old is not None
-        e = _expected_from_record(old, d.flags)
+        e = expected_from_record(old, d.flags)
         rec = self._build(e, d.attempts, old.revision, did)
         if rec == old:
             return
@@ -1162,7 +799,7 @@ class MetricsCore:
         if kind is DeliveryExpected:
             return d.dsp_received + self._timeout
         if kind is bytes:
-            return _packed_dsp_received(d) + self._timeout
+            return packed_dsp_received(d) + self._timeout
         if kind is AstRecord or d.record is not None:
             return None
         if d.exp is not None:
@@ -1209,7 +846,7 @@ class MetricsCore:
                 for did in sorted(due, key=lambda k: (due[k], k)):
                     d = deliveries[did]
                     if type(d) is bytes:
-                        d = _unpack(did, d)
+                        d = unpack(did, d)
                     if type(d) is DeliveryExpected:
                         self._resolve(did, d, (), records)
                     elif d.exp is not None:
@@ -1288,9 +925,9 @@ class MetricsCore:
             d = deliveries.get(did)
             kind = type(d)
             if kind is DeliveryExpected:
-                deliveries[did] = _pack(d)
+                deliveries[did] = pack(d)
             elif kind is _Delivery and d.exp is not None and d.exp.event_id:
-                d.exp = _compact(d.exp)
+                d.exp = compact(d.exp)
         self._fresh = []
 
     # ------------------------------------------------------------------- reports
@@ -1310,7 +947,7 @@ class MetricsCore:
             else:
                 g.append(r)
         summarise = self._sketcher.summarise
-        summary: dict[tuple[str, str], tuple[list[int], list[_LegSummary]]] = {}
+        summary: dict[tuple[str, str], tuple[list[int], list[LegSummary]]] = {}
         for key, g in groups.items():
             statuses = Counter([r.status for r in g])
             counts = [
@@ -1339,15 +976,15 @@ class MetricsCore:
             for key in keys:
                 rows.append(self._row(region, key[1], [key], summary, 0, 0, 0))
         return WindowReport(
-            window_start=_iso(w.start),  # type: ignore[arg-type]
-            window_end=_iso(w.start + self._w),  # type: ignore[arg-type]
+            window_start=fast_iso(w.start),  # type: ignore[arg-type]
+            window_end=fast_iso(w.start + self._w),  # type: ignore[arg-type]
             revision=w.revision,
             sketch_relative_accuracy=self.config.sketch_relative_accuracy,
             rows=rows,
         )
 
     def _row(self, region: str, category: str, keys: list[tuple[str, str]],
-             summary: dict[tuple[str, str], tuple[list[int], list[_LegSummary]]],
+             summary: dict[tuple[str, str], tuple[list[int], list[LegSummary]]],
              orphans: int, responses: int, rejected: int) -> ReportRow:
         totals = [0, 0, 0, 0, 0, 0]
         for key in keys:
@@ -1356,7 +993,7 @@ class MetricsCore:
         alerts, complete, no_handshake, incomplete, missing, skew = totals
         stats = self._sketcher.stats
         legs = {
-            name: stats(_merge_summaries([summary[key][1][i] for key in keys]) if keys else (0, 0, {}, None, None, 0))
+            name: stats(merge_summaries([summary[key][1][i] for key in keys]) if keys else (0, 0, {}, None, None, 0))
             for i, name in enumerate(LEGS)
         }
         return ReportRow(
@@ -1383,5 +1020,5 @@ def _same_expectation(held: Any, e: DeliveryExpected) -> bool:
             e.service_user_id, e.dcc_alert_code)
     return (held.response_id, held.dsp_received, held.csp_sent, held.chf_received, held.csp_received,
             held.service_user_id, held.dcc_alert_code) == (
-        e.response_id, _iso(e.dsp_received), _iso(e.csp_sent), _iso(e.chf_received), _iso(e.csp_received),
+        e.response_id, fast_iso(e.dsp_received), fast_iso(e.csp_sent), fast_iso(e.chf_received), fast_iso(e.csp_received),
         e.service_user_id, e.dcc_alert_code)

@@ -4,7 +4,7 @@ Layout: ``<data_dir>/ast/date=YYYY-MM-DD/ast_YYYYMMDDTHHMM_r<revision>.{csv,parq
 the date and time being the window start (UTC). With more than one metrics partition every
 partition reports the same windows for its own deliveries, so its files carry the partition:
 ``ast_YYYYMMDDTHHMM_p<partition>_r<revision>.*``; a reader takes the latest revision of each
-(window, partition) and combines the partitions (``shared.report``). Every file is written to
+(window, partition) and combines the partitions (``alert_timing.report``). Every file is written to
 a temporary name in the same directory and renamed into place, so a reader never sees half a
 file. A revision writes new files next to the old ones; nothing is ever edited.
 """

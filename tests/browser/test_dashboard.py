@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from alert_timing import report
+from alert_timing.dashboard import CHARTS
 from services.metrics.core import MetricsCore
-from shared import report
-from shared.dashboard import CHARTS
 from tests.unit.test_metrics_core import exp, tick
 from tests.unit.test_report import _write, ack
 

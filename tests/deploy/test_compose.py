@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.cli import SERVICE_BUILDERS, build_parser
+from alert_timing.cli import SERVICE_BUILDERS, build_parser
 from shared import bus
 from shared import subjects as s
 from shared.settings import ENV_VARS, Settings
@@ -167,7 +167,7 @@ def test_dockerignore_keeps_secrets_and_clutter_out() -> None:
              if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*", "allow-list: everything is out unless re-included"
     included = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert {"pyproject.toml", "shared", "services"} <= included
+    assert {"pyproject.toml", "shared", "services", "tools", "benchmarks"} <= included
     assert not included & {".env", ".venv", "var", ".git", "tests"}
 
 

@@ -35,12 +35,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from services.metrics.replay import read_messages
-from services.simulator.run import RunResult, run_traffic
-from services.simulator.traffic import Traffic, TrafficConfig
-from services.supervisor import Supervisor
+from alert_timing.simulator.run import RunResult, run_traffic
+from alert_timing.simulator.traffic import Traffic, TrafficConfig
+from alert_timing.supervisor import Supervisor
 from shared import bus
 from shared import subjects as s
+from shared.eventlog import read_messages
 from shared.settings import Settings, load
 from shared.timefmt import format_iso, parse_iso
 
@@ -90,7 +90,7 @@ def cli_bootstrap(env: dict[str, str], timeout: float = 60.0) -> None:
     """`alert-timing bootstrap`, retried while a new cluster elects its JetStream leader."""
     deadline = time.monotonic() + timeout
     while True:
-        done = subprocess.run([sys.executable, "-m", "services.cli", "bootstrap"], env=env, cwd=REPO,
+        done = subprocess.run([sys.executable, "-m", "alert_timing.cli", "bootstrap"], env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=120)
         if done.returncode == 0:
             return

@@ -15,9 +15,9 @@ import msgspec
 import pytest
 from nats.js import api
 
-from services import runtime
-from services.deadletter import REASON, dead_letter_id
-from services.runtime import Binding, Emitter, Inbound, Service
+from services.runtime import service as runtime_service
+from services.runtime.deadletter import REASON, dead_letter_id
+from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
@@ -30,7 +30,7 @@ MAX_DELIVER = 3
 
 
 async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "RETRY_DELAY_S", 0.1)  # NAK delay 0.5 s: max_deliver reached in seconds
+    monkeypatch.setattr(runtime_service, "RETRY_DELAY_S", 0.1)  # NAK delay 0.5 s: max_deliver reached in seconds
     with bus.EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
         nc = await bus.connect(settings, "test")

@@ -14,8 +14,8 @@ import msgspec
 import pytest
 from nats.js import api
 
-from services import runtime
-from services.runtime import Binding, Emitter, Inbound, Service
+from services.runtime import service as runtime_service
+from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
@@ -39,7 +39,7 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
                 raise bus.PublishError("publishes not acknowledged within 0s") from exc
         await real_publish_all(js, messages, timeout)
 
-    monkeypatch.setattr(runtime.bus, "publish_all", flaky_publish_all)
+    monkeypatch.setattr(runtime_service.bus, "publish_all", flaky_publish_all)
     monkeypatch.setattr(runtime, "RETRY_MAX_DELAY_S", 0.2)
     with bus.EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))

@@ -33,7 +33,7 @@ def test_replay_rebuilds_byte_identical_reports(tmp_path: Path, baseline: tuple[
     assert live and set(live) == set(outcome.latest_reports())
     target = tmp_path / "replayed"
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "replay", "--nats-url", harness.url, "--data-dir", str(target)],
+        [sys.executable, "-m", "alert_timing.cli", "replay", "--nats-url", harness.url, "--data-dir", str(target)],
         env=cli_env(harness.url, tmp_path / "unused"), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     replayed = _latest_json(target)

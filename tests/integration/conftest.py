@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from nats.js import api
 
-from services.supervisor import Supervisor, run_bootstrap
+from alert_timing.supervisor import Supervisor, run_bootstrap
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings, load

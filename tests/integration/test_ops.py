@@ -15,7 +15,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from services import ops
+from alert_timing import ops
+from alert_timing.ops import common
 from shared import bus
 from shared import subjects as s
 from tests.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, north
@@ -24,7 +25,7 @@ from tests.integration.conftest import collect, decoded, send
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
-OPS = [sys.executable, "-m", "services.ops"]
+OPS = [sys.executable, "-m", "alert_timing.ops"]
 DSP = {"Dsp-Received-Timestamp": "20230601101502.500"}
 METRICS_READY = importlib.util.find_spec("services.metrics.core") is not None
 
@@ -90,14 +91,14 @@ async def attempts_for(js, response_id: str, timeout: float = 45.0) -> list[dict
 
 
 def test_subject_intersection():
-    assert ops.intersect("ast.>", "ast.in.>") == "ast.in.>"
-    assert ops.intersect("ast.*.csp-north", "ast.in.>") == "ast.in.csp-north"
-    assert ops.intersect("ast.rejected.hub-capture", "ast.rejected.*") == "ast.rejected.hub-capture"
-    assert ops.intersect("ast.record", "ast.in.>") is None
-    assert ops.intersect("ast.>", "ast") is None
-    assert [name for name, _ in ops.stream_filters("ast.>")] == [s.STREAM_IN, s.STREAM_EVENTS, s.STREAM_OUT]
-    assert ops.stream_filters("ast.deliver") == [(s.STREAM_EVENTS, ["ast.deliver"])]
-    assert not ops.valid_pattern("ast..x") and not ops.valid_pattern("ast.>.x") and ops.valid_pattern("ast.*.x")
+    assert common.intersect("ast.>", "ast.in.>") == "ast.in.>"
+    assert common.intersect("ast.*.csp-north", "ast.in.>") == "ast.in.csp-north"
+    assert common.intersect("ast.rejected.hub-capture", "ast.rejected.*") == "ast.rejected.hub-capture"
+    assert common.intersect("ast.record", "ast.in.>") is None
+    assert common.intersect("ast.>", "ast") is None
+    assert [name for name, _ in common.stream_filters("ast.>")] == [s.STREAM_IN, s.STREAM_EVENTS, s.STREAM_OUT]
+    assert common.stream_filters("ast.deliver") == [(s.STREAM_EVENTS, ["ast.deliver"])]
+    assert not common.valid_pattern("ast..x") and not common.valid_pattern("ast.>.x") and common.valid_pattern("ast.*.x")
 
 
 def test_base64_needles_find_an_id_at_any_alignment():
@@ -113,17 +114,17 @@ def test_message_lines_one_per_event_with_ids_and_times():
          "su_passed": 1_685_614_502_700, "su_acknowledged": 1_685_614_503_100},
         {"type": "clock_tick", "time": 1_685_614_502_700},
     ]})
-    lines = ops.message_lines("ast.attempted.0", envelope)
+    lines = common.message_lines("ast.attempted.0", envelope)
     assert lines == [
         "ast.attempted.0 delivery_attempted delivery_id=D1 response_id=R1 outcome=acknowledged "
         "su_passed=2023-06-01T10:15:02.700Z su_acknowledged=2023-06-01T10:15:03.100Z",
         "ast.attempted.0 clock_tick time=2023-06-01T10:15:02.700Z",
     ]
-    [line] = ops.message_lines(s.IN_CSP_NORTH, b'{"responseId": "R1",\n "payload": "' + b"A" * 400 + b'"}')
+    [line] = common.message_lines(s.IN_CSP_NORTH, b'{"responseId": "R1",\n "payload": "' + b"A" * 400 + b'"}')
     assert line.startswith('ast.in.csp-north {"responseId": "R1", "payload": "AAA') and line.endswith("...")
-    assert ops.message_lines("ast.rejected.hub-capture", b"not json")[0].startswith(
+    assert common.message_lines("ast.rejected.hub-capture", b"not json")[0].startswith(
         "ast.rejected.hub-capture (unreadable")
-    assert ops.json_line(b'{"a":\n 1}') == '{"a":1}'
+    assert common.json_line(b'{"a":\n 1}') == '{"a":1}'
 
 
 # --------------------------------------------------------------------------- against the server

@@ -25,14 +25,14 @@ import nats.errors
 import pytest
 from nats.js import api
 
+from alert_timing.simulator.run import report_partition, run_traffic, windows_due
+from alert_timing.simulator.traffic import Inbound, Traffic, TrafficConfig
+from alert_timing.supervisor import Supervisor, metrics_assignment, parse_replicas, run_bootstrap
+from alert_timing_benchmarks.metrics_core import synthetic_events
 from services.metrics.app import emit, partitions_owned
-from services.metrics.bench import synthetic_events
 from services.metrics.core import MetricsCore
 from services.metrics.files import file_stem, partition_tag
-from services.runtime import Emitter
-from services.simulator.run import report_partition, run_traffic, windows_due
-from services.simulator.traffic import Inbound, Traffic, TrafficConfig
-from services.supervisor import Supervisor, metrics_assignment, parse_replicas, run_bootstrap
+from services.runtime.service import Emitter
 from shared import bus, report
 from shared import subjects as s
 from shared.events import ClockTick, DeliveryAttempted, DeliveryExpected, RejectedInput, record_decoder

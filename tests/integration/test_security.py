@@ -322,7 +322,7 @@ async def test_service_user_does_its_job(bootstrapped: SecuredNats, case: Case) 
 
 async def test_metrics_user_can_rebuild_its_state(bootstrapped: SecuredNats) -> None:
     """The start-up replay: durable info, stream info, an ephemeral consumer on AST_EVENTS."""
-    from services.metrics.replay import read_messages
+    from shared.eventlog import read_messages
 
     async with connect_as(bootstrapped, "dsp-mapping") as dsp:
         await dsp.js.publish(s.expected(0), b'{"replay":1}')
@@ -359,11 +359,11 @@ async def test_service_user_is_refused_everything_else(bootstrapped: SecuredNats
 
 @pytest.mark.parametrize("user", s.SERVICES)
 async def test_service_user_can_dead_letter_its_own_messages(bootstrapped: SecuredNats, user: str) -> None:
-    """What services.deadletter does, under the service's own user: listen to the
+    """What services.runtime.deadletter does, under the service's own user: listen to the
     max-deliveries advisories of its own durables, read the named message back from its
     stream by sequence, publish the copy to its own ast.dead-letter.<stage>. The advisories
     of other services' durables and their dead-letter subjects are refused."""
-    from services.deadletter import DeadLetters, advisory_subject
+    from services.runtime.deadletter import DeadLetters, advisory_subject
 
     own = [(c.stream, c.durable) for c in CASES if c.user == user]
     others = [(c.stream, c.durable) for c in CASES if c.user != user]
@@ -467,7 +467,7 @@ def cli_env(server: SecuredNats, user: str, **extra: str) -> dict[str, str]:
 async def test_ops_commands_run_as_ops(bootstrapped: SecuredNats) -> None:
     """`alert-timing status` and `alert-timing tail` work with the read-only user."""
     status = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "status", "--json", env=cli_env(bootstrapped, "ops"), cwd=REPO,
+        sys.executable, "-m", "alert_timing.cli", "status", "--json", env=cli_env(bootstrapped, "ops"), cwd=REPO,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(status.communicate(), 60)
     assert status.returncode == 0, err.decode()
@@ -475,7 +475,7 @@ async def test_ops_commands_run_as_ops(bootstrapped: SecuredNats) -> None:
     assert {c["durable"] for c in report["consumers"]} >= {"hub-capture", "csp-enrichment"}
 
     tail = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "tail", f"{s.IN_DSP_CLOCK}", "--json", "--count", "1",
+        sys.executable, "-m", "alert_timing.cli", "tail", f"{s.IN_DSP_CLOCK}", "--json", "--count", "1",
         env=cli_env(bootstrapped, "ops"), cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async with connect_as(bootstrapped, "simulator") as sim:
@@ -588,7 +588,7 @@ def test_real_services_and_simulator_under_their_own_users(tmp_path: Path) -> No
         return e
 
     def cli(*args: str) -> list[str]:
-        return [sys.executable, "-m", "services.cli", *args]
+        return [sys.executable, "-m", "alert_timing.cli", *args]
 
     try:
         boot = subprocess.run(cli("bootstrap"), env=env("bootstrap"), cwd=REPO, capture_output=True,

@@ -27,14 +27,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from alert_timing.supervisor import Supervisor, bootstrap
 from services.csp_enrichment import app as csp_enrichment
 from services.dsp_mapping import app as dsp_mapping
 from services.hub_capture import app as hub_capture
 from services.metrics import app as metrics_app
-from services.supervisor import Supervisor, bootstrap
-from shared import bus
+from shared import bus, telemetry
 from shared import subjects as s
-from shared import telemetry
 from shared.settings import ENV_VARS, load
 from shared.telemetry import JOURNEY_ATTRIBUTE, JOURNEY_LEGS, JOURNEY_POINTS, setup_metrics, setup_tracing
 from shared.timefmt import parse_iso

@@ -10,7 +10,8 @@ import jsonschema
 import msgspec
 import pytest
 
-from services import ops
+from alert_timing import ops
+from alert_timing.ops import common, docs
 from services.dsp_mapping.core import delivery_attempt
 from services.hub_capture.core import capture
 from shared import bus
@@ -26,7 +27,7 @@ DOC_PATH = ROOT / "docs" / "asyncapi.json"
 
 @pytest.fixture(scope="module")
 def doc() -> dict:
-    return ops.asyncapi_document()
+    return docs.asyncapi_document()
 
 
 def subject_constants() -> dict[str, str]:
@@ -70,13 +71,13 @@ def as_json(struct: object) -> object:
 
 def test_document_on_disk_is_current():
     assert DOC_PATH.exists(), "docs/asyncapi.json is missing: run `alert-timing docs`"
-    assert DOC_PATH.read_text(encoding="utf-8") == ops.render_asyncapi(), \
+    assert DOC_PATH.read_text(encoding="utf-8") == docs.render_asyncapi(), \
         "docs/asyncapi.json is stale: run `alert-timing docs`"
 
 
 def test_rendering_is_deterministic_sorted_with_trailing_newline():
-    text = ops.render_asyncapi()
-    assert text == ops.render_asyncapi()
+    text = docs.render_asyncapi()
+    assert text == docs.render_asyncapi()
     assert text.endswith("}\n")
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -85,7 +86,7 @@ def test_docs_command_writes_and_checks(tmp_path, capsys):
     out = tmp_path / "docs" / "asyncapi.json"
     assert ops.main(["docs", "--out", str(out), "--check"]) == 1  # not there yet
     assert ops.main(["docs", "--out", str(out)]) == 0
-    assert out.read_text(encoding="utf-8") == ops.render_asyncapi()
+    assert out.read_text(encoding="utf-8") == docs.render_asyncapi()
     assert ops.main(["docs", "--out", str(out), "--check"]) == 0
     out.write_text(out.read_text(encoding="utf-8").replace("ast.record", "ast.recordx", 1), encoding="utf-8")
     assert ops.main(["docs", "--out", str(out), "--check"]) == 1
@@ -138,7 +139,7 @@ def test_every_consumer_and_sender_is_an_operation(doc):
                 for op in doc["operations"].values() if op["action"] == "receive"}
     for spec in bus.consumer_specs(1):
         for subject in spec.filter_subjects:
-            assert any(service == spec.service and ops.intersect(p, subject) == subject
+            assert any(service == spec.service and common.intersect(p, subject) == subject
                        for service, p in received), (spec.durable, subject)
     senders = {op["tags"][0]["name"] for op in doc["operations"].values() if op["action"] == "send"}
     assert set(s.SERVICES) <= senders

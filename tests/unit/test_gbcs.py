@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import gbcs_cli
+from alert_timing import gbcs_cli
+from alert_timing_benchmarks.gbcs import build_mix, run_bench
 from shared.alert_codes import ALERT_NAMES, alert_name
 from shared.gbcs import (
     ACB_EUI,
@@ -32,7 +33,6 @@ from shared.gbcs import (
     is_alert,
     is_to_acb,
 )
-from shared.gbcs_bench import build_mix, run_bench
 
 UTC = timezone.utc
 DEVICE = bytes.fromhex("0011223344556677")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from alert_timing.gbcs_cli import decode_items
 from shared.gbcs import GbcsError, decode_item
-from shared.gbcs_cli import decode_items
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RTDS = REPO_ROOT.parent / "shared" / "gbcs" / "rtds-4.5.0"

@@ -15,20 +15,21 @@ import random
 import msgspec
 import pytest
 from ddsketch import DDSketch
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from alert_timing_benchmarks.metrics_core import synthetic_events
+from services.metrics.compact import fast_iso
 from services.metrics.core import (
     ClosedWindow,
     MetricsConfig,
     MetricsCore,
     Output,
-    _iso,
     ddsketch_of,
     merge_reports,
     sketch_quantiles,
 )
-from services.metrics.bench import synthetic_events
 from shared import subjects as s
 from shared.alert_codes import alert_name
 from shared.events import (
@@ -770,4 +771,4 @@ def test_report_json_round_trip() -> None:
 @hsettings(max_examples=200, deadline=None)
 @given(st.integers(min_value=0, max_value=4_102_444_800_000))
 def test_fast_iso_matches_format_iso(ms: int) -> None:
-    assert _iso(ms) == format_iso(ms)
+    assert fast_iso(ms) == format_iso(ms)

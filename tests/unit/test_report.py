@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from alert_timing import report
 from services.metrics.core import ClosedWindow, MetricsCore
 from services.metrics.files import write_window
-from shared import report
-from shared.events import DeliveryAttempted, RejectedInput
 from shared import subjects as s
+from shared.events import DeliveryAttempted, RejectedInput
 from tests.unit.test_metrics_core import SUPPLIER, at, exp, tick
 
 

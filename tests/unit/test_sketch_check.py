@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alert_timing.simulator.traffic import TrafficConfig, generate, service_user_answers
+from alert_timing.sketch_check import compare
 from services.csp_enrichment.core import enrich
 from services.dsp_mapping.core import deliveries, delivery_attempt
 from services.hub_capture.core import capture
 from services.metrics.core import MetricsCore
 from services.metrics.files import write_window
-from services.runtime import Inbound
-from services.simulator.traffic import TrafficConfig, generate, service_user_answers
+from services.runtime.service import Inbound
 from shared import subjects as s
 from shared.dcc_rules import RuleTable
 from shared.events import AlertEnriched, ClockTick
 from shared.settings import Settings
-from shared.sketch_check import compare
 
 
 def test_merged_sketch_percentiles_within_bound_of_exact(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import base64
 
 import msgspec
 import pytest
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from services.csp_enrichment.core import enrich

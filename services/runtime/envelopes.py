@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 import msgspec
 import structlog
 
-from services.runtime import Emitter, Inbound
+from services.runtime.service import Emitter, Inbound
 from shared import subjects as s
 from shared.events import AnyEvent, RejectedInput, batch_decoder
 

@@ -69,7 +69,7 @@ class Supervisor:
         key = f"{name}-{index}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{key}.log", "ab") as log:  # the child keeps its own copy
-            proc = subprocess.Popen([sys.executable, "-m", "services.cli", "service", name],
+            proc = subprocess.Popen([sys.executable, "-m", "alert_timing.cli", "service", name],
                                     env=self.env(**extra), stdout=log, stderr=log)
         self.processes[key] = proc
         self.launched[key] = (name, index, dict(extra))

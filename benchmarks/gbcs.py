@@ -2,7 +2,7 @@
 
 Mix (built with the encoder): 70 % DLMS electricity alerts (half with a MAC
 header, half signed), 20 % GBZ gas alerts, 5 % Service Responses, 5 % ASN.1
-future-dated alerts. Run: ``python -m shared.gbcs_bench [N]``.
+future-dated alerts. Run: ``python -m alert_timing_benchmarks.gbcs [N]``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Throughput and memory of the metrics core (pure: no NATS, no files).
 
-``python -m services.metrics.bench [--records N] [--pending N]`` prints:
+``python -m alert_timing_benchmarks.metrics_core [--records N] [--pending N]`` prints:
 
 - records/s: deliveries joined, windowed and sketched per second by ``MetricsCore.apply``
   over a synthetic day (an expectation and its delivery-log line per record, the log line
@@ -186,7 +186,7 @@ def run_bench(n: int = 500_000, pending: int = 1_000_000) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.metrics.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m alert_timing_benchmarks.metrics_core", description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--pending", type=int, default=1_000_000, help="0 to skip the memory figure")
     args = parser.parse_args(argv)

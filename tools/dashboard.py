@@ -5,7 +5,7 @@ Charts: end-to-end and per-leg latency distributions; p50/p95/p99 per 15-minute 
 volume per interval (outage storms stand out); breakdowns by region, category, alert code
 and DCC alert code; completeness per day (missing HubTimestamp, no handshake, clock skew,
 rejected). Input: the report tables as ``{table: {column: [values]}}`` (see
-``shared.report``).
+``alert_timing.report``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import msgspec
 import nats.errors
 from nats.js import JetStreamContext, api
 
-from services.simulator.traffic import Traffic, TrafficConfig, generate, service_user_answers
+from alert_timing.simulator.traffic import Traffic, TrafficConfig, generate, service_user_answers
 from shared import bus
 from shared import subjects as s
 from shared.dcc_rules import RuleTable

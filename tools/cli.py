@@ -51,7 +51,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from services.supervisor import run_bootstrap
+    from alert_timing.supervisor import run_bootstrap
 
     setup_logging("bootstrap")
     settings = settings_mod.load(nats_url=args.nats_url)
@@ -61,7 +61,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def _traffic_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from services.simulator.traffic import TrafficConfig
+    from alert_timing.simulator.traffic import TrafficConfig
 
     return TrafficConfig(
         alerts=args.alerts,
@@ -112,7 +112,7 @@ def print_summary(result, seconds: float) -> None:  # type: ignore[no-untyped-de
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from services.simulator.run import run_traffic
+    from alert_timing.simulator.run import run_traffic
 
     setup_logging("simulator", "WARNING")
     settings = settings_mod.load(nats_url=args.nats_url)
@@ -126,8 +126,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from services.simulator.run import run_traffic
-    from services.supervisor import Supervisor, parse_replicas, run_bootstrap, wait_for_signal
+    from alert_timing.simulator.run import run_traffic
+    from alert_timing.supervisor import Supervisor, parse_replicas, run_bootstrap, wait_for_signal
 
     setup_logging("up", "WARNING")
     data_dir = Path(args.data_dir)
@@ -177,8 +177,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _demo_report(data_dir: Path) -> int:
-    from shared import report
-    from shared.sketch_check import compare, print_comparison
+    from alert_timing import report
+    from alert_timing.sketch_check import compare, print_comparison
 
     out = data_dir / "report"
     days = sorted(p.name[5:] for p in (data_dir / "ast").glob("date=*"))
@@ -286,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
-    for module in ("shared.gbcs_cli", "shared.report", "services.metrics.replay", "services.bench", "services.ops",
-                   "services.soak"):
+    for module in ("alert_timing.gbcs_cli", "alert_timing.report", "alert_timing.replay", "alert_timing_benchmarks.pipeline", "alert_timing.ops",
+                   "alert_timing.soak"):
         mod = importlib.import_module(module)
         (getattr(mod, "add_parsers", None) or mod.add_parser)(sub)
     return parser

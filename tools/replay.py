@@ -1,75 +1,21 @@
-"""Reading the event log back: the same events, in stream order, from a sequence."""
+"""`alert-timing replay`: rebuild records and 15-minute reports from the event log into a new output."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import AsyncIterator, Sequence
+import time
+from pathlib import Path
 
-import msgspec
-import nats.errors
-from nats.js import JetStreamContext, api
-
+from services.metrics.app import emit, metrics_config
+from services.metrics.core import MetricsCore
+from services.metrics.rebuild import read_events
+from services.runtime.service import Emitter
+from shared import bus
 from shared import subjects as s
-from services.envelopes import decode_events
-from shared.events import AnyEvent, record_decoder
-
-FETCH = 1000
-
-
-async def read_messages(nc, stream: str, filter_subjects: Sequence[str], first_seq: int,  # type: ignore[no-untyped-def]
-                        last_seq: int | None = None) -> AsyncIterator[list]:
-    """Raw messages of ``stream`` matching ``filter_subjects`` from ``first_seq`` up to
-    ``last_seq`` (default: the stream's last message now), in stream order."""
-    from services.ops import scan_messages
-
-    info = await nc.jetstream().stream_info(stream)
-    end = info.state.last_seq if last_seq is None else min(last_seq, info.state.last_seq)
-    if end < max(first_seq, 1) or info.state.messages == 0:
-        return
-    async for msgs in scan_messages(nc, stream, filter_subjects, first_seq, end):
-        yield msgs
-
-
-async def read_events(nc, filter_subjects: Sequence[str], first_seq: int,  # type: ignore[no-untyped-def]
-                      last_seq: int | None = None) -> AsyncIterator[list[AnyEvent]]:
-    """Events of the metrics inputs (envelopes unpacked, rejections as they are)."""
-    async for msgs in read_messages(nc, s.STREAM_EVENTS, filter_subjects, first_seq, last_seq):
-        events: list[AnyEvent] = []
-        for m in msgs:
-            try:
-                events.extend(decode_events(m.subject, m.data))
-            except msgspec.DecodeError:
-                continue  # the live consumer rejected it already
-        yield events
-
-
-__all__ = ["read_events", "read_messages", "record_decoder"]
-
-
-# --------------------------------------------------------------------------- the replay command
-
-
-async def sequence_at(js: JetStreamContext, stream: str, start_time_iso: str) -> int | None:
-    """The first stream sequence stored at or after a time (resolved once, then replay by
-    sequence: a consumer started by time cannot recover its place after a reset)."""
-    from datetime import datetime
-
-    moment = datetime.fromisoformat(start_time_iso.replace("Z", "+00:00"))
-    config = api.ConsumerConfig(
-        ack_policy=api.AckPolicy.NONE,
-        deliver_policy=api.DeliverPolicy.BY_START_TIME,
-        opt_start_time=moment.isoformat().replace("+00:00", "Z"),
-        inactive_threshold=10.0,
-        mem_storage=True,
-    )
-    sub = await js.pull_subscribe("", stream=stream, config=config)
-    try:
-        msgs = await sub.fetch(1, timeout=1.0)
-        return msgs[0].metadata.sequence.stream
-    except (TimeoutError, nats.errors.TimeoutError):
-        return None
-    finally:
-        await sub.unsubscribe()
+from shared.eventlog import sequence_at
+from shared.settings import load
+from shared.timefmt import TimestampError, parse_iso
 
 
 async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None, partitions: int,
@@ -77,14 +23,6 @@ async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None,
     """Rebuild records and 15-minute reports from the event log into ``data_dir`` (and, if
     given, onto ``<publish_prefix>.record`` / ``<publish_prefix>.report.15m``), leaving the
     live consumers untouched."""
-    import sys
-    import time
-    from pathlib import Path
-
-    from services.metrics.app import emit, metrics_config
-    from services.metrics.core import MetricsCore
-    from services.runtime import Emitter
-    from shared import bus
 
     nc = await bus.connect(settings, "replay")
     js = nc.jetstream(timeout=settings.publish_ack_timeout_s)
@@ -144,11 +82,6 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
 
 
 def cmd_replay(args) -> int:  # type: ignore[no-untyped-def]
-    import asyncio
-    from pathlib import Path
-
-    from shared.settings import load
-    from shared.timefmt import TimestampError, parse_iso
 
     settings = load(nats_url=args.nats_url)
     for value in (args.start, args.end):

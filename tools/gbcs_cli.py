@@ -204,7 +204,7 @@ def _shorten(item: str, limit: int = 60) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``gbcs`` on its own: ``python -m shared.gbcs_cli decode ITEM...``."""
+    """Run ``gbcs`` on its own: ``python -m alert_timing.gbcs_cli decode ITEM...``."""
     parser = argparse.ArgumentParser(prog="alert-timing")
     add_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(["gbcs", *(sys.argv[1:] if argv is None else argv)])

@@ -312,9 +312,9 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
         raise ReportError(f"no AST records in {data_dir / 'ast'} for {period}")
     say(f"{records:,} records loaded")
 
-    from shared.alert_codes import ALERT_NAMES
-
     import pyarrow as pa
+
+    from shared.alert_codes import ALERT_NAMES
 
     names_src = pa.table({"code": list(ALERT_NAMES), "name": list(ALERT_NAMES.values())})
     con.register("names_src", names_src)
@@ -408,7 +408,7 @@ ORDER BY leg, ms_from""")
         sat_result = _sat_check(con, Path(sat), parquet, data_dir, start_ms, end_ms, t_from, t_to, out_dir, written)
         say("SAT cross-check")
 
-    from shared.dashboard import build_dashboard
+    from alert_timing.dashboard import build_dashboard
 
     data = {name: _table_data(con, name) for name in ("summary", "by_region", "by_category", "by_alert_code",
                                                       "by_dcc_alert_code", "by_day", "by_interval",
@@ -423,9 +423,9 @@ ORDER BY leg, ms_from""")
 
 def _sat_check(con: Any, sat: Path, parquet: list[Path], data_dir: Path, start_ms: int, end_ms: int,
                t_from: str, t_to: str, out_dir: Path, written: list[Path]) -> dict[str, int]:
-    import duckdb
-
     import csv
+
+    import duckdb
 
     try:
         with sat.open(newline="", encoding="utf-8-sig") as fh:
@@ -537,7 +537,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``report`` on its own: ``python -m shared.report --data-dir DIR --month YYYY-MM --out OUT``."""
+    """Run ``report`` on its own: ``python -m alert_timing.report --data-dir DIR --month YYYY-MM --out OUT``."""
     parser = argparse.ArgumentParser(prog="alert-timing")
     add_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])

@@ -3,7 +3,7 @@
 A durable consumer redelivers a message until it is acknowledged, at most ``max_deliver``
 times (``shared.bus.ConsumerSpec``). When it stops trying, the server publishes an advisory
 on ``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`` carrying the stream
-sequence. Every service watches the advisories of its own durables (``services.runtime``
+sequence. Every service watches the advisories of its own durables (``services.runtime.service``
 starts this); for each one it reads the message back from its stream by sequence
 (``$JS.API.STREAM.MSG.GET.<stream>``) and publishes it as a ``RejectedInput``: the original
 bytes, headers, subject and sequence, reason ``max_deliveries``, with the

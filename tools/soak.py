@@ -164,8 +164,8 @@ async def _settle(settings, timeout: float = 300.0) -> bool:  # type: ignore[no-
 
 async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignore[no-untyped-def]
     """Read the event log back and account for every input."""
-    from services.metrics.replay import read_messages
     from shared import bus
+    from shared.eventlog import read_messages
 
     expected = traffic.expected_deliveries
     report.deliveries_expected = len(expected)
@@ -263,9 +263,9 @@ async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignor
 
 
 async def soak(args: argparse.Namespace) -> SoakReport:
-    from services.simulator.run import run_traffic
-    from services.simulator.traffic import TrafficConfig
-    from services.supervisor import Supervisor, run_bootstrap
+    from alert_timing.simulator.run import run_traffic
+    from alert_timing.simulator.traffic import TrafficConfig
+    from alert_timing.supervisor import Supervisor, run_bootstrap
     from shared import settings as settings_mod
 
     data_dir = Path(args.data_dir)

@@ -19,7 +19,7 @@ Acknowledgement policy (chosen, not defaulted):
 - a defect (the handler raises, or JetStream refuses an output for good) has the batch's
   messages handled one by one, so only the message at fault is NAKed (with a delay) and
   its batch-mates go through; after ``max_deliver`` deliveries JetStream gives up on it
-  and ``services.deadletter`` copies it, whole, to ``ast.dead-letter.<stage>``.
+  and ``services.runtime.deadletter`` copies it, whole, to ``ast.dead-letter.<stage>``.
 
 Shutdown (SIGTERM): fetching stops; the batch in hand and whatever was already fetched are
 handled (published and acked) within ``drain_timeout_s``, so nothing is left waiting for
@@ -36,21 +36,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 import structlog
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.security import NatsSecurity, NatsUserPassword
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from shared import bus
-from shared.events import AnyEvent, Batch, RejectedInput, batch_id, encoder
-from shared.bus import Outgoing
-from shared.settings import Settings
 from shared import subjects as s
+from shared.bus import Outgoing
+from shared.events import AnyEvent, Batch, RejectedInput, batch_id, encoder
+from shared.settings import Settings
 from shared.telemetry import Metrics, Tracing, setup_metrics, setup_tracing
 
 log = structlog.get_logger()
@@ -193,6 +193,8 @@ class Emitter:
     def __init__(self) -> None:
         self.envelopes: dict[str, list[AnyEvent]] = {}
         self.singles: list[Outgoing] = []
+        #: Run once JetStream has stored the batch's outputs (e.g. counting what was published).
+        self.when_stored: list[Callable[[], None]] = []
 
     def event(self, subject: str, event: AnyEvent) -> None:
         self.envelopes.setdefault(subject, []).append(event)
@@ -270,7 +272,7 @@ class Service:
                                          "dead_lettered": 0}
         #: Set on SIGTERM: a batch that cannot be published any more is handed back, not retried.
         self.stopping = False
-        from services.deadletter import DeadLetters
+        from services.runtime.deadletter import DeadLetters
 
         self.dead_letters = DeadLetters(name, [(b.stream, b.durable) for b in self.bindings],
                                         settings.publish_ack_timeout_s, on_dead=self._dead_lettered)
@@ -403,6 +405,8 @@ class Service:
                 with contextlib.suppress(Exception):
                     await m.nak()
             return
+        for stored in emitter.when_stored:
+            stored()
         await self._ack(msgs)
         rejected = sum(1 for o in out if o.subject.startswith(s.REJECTED))
         self.counters["batches"] += 1

@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from services.runtime.service import Inbound
+from shared.events import RejectedInput
 from shared.timefmt import TimestampError, parse_csp
 
 
@@ -99,3 +101,37 @@ def base64_payload(obj: dict[str, Any], *, max_chars: int) -> tuple[str, bytes]:
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput("bad_base64", f"`payload` is not Base64: {exc}") from None
     return value, raw
+
+
+DSP_RECEIVED_HEADER = "Dsp-Received-Timestamp"
+TRACE_HEADER = "traceparent"
+
+
+def dsp_received_of(msg: Inbound) -> tuple[int, str]:
+    header = msg.headers.get(DSP_RECEIVED_HEADER)
+    if header is None:
+        return msg.stream_time_ms, "stream"
+    try:
+        return parse_csp(header), "header"
+    except TimestampError as exc:
+        raise InvalidInput("bad_timestamp", f"header {DSP_RECEIVED_HEADER}: {exc}") from None
+
+
+def reject(msg: Inbound, reason: str, message: str, stage: str) -> RejectedInput:
+    """The input whole, with why. The id comes from the stream position: a redelivery of
+    the same message is the same rejection, two equal bad messages are two rejections."""
+    try:
+        dsp_received = dsp_received_of(msg)[0]
+    except InvalidInput:
+        dsp_received = msg.stream_time_ms
+    return RejectedInput(
+        event_id=f"rej:{stage}:{msg.subject}:{msg.stream_seq}",
+        stage=stage,
+        reason=reason,
+        message=message,
+        subject=msg.subject,
+        headers=msg.headers,
+        raw=msg.data,
+        source_seq=msg.stream_seq,
+        dsp_received=dsp_received,
+    )

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import duckdb
 
+from alert_timing.report import _sql_path, select_files
 from services.metrics.core import merge_reports
 from shared.events import LEGS, report_decoder
-from shared.report import _sql_path, select_files
 
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -19,9 +18,9 @@ import nats
 import psutil
 from nats.js import api
 
-from services.simulator.run import run_traffic
-from services.simulator.traffic import TrafficConfig
-from services.supervisor import Supervisor, run_bootstrap
+from alert_timing.simulator.run import run_traffic
+from alert_timing.simulator.traffic import TrafficConfig
+from alert_timing.supervisor import Supervisor, run_bootstrap
 from shared import bus
 from shared import subjects as s
 from shared.settings import load
@@ -133,7 +132,7 @@ async def _latency(url: str, since_in: int, since_out: int) -> tuple[float, floa
     nc = await nats.connect(url)
     js = nc.jetstream()
     received: dict[str, float] = {}
-    from services.metrics.replay import read_messages
+    from shared.eventlog import read_messages
 
     async for msgs in read_messages(nc, s.STREAM_IN, list(s.IN_CSP), since_in):
         for m in msgs:
@@ -166,7 +165,7 @@ async def _last_seq(url: str, stream: str) -> int:
 async def _replay(url: str) -> float:
     from services.metrics.app import metrics_config
     from services.metrics.core import MetricsCore
-    from services.metrics.replay import read_events
+    from services.metrics.rebuild import read_events
 
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -186,7 +185,7 @@ async def _replay(url: str) -> float:
 
 
 def pending_rss_mb(n: int = 1_000_000) -> float:
-    code = ("from services.metrics.bench import pending_memory; import json; "
+    code = ("from alert_timing_benchmarks.metrics_core import pending_memory; import json; "
             "print(json.dumps(pending_memory(%d)['process_rss_mib']))" % n)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if out.returncode:

@@ -1,0 +1,1 @@
+"""Operator and developer tools: the alert-timing CLI, operations commands, reporting, simulator, supervisor."""

@@ -1,0 +1,393 @@
+"""trace: one alert's journey through every stage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import json
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from alert_timing.ops.common import (
+    LEG_NAMES,
+    OpsError,
+    close,
+    connect,
+    deliver_summary,
+    event_summary,
+    iso_or_dash,
+    json_decoder,
+    load_settings,
+    record_summary,
+    rejection_summary,
+    shorten,
+    stored_ms,
+)
+from shared import subjects as s
+from shared.eventlog import scan_messages
+from shared.timefmt import format_iso
+
+#: What a trace reads: every subject that can mention an alert (not clock ticks or reports).
+TRACE_FILTERS: dict[str, list[str]] = {
+    s.STREAM_IN: [s.IN_CSP_NORTH, s.IN_CSP_CENTRAL, s.IN_CSP_SOUTH, s.IN_DSP_DELIVERY],
+    s.STREAM_EVENTS: [s.CAPTURED, s.ENRICHED, s.RESPONSE_SEEN, f"{s.EXPECTED}.*", f"{s.ATTEMPTED}.*",
+                      s.DELIVER, f"{s.REJECTED}.*", f"{s.DEAD_LETTER}.*"],
+    s.STREAM_OUT: [s.RECORD],
+}
+STREAM_ORDER = {name: i for i, name in enumerate(s.STREAM_SUBJECTS)}
+
+
+def base64_needles(text: bytes) -> list[bytes]:
+    """The Base64 forms ``text`` takes inside any Base64 string, whatever its alignment."""
+    needles = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + text)
+        start = -(-shift * 8 // 6)
+        end = (shift + len(text)) * 8 // 6
+        if end - start >= 4:
+            needles.append(encoded[start:end])
+    return needles or [base64.b64encode(text).rstrip(b"=")]
+
+
+@dataclass
+class Step:
+    """One fact of the journey: where it is in the log and what it says."""
+
+    time_ms: int
+    stream: str
+    seq: int
+    subject: str
+    kind: str
+    data: dict
+    index: int = 0
+
+    def sort_key(self) -> tuple:
+        return (self.time_ms, STREAM_ORDER.get(self.stream, 9), self.seq, self.index)
+
+
+class Matcher:
+    """Finds the messages that mention one response id: a byte prefilter, then an exact check."""
+
+    def __init__(self, response_id: str) -> None:
+        self.response_id = response_id
+        self.quoted = msgspec.json.encode(response_id)
+        # Every JSON form carries the id as a string: look for it with its quotes (so "R1" does
+        # not match "R10"), unless JSON escapes some of its characters.
+        plain = self.quoted == b'"' + response_id.encode() + b'"' and response_id.isascii()
+        self.needle = self.quoted if plain else response_id.encode()
+        self.b64 = base64_needles(self.needle)
+
+    def candidate(self, subject: str, data: bytes) -> bool:
+        if self.needle in data:
+            return True
+        if subject.startswith((s.REJECTED + ".", s.DEAD_LETTER + ".")):
+            return any(n in data for n in self.b64)
+        return False
+
+    def steps(self, stream: str, msg) -> list[Step]:  # type: ignore[no-untyped-def]
+        subject, data = msg.subject, msg.data
+        if not self.candidate(subject, data):
+            return []
+        when, seq = stored_ms(msg), msg.metadata.sequence.stream
+
+        def step(kind: str, obj: dict, index: int = 0) -> Step:
+            return Step(when, stream, seq, subject, kind, obj, index)
+
+        rid = self.response_id
+        try:
+            obj = json_decoder.decode(data)
+        except msgspec.DecodeError:
+            obj = None
+        if subject.startswith("ast.in."):
+            kind = "delivery_log" if subject == s.IN_DSP_DELIVERY else "inbound"
+            if isinstance(obj, dict):
+                ids = (obj.get("responseId"), obj.get("messageId"))
+                return [step(kind, obj)] if rid in ids else []
+            return [step(f"{kind}_unreadable", {"raw": shorten(data, 400)})] if self.quoted in data else []
+        if not isinstance(obj, dict):
+            return []
+        if subject.startswith((s.REJECTED + ".", s.DEAD_LETTER + ".")):
+            return [step("rejected_input", obj)] if self._mentions(obj) else []
+        if subject == s.DELIVER:
+            return [step("deliver", obj)] if obj.get("responseId") == rid else []
+        if subject == s.RECORD:
+            return [step("record", obj)] if obj.get("response_id") == rid else []
+        events = obj.get("events")
+        if not isinstance(events, list):
+            return []
+        return [step(str(e.get("type")), e, i) for i, e in enumerate(events)
+                if isinstance(e, dict) and e.get("response_id") == rid]
+
+    def _mentions(self, rejection: dict) -> bool:
+        if self.response_id in str(rejection.get("message", "")):
+            return True
+        try:
+            raw = binascii.a2b_base64(rejection.get("raw") or "")
+        except (binascii.Error, ValueError, TypeError):
+            return False
+        return self.quoted in raw
+
+
+@dataclass
+class Journey:
+    response_id: str
+    steps: list[Step] = field(default_factory=list)
+    scanned: dict[str, int] = field(default_factory=dict)
+    missing_streams: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Progress:
+    """``\\r``-updated scan progress on stderr, only on a terminal and only for long scans."""
+
+    def __init__(self, ranges: dict[str, tuple[int, int]]) -> None:
+        self.ranges = ranges
+        self.at = {name: first - 1 for name, (first, _) in ranges.items()}
+        self.total = sum(max(0, last - first + 1) for first, last in ranges.values())
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.enabled = sys.stderr.isatty()
+
+    def update(self, stream: str, seq: int) -> None:
+        self.at[stream] = seq
+        now = time.monotonic()
+        if not self.enabled or now - self.started < 1.0 or now - self.shown < 0.25:
+            return
+        self.shown = now
+        done = sum(max(0, self.at[n] - first + 1) for n, (first, _) in self.ranges.items())
+        pct = 100.0 * done / self.total if self.total else 100.0
+        print(f"\rscanning the event log: {done:,}/{self.total:,} messages ({pct:.0f}%)",
+              end="", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.enabled and self.shown:
+            print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
+
+
+async def find_journey(nc, response_id: str) -> Journey:  # type: ignore[no-untyped-def]
+    """Scan the event log for every message about ``response_id`` (streams read concurrently)."""
+    from nats.js.errors import NotFoundError
+
+    js = nc.jetstream(timeout=10)
+    started = time.perf_counter()
+    journey = Journey(response_id)
+    matcher = Matcher(response_id)
+    ranges: dict[str, tuple[int, int]] = {}
+    for stream in TRACE_FILTERS:
+        try:
+            state = (await js.stream_info(stream)).state
+        except NotFoundError:
+            journey.missing_streams.append(stream)
+            continue
+        if state.messages == 0:
+            journey.scanned[stream] = 0
+            continue
+        ranges[stream] = (state.first_seq, state.last_seq)
+    progress = Progress(ranges)
+
+    async def scan(stream: str) -> None:
+        first, last = ranges[stream]
+        count = 0
+        async for batch in scan_messages(nc, stream, TRACE_FILTERS[stream], first, last):
+            count += len(batch)
+            for msg in batch:
+                journey.steps.extend(matcher.steps(stream, msg))
+            progress.update(stream, batch[-1].metadata.sequence.stream)
+        journey.scanned[stream] = count
+
+    try:
+        await asyncio.gather(*(scan(stream) for stream in ranges))
+    finally:
+        progress.finish()
+    journey.steps.sort(key=Step.sort_key)
+    journey.scanned = {name: journey.scanned[name] for name in TRACE_FILTERS if name in journey.scanned}
+    journey.seconds = time.perf_counter() - started
+    return journey
+
+
+def _first(values: Iterable[int | None]) -> int | None:
+    present = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    return min(present) if present else None
+
+
+def _minus(a: int | None, b: int | None) -> int | None:
+    return a - b if a is not None and b is not None else None
+
+
+def delivery_summaries(journey: Journey) -> list[dict]:
+    """Per delivery: timing points and legs from the events, the attempts, the records."""
+    expected: dict[str, dict] = {}
+    attempts: dict[str, list[dict]] = {}
+    records: dict[str, list[dict]] = {}
+    notices: dict[str, dict] = {}
+    for st in journey.steps:
+        if st.kind == "delivery_expected":
+            expected.setdefault(st.data.get("delivery_id"), st.data)
+        elif st.kind == "delivery_attempted":
+            attempts.setdefault(st.data.get("delivery_id"), []).append(st.data)
+        elif st.kind == "record":
+            records.setdefault(st.data.get("delivery_id"), []).append(st.data)
+        elif st.kind == "deliver":
+            notices.setdefault(st.data.get("deliveryId"), st.data)
+    out = []
+    for delivery_id in sorted(set(expected) | set(attempts) | set(records) | set(notices), key=str):
+        exp = expected.get(delivery_id, {})
+        tries = sorted(attempts.get(delivery_id, []), key=lambda a: a.get("su_passed") or 0)
+        unique = {a.get("event_id") or json.dumps(a, sort_keys=True): a for a in tries}
+        tries = list(unique.values())
+        su_passed = _first(a.get("su_passed") for a in tries)
+        su_ack = _first(a.get("su_acknowledged") for a in tries if a.get("outcome") == "acknowledged")
+        points = {
+            "device_alert_time": exp.get("device_alert_time"),
+            "chf_received": exp.get("chf_received"),
+            "csp_received": exp.get("csp_received"),
+            "csp_sent": exp.get("csp_sent"),
+            "dsp_received": exp.get("dsp_received"),
+            "su_passed": su_passed,
+            "su_acknowledged": su_ack,
+        }
+        legs = {
+            "hub_to_csp": _minus(points["csp_received"], points["chf_received"]),
+            "csp_to_dsp": _minus(points["dsp_received"], points["csp_sent"]),
+            "dsp_to_su": _minus(points["su_passed"], points["dsp_received"]),
+            "su_handshake": _minus(points["su_acknowledged"], points["su_passed"]),
+            "end_to_end": _minus(points["su_acknowledged"], points["chf_received"]),
+        }
+        if not exp:
+            status = "delivery_without_alert"
+        elif su_ack is not None:
+            status = "complete"
+        elif su_passed is not None:
+            status = "no_handshake"
+        else:
+            status = "awaiting_delivery_log"
+        recs = sorted(records.get(delivery_id, []), key=lambda r: r.get("revision") or 0)
+        notice = notices.get(delivery_id, {})
+        out.append({
+            "delivery_id": delivery_id,
+            "category": exp.get("category"),
+            "alert_code": exp.get("alert_code"),
+            "dcc_alert_code": exp.get("dcc_alert_code", notice.get("dccAlertCode")),
+            "service_user_id": exp.get("service_user_id", notice.get("serviceUserId")),
+            "deliver_notice": bool(notice),
+            "status": status,
+            "timing_points": {k: format_iso(v) if isinstance(v, int) else None for k, v in points.items()},
+            "legs_ms": legs,
+            "clock_skew": sorted(k for k, v in legs.items() if v is not None and v < 0),
+            "attempts": [{"outcome": a.get("outcome"), "su_passed": format_iso(a.get("su_passed")),
+                          "su_acknowledged": format_iso(a.get("su_acknowledged"))} for a in tries],
+            "records": recs,
+        })
+    return out
+
+
+def journey_json(journey: Journey) -> dict:
+    return {
+        "response_id": journey.response_id,
+        "found": bool(journey.steps),
+        "scanned": journey.scanned,
+        "missing_streams": journey.missing_streams,
+        "events": [{"time": format_iso(st.time_ms), "stream": st.stream, "seq": st.seq, "subject": st.subject,
+                    "kind": st.kind, "event": st.data} for st in journey.steps],
+        "deliveries": delivery_summaries(journey),
+        "dcc_alerts": [{"delivery_id": st.data.get("delivery_id"), "dcc_alert_code": st.data.get("dcc_alert_code"),
+                        "service_user_id": st.data.get("service_user_id")}
+                       for st in journey.steps if st.kind == "delivery_expected"
+                       and st.data.get("category") == "dcc_alert"],
+        "rejections": [{"stage": st.data.get("stage"), "reason": st.data.get("reason"),
+                        "message": st.data.get("message"), "subject": st.subject, "seq": st.seq}
+                       for st in journey.steps if st.kind == "rejected_input"],
+    }
+
+
+def _step_text(st: Step) -> str:
+    if st.kind in ("inbound", "delivery_log"):
+        return f"{st.kind} {shorten(msgspec.json.encode(st.data), 160)}"
+    if st.kind.endswith("_unreadable"):
+        return f"{st.kind} {st.data.get('raw', '')[:160]}"
+    if st.kind == "deliver":
+        return deliver_summary(st.data)
+    if st.kind == "record":
+        return record_summary(st.data)
+    if st.kind == "rejected_input":
+        return rejection_summary(st.data)
+    return event_summary(st.data)
+
+
+def journey_text(journey: Journey) -> str:
+    total = sum(journey.scanned.values())
+    lines = [f"alert {journey.response_id}: {len(journey.steps)} events "
+             f"({total:,} messages of {', '.join(journey.scanned) or 'no stream'} scanned in {journey.seconds:.1f} s)"]
+    if journey.missing_streams:
+        lines.append(f"missing streams: {', '.join(journey.missing_streams)}")
+    lines.append("")
+    width = max((len(f"{st.stream}#{st.seq}") for st in journey.steps), default=10)
+    subj_width = max((len(st.subject) for st in journey.steps), default=10)
+    for st in journey.steps:
+        where = f"{st.stream}#{st.seq}"
+        lines.append(f"{iso_or_dash(st.time_ms)}  {where:<{width}}  {st.subject:<{subj_width}}  {_step_text(st)}")
+    dcc = [st.data for st in journey.steps if st.kind == "delivery_expected" and st.data.get("category") == "dcc_alert"]
+    if dcc:
+        lines += ["", "DCC alerts raised: " + ", ".join(f"{d.get('dcc_alert_code')} ({d.get('delivery_id')})"
+                                                          for d in dcc)]
+    for d in delivery_summaries(journey):
+        lines.append("")
+        head = f"delivery {d['delivery_id']}"
+        if d["category"]:
+            head += f"  {d['category']}"
+        if d["dcc_alert_code"]:
+            head += f" {d['dcc_alert_code']}"
+        head += f"  to {d['service_user_id'] or '-'}  status {d['status']} (from the events)"
+        lines.append(head)
+        for name, value in d["timing_points"].items():
+            lines.append(f"  {name:<18}{value or '-'}")
+        legs = "  ".join(f"{k} {'-' if v is None else v}" for k, v in d["legs_ms"].items())
+        lines.append(f"  {'legs (ms)':<18}{legs}")
+        if d["clock_skew"]:
+            lines.append(f"  {'clock skew':<18}negative: {', '.join(d['clock_skew'])}")
+        tries = ", ".join(f"{a['outcome']} (passed {a['su_passed'] or '-'})" for a in d["attempts"]) or "none yet"
+        lines.append(f"  {'attempts':<18}{tries}")
+        for r in d["records"]:
+            rec_legs = "  ".join(f"{k} {'-' if r.get(f'{k}_ms') is None else r.get(f'{k}_ms')}" for k in LEG_NAMES)
+            same = all(r.get(f"{k}_ms") == d["legs_ms"][k] for k in LEG_NAMES)
+            lines.append(f"  {'record rev ' + str(r.get('revision')):<18}{r.get('status')}  {rec_legs}"
+                         + ("" if same else "  (differs from the events)"))
+        if not d["records"]:
+            lines.append(f"  {'record':<18}none yet")
+    rejected = [st for st in journey.steps if st.kind == "rejected_input"]
+    if rejected:
+        lines += ["", f"rejections: {len(rejected)}"]
+    return "\n".join(lines)
+
+
+async def trace_command(args: argparse.Namespace) -> int:
+    response_id = args.response_id.strip()
+    if not response_id:
+        raise OpsError("RESPONSE_ID must not be empty")
+    settings = load_settings(args)
+    nc = await connect(settings, "trace")
+    try:
+        journey = await find_journey(nc, response_id)
+    finally:
+        await close(nc)
+    if not journey.steps:
+        total = sum(journey.scanned.values())
+        where = ", ".join(journey.scanned) or "no stream"
+        extra = f" (missing streams: {', '.join(journey.missing_streams)})" if journey.missing_streams else ""
+        raise OpsError(f"no event mentions response id {response_id!r} in {where} "
+                       f"({total:,} messages scanned){extra}", code=1)
+    if args.json:
+        print(json.dumps(journey_json(journey), sort_keys=True))
+    else:
+        print(journey_text(journey))
+    return 0
+
+
+# --------------------------------------------------------------------------- status
+
