@@ -25,6 +25,7 @@ import asyncio
 import base64
 import random
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -134,7 +135,7 @@ async def _count(settings: Settings, stream: str, subject: str) -> int | None:
     try:
         info = await nc.jetstream(timeout=5).stream_info(stream, subjects_filter=subject)
         return sum((info.state.subjects or {}).values())
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the broker went away between the two calls
         return None
     finally:
         await nc.close()
@@ -337,7 +338,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
         for key, proc in list(sup.processes.items()):
             try:
                 codes[key] = proc.wait(settings.drain_timeout_s + 10.0)
-            except Exception:  # noqa: BLE001
+            except subprocess.TimeoutExpired:
                 codes[key] = None
         sup.stop()
         bad = {k: c for k, c in codes.items() if c != 0}

@@ -356,7 +356,7 @@ class Harness:
         try:
             info = await nc.jetstream(timeout=5).stream_info(stream, subjects_filter=subject)
             return (info.state.subjects or {}).get(subject, 0)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the broker went away between the two calls
             return 0
         finally:
             await nc.close()
