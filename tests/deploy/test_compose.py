@@ -121,8 +121,6 @@ async def test_healthcheck_sees_the_nats_connection(tmp_path: Path) -> None:
     (run here against this test process instead of the container's PID 1)."""
     import nats
 
-    from shared import bus
-
     code = healthcheck_code().replace("psutil.Process(1)", f"psutil.Process({os.getpid()})")
     assert str(os.getpid()) in code
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import bus
 from shared import subjects as s
 from tests.harness.faults import Harness, Outcome, check, run_case, seeded
 
@@ -90,8 +91,6 @@ def test_cluster_node_lost_mid_run(tmp_path: Path, baseline: tuple[Outcome, Harn
     rng = seeded("cluster")
 
     async def faults(h: Harness) -> None:
-        from shared import bus
-
         nc = await bus.connect(h.settings(), "fault-cluster")
         try:
             info = await nc.jetstream(timeout=10).stream_info(s.STREAM_EVENTS)

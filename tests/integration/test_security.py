@@ -30,8 +30,10 @@ import pytest
 import pytest_asyncio
 from nats.js import api
 
+from services.runtime.deadletter import DeadLetters, advisory_subject
 from shared import bus
 from shared import subjects as s
+from shared.eventlog import read_messages
 from shared.settings import Settings
 
 pytestmark = [pytest.mark.integration]
@@ -323,8 +325,6 @@ async def test_service_user_does_its_job(bootstrapped: SecuredNats, case: Case) 
 
 async def test_metrics_user_can_rebuild_its_state(bootstrapped: SecuredNats) -> None:
     """The start-up replay: durable info, stream info, an ephemeral consumer on AST_EVENTS."""
-    from shared.eventlog import read_messages
-
     async with connect_as(bootstrapped, "dsp-mapping") as dsp:
         await dsp.js.publish(s.expected(0), b'{"replay":1}')
     async with connect_as(bootstrapped, s.METRICS) as metrics:
@@ -365,8 +365,6 @@ async def test_service_user_can_dead_letter_its_own_messages(bootstrapped: Secur
     max-deliveries advisories of its own durables, read the named message back from its
     stream by sequence, publish the copy to its own ast.dead-letter.<stage>. The advisories
     of other services' durables and their dead-letter subjects are refused."""
-    from services.runtime.deadletter import DeadLetters, advisory_subject
-
     own = [(c.stream, c.durable) for c in CASES if c.user == user]
     others = [(c.stream, c.durable) for c in CASES if c.user != user]
     marker = secrets.token_hex(8).encode()
