@@ -37,6 +37,8 @@ from shared.events import (
     ClockTick,
     DeliveryAttempted,
     RejectedInput,
+    ReportRow,
+    RollupReport,
     ServiceResponseSeen,
     SketchBins,
     WindowReport,
@@ -52,14 +54,14 @@ def run(core: MetricsCore, *events: object) -> Output:
     return core.apply(events)
 
 
-def row(report: WindowReport, region: str = "all", category: str = "all"):  # type: ignore[no-untyped-def]
+def row(report: WindowReport | RollupReport, region: str = "all", category: str = "all") -> ReportRow:
     for r in report.rows:
         if (r.region, r.category) == (region, category):
             return r
     raise AssertionError(f"no row {region}/{category} in {[(r.region, r.category) for r in report.rows]}")
 
 
-def counts(r) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def counts(r: ReportRow) -> dict[str, int]:
     return {k: getattr(r, k) for k in ("alerts", "complete", "no_handshake", "incomplete", "missing_hub_timestamp",
                                        "clock_skew", "delivery_without_alert", "service_responses_seen", "rejected")}
 
@@ -701,14 +703,14 @@ def test_merge_reports_equals_a_sketch_of_all_values() -> None:
     rolled = merge_reports(reports + reports[:1])  # a repeated revision is used once
     assert rolled.windows == 5
     assert (rolled.period_start, rolled.period_end) == ("2023-06-01T10:00:00.000Z", "2023-06-01T11:15:00.000Z")
-    leg = row(rolled).legs["end_to_end_ms"]  # type: ignore[arg-type]
+    leg = row(rolled).legs["end_to_end_ms"]
     dd = DDSketch(0.01)
     for v in values:
         dd.add(v)
     assert leg.count == 300 and leg.sum == sum(values) and (leg.min, leg.max) == (min(values), max(values))
     for name, q in (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
         assert getattr(leg, name) == dd.get_quantile_value(q)
-    assert row(rolled).alerts == 300 and row(rolled, "north").complete == 300  # type: ignore[arg-type]
+    assert row(rolled).alerts == 300 and row(rolled, "north").complete == 300
     ordered = sorted(values)
     assert abs(leg.p99 - ordered[int(0.99 * 299)]) <= 0.01 * ordered[int(0.99 * 299)]  # type: ignore[operator]
 
