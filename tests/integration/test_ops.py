@@ -14,8 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from alert_timing import ops
-from alert_timing.ops import common
+from alert_timing.ops import common, trace
 from shared import bus
 from shared import subjects as s
 from tests.harness.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, north
@@ -24,7 +23,7 @@ from tests.harness.jetstream import collect, decoded, send
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
-OPS = [sys.executable, "-m", "alert_timing.ops"]
+OPS = [sys.executable, "-m", "alert_timing.cli"]
 DSP = {"Dsp-Received-Timestamp": "20230601101502.500"}
 
 
@@ -104,7 +103,7 @@ def test_base64_needles_find_an_id_at_any_alignment():
     rid = b'"OPS-1234"'
     for prefix in (b"", b"a", b"ab", b"abc", b'{"responseId": '):
         encoded = base64.b64encode(prefix + rid + b", oops")
-        assert any(n in encoded for n in ops.base64_needles(rid)), prefix
+        assert any(n in encoded for n in trace.base64_needles(rid)), prefix
 
 
 def test_message_lines_one_per_event_with_ids_and_times():
@@ -252,7 +251,7 @@ async def test_tail_readable_lines_follow_an_alert_through_the_stages(js, nats_s
         code = await stop(tail)
     assert code == 0  # Ctrl-C is a normal way to stop
     mine = [ln for ln in lines if rid in ln]
-    assert any(" ast.in.csp-north " in ln and f'"responseId":"{rid}"' in ln for ln in mine)
+    assert any(" ast.in.csp-north " in ln and f'"responseId":"{rid}"' in ln for ln in mine), mine
     assert any(f"ast.captured alert_captured response_id={rid} region=north" in ln
                and "chf_received=2023-06-01T10:15:00.100Z" in ln for ln in mine)
     assert any(f"ast.enriched alert_enriched response_id={rid}" in ln and "alert_code=8F3F" in ln for ln in mine)
