@@ -7,10 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-from services.metrics.app import emit, metrics_config
-from services.metrics.core import MetricsCore
-from services.metrics.rebuild import read_events
-from services.runtime.service import Emitter
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import sequence_at
@@ -24,7 +20,13 @@ async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None,
     given, onto ``<publish_prefix>.record`` / ``<publish_prefix>.report.15m``), leaving the
     live consumers untouched."""
 
+    # Here, not at the top: every `alert-timing` command builds its parser from this module,
+    # and the metrics service's imports (faststream and the rest) cost seconds each time.
     from alert_timing.ops.common import connect
+    from services.metrics.app import emit, metrics_config
+    from services.metrics.core import MetricsCore
+    from services.metrics.rebuild import read_events
+    from services.runtime.service import Emitter
 
     nc = await connect(settings, "replay")  # fails fast (one line) when NATS cannot be reached
     js = nc.jetstream(timeout=settings.publish_ack_timeout_s)
