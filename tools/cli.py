@@ -191,6 +191,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.partitions is not None and args.partitions < 1:
         print("alert-timing up: --partitions must be at least 1", file=sys.stderr)
         return 2
+    try:
+        replicas = parse_replicas(args.replicas)
+        settings = settings_mod.load(nats_url=args.nats_url, data_dir=str(data_dir),
+                                     metrics_partitions=args.partitions)
+        if settings.metrics_partitions > 1:  # metrics scales by partition: one replica each by default
+            replicas.setdefault(s.METRICS, settings.metrics_partitions)
+        sup = Supervisor(settings, data_dir, args.nats_url, replicas)
+    except ValueError as exc:
+        print(f"alert-timing up: {exc}", file=sys.stderr)
+        return 2
     if args.fresh:
         if args.nats_url:
             print("alert-timing up: --fresh clears the embedded nats-server's store; with --nats-url there is "
@@ -204,16 +214,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     elif args.simulate and any((data_dir / "ast").glob("date=*")):
         print(f"note: {data_dir} holds an earlier run; alerts of the same --seed were recorded then and will "
               f"not come out again (--fresh clears it first)", file=sys.stderr)
-    try:
-        replicas = parse_replicas(args.replicas)
-        settings = settings_mod.load(nats_url=args.nats_url, data_dir=str(data_dir),
-                                     metrics_partitions=args.partitions)
-        if settings.metrics_partitions > 1:  # metrics scales by partition: one replica each by default
-            replicas.setdefault(s.METRICS, settings.metrics_partitions)
-        sup = Supervisor(settings, data_dir, args.nats_url, replicas)
-    except ValueError as exc:
-        print(f"alert-timing up: {exc}", file=sys.stderr)
-        return 2
     code = 0
     try:
         url = sup.start_server()
