@@ -206,6 +206,7 @@ COUNTS = """count(*) AS alerts,
        count(*) FILTER (WHERE status = 'complete') AS complete,
        count(*) FILTER (WHERE status = 'no_handshake') AS no_handshake,
        count(*) FILTER (WHERE status = 'incomplete') AS incomplete,
+       count(*) FILTER (WHERE status = 'throttled') AS throttled,
        count(*) FILTER (WHERE missing_hub) AS missing_hub_timestamp,
        count(*) FILTER (WHERE clock_skew) AS clock_skew"""
 
@@ -219,7 +220,7 @@ def _grouped(keys: Sequence[tuple[str, str]], where: str = "", extra: Sequence[t
     group = f"GROUP BY {names}" if keys else ""
     order = f"ORDER BY {names}" if keys else ""
     return f"""
-SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete,
+SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete, throttled,
        missing_hub_timestamp, clock_skew, {_leg_outputs()}
 FROM (
     SELECT {inner_keys}{inner_extra}
@@ -293,8 +294,10 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     files_sql = "[" + ", ".join(f"'{_sql_path(p)}'" for p in parquet) + "]"
     t_from = f"make_timestamptz({start_ms * 1000})"
     t_to = f"make_timestamptz({end_ms * 1000})"
+    # A throttled delivery (Alert Storm Protection) is counted, but in no leg's statistics.
+    legs = ", ".join(f"CASE WHEN status = 'throttled' THEN NULL ELSE {leg} END AS {leg}" for leg in LEGS)
     columns = f"""revision, region, category, alert_code, alert_name, dcc_alert_code, status, dsp_received,
-       chf_received IS NULL AS missing_hub, list_contains(flags, 'clock_skew') AS clock_skew, {', '.join(LEGS)}"""
+       chf_received IS NULL AS missing_hub, list_contains(flags, 'clock_skew') AS clock_skew, {legs}"""
     where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}"
     try:
         con.execute(f"""CREATE TEMP TABLE ast AS
@@ -382,6 +385,7 @@ ORDER BY interval_start""")
     make("completeness", """
 SELECT day, coalesce(alerts, 0) AS alerts, coalesce(missing_hub_timestamp, 0) AS missing_hub_timestamp,
        coalesce(no_handshake, 0) AS no_handshake, coalesce(incomplete, 0) AS incomplete,
+       coalesce(throttled, 0) AS throttled,
        coalesce(clock_skew, 0) AS clock_skew, rejected, service_responses_seen,
        delivery_without_alert,
        round(100.0 * missing_hub_timestamp / nullif(alerts, 0), 3) AS missing_hub_timestamp_pct,

@@ -441,3 +441,39 @@ def resolve_schema(doc: dict, schema: dict) -> dict:
     from tests.unit.test_asyncapi import resolve
 
     return resolve(doc, schema["$ref"]) if "$ref" in schema else schema
+
+
+# -------------------------------------------------------------------- files and report
+
+
+def test_files_and_report_count_throttled_apart(tmp_path: object) -> None:
+    import csv
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from alert_timing import report
+    from services.metrics.files import write_window
+
+    root = Path(str(tmp_path))
+    events: list[object] = [
+        expectation("ok", T0 + 1_000), attempt("ok", T0 + 1_100, T0 + 1_400, count=4),
+        expectation("t1", T0 + 2_000), attempt("t1", None, None),
+        expectation("t2", T0 + 3_000), attempt("t2", None, None),
+        ClockTick(event_id="end", time=T0 + 3_600_000),
+    ]
+    out = MetricsCore().apply(events)
+    for closed in out.closed:
+        write_window(root / "data", closed)
+    table = [r for parquet in (root / "data" / "ast").rglob("*.parquet") for r in pq.read_table(parquet).to_pylist()]
+    assert {r["delivery_id"]: (r["status"], r["throttled_count"]) for r in table} == {
+        "ok": ("complete", 4), "t1": ("throttled", None), "t2": ("throttled", None)}
+    got = report.build_report(root / "data", T0 - 3_600_000, T0 + 7_200_000, root / "out", progress=False)
+    assert got["records"] == 3
+    with open(root / "out" / "summary.csv", newline="") as fh:
+        [summary] = list(csv.DictReader(fh))
+    assert (summary["alerts"], summary["complete"], summary["throttled"], summary["no_handshake"]) == (
+        "3", "1", "2", "0")
+    assert summary["csp_to_dsp_ms_count"] == "1"  # the throttled two are in no leg
+    html = (root / "out" / "index.html").read_text()
+    assert "throttled" in html
