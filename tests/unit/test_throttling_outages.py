@@ -477,3 +477,21 @@ def test_files_and_report_count_throttled_apart(tmp_path: object) -> None:
     assert summary["csp_to_dsp_ms_count"] == "1"  # the throttled two are in no leg
     html = (root / "out" / "index.html").read_text()
     assert "throttled" in html
+
+
+def test_trace_says_throttled_not_no_handshake() -> None:
+    from alert_timing.ops.trace import Journey, Step, delivery_summaries
+
+    exp_event = msgspec.json.decode(msgspec.json.encode(expectation("T9", T0)))
+    throttled = msgspec.json.decode(msgspec.json.encode(attempt("T9", None, None)))
+    failed = msgspec.json.decode(msgspec.json.encode(attempt("T9", T0 + 100, None)))
+    def step(kind: str, data: dict, seq: int) -> Step:
+        return Step(time_ms=T0, stream=s.STREAM_EVENTS, seq=seq, subject="ast.x", kind=kind, data=data)
+
+    journey = Journey("T9", steps=[step("delivery_expected", exp_event, 1), step("delivery_attempted", failed, 2),
+                                   step("delivery_attempted", throttled, 3)])
+    [summary] = delivery_summaries(journey)
+    assert summary["status"] == "throttled"
+    assert summary["timing_points"]["su_passed"] is None and summary["legs_ms"]["dsp_to_su"] is None
+    journey.steps.pop()
+    assert delivery_summaries(journey)[0]["status"] == "no_handshake"
