@@ -89,7 +89,8 @@ def _simulate_args(p: argparse.ArgumentParser, default_alerts: int) -> None:
     p.add_argument("--duplicate-share", type=float, default=0.0, help="share of duplicated inputs (e.g. 0.05)")
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for every record (default %(default)s)")
     p.add_argument("--outage-share", type=float, default=0.002,
-                   help="CSP power-outage notifications per alert (DCC Alert AD1 when 3 min or more; default %(default)s)")
+                   help="CSP power-outage notifications per alert (DCC Alert AD1 when 3 min or more; "
+                        "default %(default)s)")
     p.add_argument("--storm-period", type=float, default=300.0, metavar="S",
                    help="Alert Storm Protection: identical alerts from one device within S seconds of the one "
                         "forwarded are throttled (default %(default)s)")

@@ -147,7 +147,7 @@ def delivery_attempt(msg: Inbound, settings: Settings,
             response_id=text_field(obj, "responseId"),
             dcc_alert_code=dcc_code,
             service_user_id=text_field(obj, "serviceUserId"),
-            su_passed=passed,  # type: ignore[arg-type]
+            su_passed=passed,
             su_acknowledged=acknowledged,
             outcome=outcome,  # type: ignore[arg-type]
             throttled_count=count,

@@ -102,8 +102,8 @@ def test_bad_lines_are_rejected_whole(fields: dict[str, object], reason: str) ->
 
 
 @hsettings(max_examples=150, deadline=None)
-@given(st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5),
-                 st.booleans()))
+@given(st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),
+                 st.text(max_size=5), st.booleans()))
 def test_any_count_is_taken_or_rejected_never_raises(count: object) -> None:
     data = line(outcome="failed", suPassedTimestamp="20230601101503.000", throttledAlertCount=count)
     got = delivery_attempt(msg(s.IN_DSP_DELIVERY, data), SETTINGS)
@@ -133,7 +133,8 @@ def test_outage_on_any_feed_raises_one_ad1(subject: str) -> None:
     passed = pass_on(got)
     assert passed.event_id != got.event_id and msgspec.structs.replace(passed, event_id=got.event_id) == got
     [ad1] = outage_deliveries(passed, SHAPE)
-    assert (ad1.delivery_id, ad1.category, ad1.dcc_alert_code, ad1.alert_code) == ("PO1:AD1:1", "dcc_alert", "AD1", None)
+    assert (ad1.delivery_id, ad1.category, ad1.dcc_alert_code, ad1.alert_code) == (
+        "PO1:AD1:1", "dcc_alert", "AD1", None)
     assert ad1.service_user_id == OPERATOR and ad1.originator is None and ad1.message_code is None
     assert (ad1.csp_received, ad1.csp_sent) == (parse_csp("20230601101500.000"), parse_csp("20230601101500.120"))
     assert ad1.chf_received is None and ad1.device_alert_time is None
@@ -276,7 +277,7 @@ def test_throttled_is_never_no_handshake_whatever_the_order(events: list[object]
     end = ClockTick(event_id="end", time=T0 + 7_200_000)
     shuffled = data.draw(st.permutations(events))
     records, reports = final([*shuffled, end])
-    reference, reference_reports = final([*events, end])
+    reference, _ = final([*events, end])
     assert records.keys() == set(DIDS)
     assert {k: msgspec.structs.replace(r, revision=0) for k, r in records.items()} == {
         k: msgspec.structs.replace(r, revision=0) for k, r in reference.items()}
@@ -403,7 +404,8 @@ def test_sit_scenario_through_the_cores_passes_and_fails_when_a_record_is_missin
 def test_sit_scenario_follows_the_rule_table() -> None:
     rules = RuleTable.from_toml('[device_alerts.8F12]\ndcc_alerts = ["N53", "N62"]\n'
                                 '[device_alerts.8F3F]\ndcc_alerts = ["N39"]\n')
-    assert (raising_code(rules, "N39"), raising_code(rules, "N62"), raising_code(rules, "N54")) == ("8F3F", "8F12", None)
+    assert (raising_code(rules, "N39"), raising_code(rules, "N62"), raising_code(rules, "N54")) == (
+        "8F3F", "8F12", None)
     _, cases = sit_traffic(rules, SHAPE)
     rows = check(cases, {})
     n54 = [r for r in rows if r.sample.startswith("N54")]

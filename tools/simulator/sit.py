@@ -140,7 +140,8 @@ def sit_traffic(rules: RuleTable, outage: PowerOutageShape, seed: int = 1,
                 inbound, dsp_received = _alert(rng, REGIONS[(n + k) % 3], response_id, code, ACB_EUI, fmt, clock,
                                                made, case.sample)
                 _add(traffic, case, inbound, dsp_received)
-                case.expected += [Expected(d, "dcc_alert", code, rule.dcc_alert_code) for d, rule in zip(made, raised)]
+                case.expected += [Expected(d, "dcc_alert", code, rule.dcc_alert_code)
+                                  for d, rule in zip(made, raised, strict=True)]
             cases.append(case)
     traffic.inputs.sort(key=lambda i: i.dsp_received)
     return traffic, cases
