@@ -497,3 +497,14 @@ def test_trace_says_throttled_not_no_handshake() -> None:
     assert summary["timing_points"]["su_passed"] is None and summary["legs_ms"]["dsp_to_su"] is None
     journey.steps.pop()
     assert delivery_summaries(journey)[0]["status"] == "no_handshake"
+
+
+def test_tail_reads_the_new_event_and_field() -> None:
+    from alert_timing.ops.common import event_summary
+
+    note = capture(msg(s.IN_CSP_SOUTH, notification()), SETTINGS)
+    text = event_summary(msgspec.json.decode(msgspec.json.encode(note)))
+    assert text.startswith("outage_notified response_id=PO1 region=south hub=42 outage_s=240")
+    forwarded = msgspec.json.decode(msgspec.json.encode(attempt("F1", T0, T0 + 5, count=6)))
+    assert event_summary(forwarded).endswith("throttled_count=6")
+    assert "outcome=throttled" in event_summary(msgspec.json.decode(msgspec.json.encode(attempt("F2", None, None))))
