@@ -83,6 +83,9 @@ ENV_VARS = {
     "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
     # Read by `alert-timing report` (no Settings field): the targets file of the operational metrics.
     "ALERT_TIMING_TARGETS": "targets",
+    # Read by shared/telemetry.py (no Settings field): serve the OpenTelemetry metrics for a
+    # Prometheus scrape on 127.0.0.1:<port>/metrics (local runs; compose scrapes the collector).
+    "ALERT_TIMING_PROMETHEUS_PORT": "prometheus_port",
 }
 
 
