@@ -279,6 +279,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_bench(args: argparse.Namespace) -> int:
     setup_logging("bench", "WARNING")
+    if args.alerts < 1 or args.latency_seconds <= 0:
+        print("alert-timing bench: --alerts must be at least 1 and --latency-seconds more than 0", file=sys.stderr)
+        return 2
     results = run(args.alerts, args.latency_seconds, args.skip_limit)
     if args.json:
         print(json.dumps(results, sort_keys=True))

@@ -255,8 +255,14 @@ def delivery_summaries(journey: Journey) -> list[dict]:
             "su_acknowledged": su_ack,
         }
         legs = {leg.name: _minus(points[leg.end], points[leg.start]) for leg in LEG_SPANS}
+        throttled = any(a.get("outcome") == "throttled" for a in tries)
+        if throttled:  # discarded by storm protection: never passed, whatever else was logged
+            points["su_passed"] = points["su_acknowledged"] = None
+            legs["dsp_to_su"] = legs["su_handshake"] = legs["end_to_end"] = None
         if not exp:
             status = "delivery_without_alert"
+        elif throttled:
+            status = "throttled"
         elif su_ack is not None:
             status = "complete"
         elif su_passed is not None:
