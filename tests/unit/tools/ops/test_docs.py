@@ -19,6 +19,7 @@ from shared import events as ev
 from shared import subjects as s
 from shared.events import RejectedInput
 from shared.settings import Settings
+from tests.harness.asyncapi import message_of, resolve, validator
 from tests.harness.frames import SUPPLIER, delivery_line, feed, inbound, north
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -36,28 +37,6 @@ def subject_constants() -> dict[str, str]:
 
 def pattern(address: str) -> str:
     return ".".join("*" if t.startswith("{") else t for t in address.split("."))
-
-
-def resolve(doc: dict, ref: str) -> dict:
-    node: object = doc
-    for part in ref.removeprefix("#/").split("/"):
-        node = node[part]  # type: ignore[index]
-    assert isinstance(node, dict)
-    return node
-
-
-def message_of(doc: dict, channel_id: str, name: str | None = None) -> dict:
-    """The channel's message ``name`` (default: its first, the one it is named for)."""
-    messages = doc["channels"][channel_id]["messages"]
-    ref = messages[name] if name else next(iter(messages.values()))
-    return resolve(doc, ref["$ref"])
-
-
-def validator(doc: dict, schema: dict) -> jsonschema.Draft202012Validator:
-    """A schema of the document made standalone: its component references resolve in place."""
-    standalone = {**schema, "components": {"schemas": doc["components"]["schemas"]}}
-    jsonschema.Draft202012Validator.check_schema(standalone)
-    return jsonschema.Draft202012Validator(standalone)
 
 
 def payload_validator(doc: dict, channel_id: str) -> jsonschema.Draft202012Validator:
