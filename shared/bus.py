@@ -73,7 +73,7 @@ def consumer_specs(partitions: int = 1) -> list[ConsumerSpec]:
         ),
     ]
     for p in range(partitions):
-        subjects = [s.expected(p), s.attempted(p), s.CLOCK]
+        subjects = [s.expected(p), s.attempted(p), s.CLOCK, s.wall_clock(p)]
         if p == 0:  # whole-network counts are kept by partition 0
             subjects += [s.RESPONSE_SEEN, f"{s.REJECTED}.*"]
         specs.append(ConsumerSpec(s.STREAM_EVENTS, metrics_durable(p), tuple(subjects), s.METRICS))
