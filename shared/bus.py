@@ -17,7 +17,7 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from shared import subjects as s
 from shared.settings import Settings
@@ -115,6 +115,14 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
         except NotFoundError:
             await js.add_stream(config)
             done.append(f"stream {config.name} created")
+    try:
+        await js.object_store(s.METRICS_SNAPSHOTS)
+        done.append(f"object store {s.METRICS_SNAPSHOTS}")
+    except BucketNotFoundError:
+        await js.create_object_store(s.METRICS_SNAPSHOTS, api.ObjectStoreConfig(
+            description="metrics state snapshots, two per partition (services/metrics/snapshot.py)",
+            storage=api.StorageType.FILE, replicas=settings.stream_replicas))
+        done.append(f"object store {s.METRICS_SNAPSHOTS} created")
     for spec in consumer_specs(settings.metrics_partitions):
         config = api.ConsumerConfig(
             durable_name=spec.durable,

@@ -38,6 +38,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: int = 1
     stream_max_age_s: float = 7 * 86_400.0
     duplicate_window_s: float = 120.0
+    #: How often the metrics service snapshots its state (0: never; it then replays the whole log).
+    snapshot_interval_s: float = 60.0
 
 
 #: Environment variables the code reads (compose and the docs are checked against this list).
@@ -63,6 +65,7 @@ ENV_VARS = {
     "ALERT_TIMING_IDLE_CLOSE_AFTER_S": "idle_close_after_s",
     "ALERT_TIMING_STREAM_REPLICAS": "stream_replicas",
     "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
+    "ALERT_TIMING_SNAPSHOT_INTERVAL_S": "snapshot_interval_s",
     # Read by shared/telemetry.py (no Settings field): the alert-journey trace's sampling.
     "ALERT_TIMING_JOURNEY_SAMPLE_RATIO": "journey_sample_ratio",
     "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
