@@ -111,6 +111,11 @@ def partitions_owned(settings: Settings) -> list[int]:
     return list(range(settings.metrics_partitions))
 
 
+#: A snapshot after this many events applied, sooner than the interval when traffic is heavy:
+#: the log a restart replays stays a few seconds long at any rate.
+SNAPSHOT_AFTER_EVENTS = 200_000
+
+
 class _Partition:
     """One partition's core and where it stands: ``applied_seq`` the last stream sequence its
     state covers; ``clean`` whether every output of that state is stored (a batch applied but
@@ -124,6 +129,7 @@ class _Partition:
         self.consumer_created: str | None = None
         self.filter_subjects: list[str] = []
         self.last_snapshot = time.monotonic()
+        self.applied_since_snapshot = 0  # events
         self.saving: asyncio.Task | None = None
         self.wall_clock_sent = 0.0  # monotonic time a wall-clock move was published, until it comes back
 
@@ -168,14 +174,16 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                     if isinstance(e, DeliveryExpected) and e.trace:
                         traces[e.delivery_id] = e.trace
             part.clean = False
+            part.applied_since_snapshot += len(events)
             emit(part.core.apply(events), out, data_dir, part.partition, telemetry=telemetry)
             if batch:
                 part.applied_seq = max(part.applied_seq, max(m.stream_seq for m in batch))
 
         def done(part: _Partition = part) -> None:
             part.clean = True
-            if (settings.snapshot_interval_s > 0 and part.saving is None
-                    and time.monotonic() - part.last_snapshot >= settings.snapshot_interval_s):
+            if settings.snapshot_interval_s > 0 and part.saving is None and (
+                    time.monotonic() - part.last_snapshot >= settings.snapshot_interval_s
+                    or part.applied_since_snapshot >= SNAPSHOT_AFTER_EVENTS):
                 _start_snapshot(part)
 
         bindings.append(Binding(s.STREAM_EVENTS, bus.metrics_durable(p), s.expected(p), handle, done))
@@ -188,6 +196,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
         if "store" not in store:
             return
         part.last_snapshot = time.monotonic()
+        part.applied_since_snapshot = 0
         header = SnapshotHeader(
             partition=part.partition, stream=s.STREAM_EVENTS, filter_subjects=part.filter_subjects,
             consumer_created=part.consumer_created, stream_seq=part.applied_seq, config=config,

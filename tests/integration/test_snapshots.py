@@ -74,11 +74,11 @@ async def publish(settings: Settings, events: list[AnyEvent]) -> None:
         await nc.close()
 
 
-async def settled(settings: Settings, timeout: float = 120.0) -> None:
+async def settled(settings: Settings, within_s: float = 120.0) -> None:
     """Until the metrics consumer has every message acked."""
     nc = await bus.connect(settings, "test-settle")
     js = nc.jetstream(timeout=10)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     try:
         while time.monotonic() < deadline:
             info = await js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(0))
