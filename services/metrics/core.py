@@ -54,7 +54,9 @@ Event time and watermark
     an accelerated simulation of a day in seconds. Event time never goes back; watermark =
     event time - allowed_lateness_ms.
 
-    Wall time enters only through ``on_wall_clock`` (live runs, never replay):
+    Wall time enters only through a ``WallClock`` event: a live run decides it
+    (``wall_clock_event``, pure), puts it in the log and applies it from there, so a
+    replay makes the same move at the same point:
     - a quiet stream (no input for ``idle_close_after_s``) moves both clocks on, from the
       later one at the last input, by the wall time elapsed since then;
     - a stalled delivery log (no attempt for ``idle_close_after_s`` while alerts flow) lets
