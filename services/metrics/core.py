@@ -326,6 +326,7 @@ class MetricsCore:
         closed: list[ClosedWindow] = []
         on_exp, on_att = self._on_expected, self._on_attempted
         seen = False
+        t: int | None
         for ev in events:
             kind = type(ev)
             if kind is DeliveryExpected:
@@ -359,8 +360,8 @@ class MetricsCore:
                 seen = True
                 continue
             seen = True
-            raw = t
             if t is not None:
+                raw = t
                 # Two inputs, two clocks: the alerts' (dsp_received) and the delivery log's
                 # (su_passed / su_acknowledged). Event time is the slower of them, so alerts
                 # racing ahead of their handshakes do not close windows under them.
