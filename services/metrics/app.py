@@ -136,6 +136,9 @@ class _Partition:
         self.partition = partition
         self.core = core
         self.applied_seq = 0
+        #: Everything up to here was applied at start (snapshot + replay): a redelivery of such a
+        #: message (held by a predecessor that was killed) is acked and not applied again.
+        self.fence = 0
         self.clean = True
         self.consumer_created: str | None = None
         self.filter_subjects: list[str] = []
@@ -165,6 +168,8 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
 
         def handle(batch: list[Inbound], out: Emitter, part: _Partition = part) -> None:
             now = int(time.time() * 1000)
+            if part.fence:
+                batch = [m for m in batch if m.stream_seq > part.fence]
             inputs = [m for m in batch if not m.subject.startswith(wall_prefix)]
             pairs = list(events_of(batch, s.METRICS, out))
             events = [event for _, event in pairs]
@@ -275,7 +280,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                 await bus.publish_all(js, messages, settings.publish_ack_timeout_s)
                 count += len(events)
                 republished += len(messages)
-            part.applied_seq = max(delivered, snapshot_seq)
+            part.applied_seq = part.fence = max(delivered, snapshot_seq)
             part.clean = True
             log.info("metrics state rebuilt from the event log", partition=p, from_snapshot_seq=snapshot_seq,
                      up_to_seq=delivered, ack_floor=floor, held=info.num_ack_pending or 0, events=count,
