@@ -510,7 +510,7 @@ class MetricsCore:
             elif kind is AstRecord:
                 deliveries.append(_RecordEntry(d))
             else:
-                deliveries.append(_DeliveryEntry(did, d.exp, d.flags, d.attempts, d.record, d.window))
+                deliveries.append(_DeliveryEntry(did, d.exp, d.flags, d.attempts, d.record, d.window, d.at))
         windows = []
         for w in self._windows.values():
             refs: list[tuple[str, AstRecord | None]] = []
@@ -547,8 +547,9 @@ class MetricsCore:
                 deliveries[entry.rec.delivery_id] = entry.rec  # type: ignore[union-attr]
             else:
                 d = _Delivery()
-                d.exp, d.flags, d.attempts, d.record, d.window = (
-                    entry.exp, entry.flags, entry.attempts, entry.record, entry.window)  # type: ignore[union-attr]
+                d.exp, d.flags, d.attempts, d.record, d.window, d.at = (
+                    entry.exp, entry.flags, entry.attempts, entry.record, entry.window,  # type: ignore[union-attr]
+                    entry.at)  # type: ignore[union-attr]
                 deliveries[entry.did] = d  # type: ignore[union-attr]
         self._deliveries = deliveries
         for ws in st.windows:
@@ -1219,9 +1220,9 @@ def _same_expectation(held: Any, e: DeliveryExpected) -> bool:
 # (nearly always) is written once, as a reference.
 
 #: Version of the state layout below; a snapshot of another version is not read.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
-_Attempts = tuple[tuple[int, int | None, bool], ...]
+_Attempts = tuple[Attempt, ...]
 
 
 class _PackedEntry(msgspec.Struct, array_like=True, tag=0):
@@ -1244,6 +1245,7 @@ class _DeliveryEntry(msgspec.Struct, array_like=True, tag=3):
     attempts: _Attempts
     record: AstRecord | None
     window: int | None
+    at: int | None
 
 
 class _WindowState(msgspec.Struct, array_like=True):

@@ -69,12 +69,17 @@ def histories(draw: st.DrawFn) -> list[AnyEvent]:
             events.append(expected(i, t, draw(st.sampled_from(["north", "central", "south"])), draw(st.booleans()),
                                    draw(st.sampled_from([(), ("csp_received_mapped",), ("clock_skew",)]))))
         elif kind == "att":
-            acked = draw(st.booleans())
-            ack_at = t + draw(st.integers(min_value=-2000, max_value=900_000)) if acked else None
+            outcome = draw(st.sampled_from(["acknowledged", "failed", "throttled"]))
+            if outcome == "throttled":  # held back by Alert Storm Protection: never passed
+                events.append(DeliveryAttempted(
+                    event_id=f"att:{i}:{t}", delivery_id=f"d{i}", response_id=f"r{i}", dcc_alert_code=None,
+                    service_user_id=SU, su_passed=None, su_acknowledged=None, outcome="throttled"))
+                continue
+            ack_at = t + draw(st.integers(min_value=-2000, max_value=900_000)) if outcome == "acknowledged" else None
             events.append(DeliveryAttempted(
                 event_id=f"att:{i}:{t}", delivery_id=f"d{i}", response_id=f"r{i}", dcc_alert_code=None,
-                service_user_id=SU, su_passed=t, su_acknowledged=ack_at,
-                outcome="acknowledged" if acked else "failed"))
+                service_user_id=SU, su_passed=t, su_acknowledged=ack_at, outcome=outcome,  # type: ignore[arg-type]
+                throttled_count=draw(st.one_of(st.none(), st.integers(min_value=0, max_value=5)))))
         elif kind == "tick":
             events.append(ClockTick(event_id=f"tick:{t}", time=t))
         elif kind == "wall":
