@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -165,6 +166,40 @@ async def _last_seq(url: str, stream: str) -> int:
     return info.state.last_seq
 
 
+# --------------------------------------------------------------------------- restart
+
+
+async def _pulling(url: str, within_s: float = 600.0) -> None:
+    """Until every metrics durable has a pull request waiting (the service is consuming again)."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(timeout=10)
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            infos = [await js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(p))
+                     for p in range(load().metrics_partitions)]
+            if all(info.num_waiting for info in infos):
+                return
+            await asyncio.sleep(0.02)
+        raise RuntimeError("metrics did not pull again")
+    finally:
+        await nc.close()
+
+
+def restart_seconds(sup: Supervisor, url: str, sig: int) -> float:
+    """Stop the metrics service with ``sig``, relaunch it, and time relaunch -> pulling again."""
+    key = f"{s.METRICS}-0"
+    code = sup.signal_service(key, sig, 60.0)
+    if sig == signal.SIGTERM and code != 0:
+        raise RuntimeError(f"metrics exited with {code} on SIGTERM")
+    began = time.monotonic()
+    sup.restart_service(key)
+    asyncio.run(_pulling(url))
+    return time.monotonic() - began
+
+
 # --------------------------------------------------------------------------- 5. replay
 
 
@@ -235,6 +270,10 @@ def run(alerts: int, latency_seconds: float, skip_limit: bool = False) -> dict:
                 p50, p99 = asyncio.run(_latency(url, since_in, since_out))
                 results["p50_ms"], results["p99_ms"] = round(p50, 1), round(p99, 1)
                 say(f"      p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+            say("[restart] metrics relaunched after SIGTERM (drain snapshot) and after SIGKILL ...")
+            results["restart_s"] = round(restart_seconds(sup, url, signal.SIGTERM), 2)
+            results["restart_after_kill_s"] = round(restart_seconds(sup, url, signal.SIGKILL), 2)
+            say(f"      {results['restart_s']} s, after SIGKILL {results['restart_after_kill_s']} s")
             results["rss_mb"] = {k: round(v, 1) for k, v in sorted(rss.peak.items())}
             say("[4/5] memory: metrics core holding 1,000,000 alerts awaiting handshake ...")
             results["pending_1m_rss_mb"] = round(pending_rss_mb(), 1)
@@ -257,6 +296,8 @@ def print_table(r: dict) -> None:
         ("latency p99 at half load (ms)", r.get("p99_ms"), "<= 1000"),
         ("1M pending, metrics RSS (MB)", r.get("pending_1m_rss_mb"), "<= 1024"),
         ("replay (events/s)", r.get("replay_events_per_s"), ">= 50000"),
+        ("metrics restart (s)", r.get("restart_s"), "<= 5"),
+        ("metrics restart after SIGKILL (s)", r.get("restart_after_kill_s"), "<= 5"),
     ]
     for name, mb in (r.get("rss_mb") or {}).items():
         rows.append((f"peak RSS {name} (MB)", mb, ""))

@@ -19,7 +19,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from shared import subjects as s
 from shared.settings import Settings
@@ -73,7 +73,7 @@ def consumer_specs(partitions: int = 1) -> list[ConsumerSpec]:
         ),
     ]
     for p in range(partitions):
-        subjects = [s.expected(p), s.attempted(p), s.CLOCK]
+        subjects = [s.expected(p), s.attempted(p), s.CLOCK, s.wall_clock(p)]
         if p == 0:  # whole-network counts are kept by partition 0
             subjects += [s.RESPONSE_SEEN, f"{s.REJECTED}.*"]
         specs.append(ConsumerSpec(s.STREAM_EVENTS, metrics_durable(p), tuple(subjects), s.METRICS))
@@ -113,6 +113,14 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
         except NotFoundError:
             await js.add_stream(config)
             done.append(f"stream {config.name} created")
+    try:
+        await js.object_store(s.METRICS_SNAPSHOTS)
+        done.append(f"object store {s.METRICS_SNAPSHOTS}")
+    except BucketNotFoundError:
+        await js.create_object_store(s.METRICS_SNAPSHOTS, api.ObjectStoreConfig(
+            description="metrics state snapshots, two per partition (services/metrics/snapshot.py)",
+            storage=api.StorageType.FILE, replicas=settings.stream_replicas))
+        done.append(f"object store {s.METRICS_SNAPSHOTS} created")
     for spec in consumer_specs(settings.metrics_partitions):
         consumer = api.ConsumerConfig(
             durable_name=spec.durable,

@@ -151,6 +151,17 @@ class ClockTick(Event, frozen=True, tag="clock_tick"):
     time: int
 
 
+class WallClock(Event, frozen=True, tag="wall_clock"):
+    """metrics: a live run's decision to move event time on by the wall clock (a quiet stream, or
+    a silent delivery log), put in the log so a replay closes the same windows at the same point.
+    ``alert_clock`` / ``log_clock``: the least each of the two clocks is moved to (epoch ms;
+    a clock already past it stays where it is)."""
+
+    partition: int
+    alert_clock: int
+    log_clock: int
+
+
 class RejectedInput(Event, frozen=True, tag="rejected_input"):
     """An input a stage could not use, kept whole (``raw`` is Base64 in JSON) with the reason."""
 
@@ -172,6 +183,7 @@ AnyEvent = (
     | DeliveryExpected
     | DeliveryAttempted
     | ClockTick
+    | WallClock
     | RejectedInput
 )
 

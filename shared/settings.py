@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: int = 1
     stream_max_age_s: float = 7 * 86_400.0
     duplicate_window_s: float = 120.0
+    #: How often the metrics service snapshots its state (0: never; it then replays the whole log).
+    snapshot_interval_s: float = 60.0
     #: Where each closed window's files go for DS&A: sftp://USER@HOST:PORT/PATH (the File Gateway)
     #: or file:///PATH; unset: the files stay in the data directory only.
     delivery_url: str | None = None
@@ -73,6 +75,7 @@ ENV_VARS = {
     "ALERT_TIMING_IDLE_CLOSE_AFTER_S": "idle_close_after_s",
     "ALERT_TIMING_STREAM_REPLICAS": "stream_replicas",
     "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
+    "ALERT_TIMING_SNAPSHOT_INTERVAL_S": "snapshot_interval_s",
     "ALERT_TIMING_DELIVERY_URL": "delivery_url",
     "ALERT_TIMING_DELIVERY_KEY": "delivery_key",
     "ALERT_TIMING_DELIVERY_KNOWN_HOSTS": "delivery_known_hosts",

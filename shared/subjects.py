@@ -33,6 +33,7 @@ RESPONSE_SEEN = "ast.response-seen"  # csp-enrichment -> metrics (counted, not a
 EXPECTED = "ast.expected"  # dsp-mapping -> metrics, ".<partition>"
 ATTEMPTED = "ast.attempted"  # dsp-mapping -> metrics, ".<partition>"
 CLOCK = "ast.clock"  # dsp-mapping -> metrics (every partition)
+WALL_CLOCK = "ast.wall-clock"  # metrics -> metrics, ".<partition>": wall-clock window closes
 
 # Outbound contract subjects (one JSON object per message).
 DELIVER = "ast.deliver"
@@ -75,6 +76,10 @@ def attempted(partition: int) -> str:
     return f"{ATTEMPTED}.{partition}"
 
 
+def wall_clock(partition: int) -> str:
+    return f"{WALL_CLOCK}.{partition}"
+
+
 # Streams: owned by the bootstrap step (``shared.bus.bootstrap``), nobody else.
 STREAM_IN = "AST_IN"
 STREAM_EVENTS = "AST_EVENTS"
@@ -89,12 +94,16 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
         f"{EXPECTED}.*",
         f"{ATTEMPTED}.*",
         CLOCK,
+        f"{WALL_CLOCK}.*",
         DELIVER,
         f"{REJECTED}.*",
         f"{DEAD_LETTER}.*",
     ],
     STREAM_OUT: [RECORD, REPORT_15M, f"{DELIVERED}.*", f"{DELIVERY_BACKLOG}.*"],
 }
+
+#: JetStream Object Store bucket of the metrics state snapshots (one pair of objects per partition).
+METRICS_SNAPSHOTS = "metrics-snapshots"
 
 # Service stages (names used for consumers, rejected subjects, users).
 HUB_CAPTURE = "hub-capture"

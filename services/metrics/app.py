@@ -2,28 +2,31 @@
 15-minute windows by event time, publishes ``ast.record`` and ``ast.report.15m`` and writes
 the window files for DS&A.
 
-State is rebuilt, not hoped for: on start it replays its own input subjects from the event
-log up to its durable consumer's ack floor (outputs suppressed; the core is deterministic),
-then resumes from the consumer.
+State is rebuilt, not hoped for: on start it loads the newest valid snapshot of its state
+(``services.metrics.snapshot``, a JetStream Object Store) and replays its own input subjects
+from the event log after the snapshot's sequence, up to the last message its durable
+consumer delivered (outputs of acked messages suppressed; the core is deterministic), then
+resumes from the consumer. Snapshots are written every ``ALERT_TIMING_SNAPSHOT_INTERVAL_S``
+and on drain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
-from nats.js import JetStreamContext, api
 
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
 from services.metrics.delivery import Deliverer, DeliveryConfigError, landing_from_settings
 from services.metrics.files import partition_tag, write_window
 from services.metrics.rebuild import read_events
+from services.metrics.snapshot import Expected, SnapshotHeader, SnapshotStore, encode_snapshot
 from services.runtime.envelopes import events_of
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
@@ -32,6 +35,7 @@ from shared.eventlog import read_messages
 from shared.events import (
     LEGS,
     AstRecord,
+    Batch,
     DeliveryAttempted,
     DeliveryExpected,
     delivered_decoder,
@@ -137,10 +141,37 @@ def partitions_owned(settings: Settings) -> list[int]:
     return list(range(settings.metrics_partitions))
 
 
+#: A snapshot after this many events applied, sooner than the interval when traffic is heavy:
+#: the log a restart replays stays a few seconds long at any rate.
+SNAPSHOT_AFTER_EVENTS = 200_000
+
+
+class _Partition:
+    """One partition's core and where it stands: ``applied_seq`` the last stream sequence its
+    state covers; ``clean`` whether every output of that state is stored (a batch applied but
+    not yet published is not: a snapshot then would lose its outputs)."""
+
+    def __init__(self, partition: int, core: MetricsCore) -> None:
+        self.partition = partition
+        self.core = core
+        self.applied_seq = 0
+        #: Everything up to here was applied at start (snapshot + replay): a redelivery of such a
+        #: message (held by a predecessor that was killed) is acked and not applied again.
+        self.fence = 0
+        self.clean = True
+        self.consumer_created: str | None = None
+        self.filter_subjects: list[str] = []
+        self.last_snapshot = time.monotonic()
+        self.applied_since_snapshot = 0  # events
+        self.saving: asyncio.Task | None = None
+        self.wall_clock_sent = 0.0  # monotonic time a wall-clock move was published, until it comes back
+
+
 def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> Service:
     data_dir = Path(settings.data_dir)
+    config = metrics_config(settings)
     bindings = []
-    cores: dict[int, MetricsCore] = {}
+    parts: dict[int, _Partition] = {}
     started = int(time.time() * 1000)
     # wall_ms: our last input; log_wall_ms: the delivery log's last message (held fresh while
     # we are behind, so a backlog never reads as a stalled feed); caught_up: nothing pending.
@@ -151,85 +182,173 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
     telemetry = (tracing, metrics, traces)
     metrics.declare("alert_timing.windows.closed")
     metrics.declare("alert_timing.windows.revised")
+    wall_prefix = s.WALL_CLOCK + "."
 
     for p in partitions_owned(settings):
-        core = cores[p] = MetricsCore(metrics_config(settings))
+        part = parts[p] = _Partition(p, MetricsCore(config))
 
-        def handle(batch: list[Inbound], out: Emitter, core: MetricsCore = core, p: int = p) -> None:
-            now = last_input["wall_ms"] = int(time.time() * 1000)
+        def handle(batch: list[Inbound], out: Emitter, part: _Partition = part) -> None:
+            now = int(time.time() * 1000)
+            if part.fence:
+                batch = [m for m in batch if m.stream_seq > part.fence]
+            inputs = [m for m in batch if not m.subject.startswith(wall_prefix)]
             pairs = list(events_of(batch, s.METRICS, out))
             events = [event for _, event in pairs]
-            # When did the delivery log last speak? Its messages' store times, not when we
-            # got round to them: a backlog here is not a stalled feed.
-            logged = [m.stream_time_ms for m, e in pairs if type(e) is DeliveryAttempted]
-            if logged:
-                last_input["log_wall_ms"] = max(last_input["log_wall_ms"], max(logged))
-            last_input["caught_up"] = not batch or batch[-1].pending == 0
-            if not last_input["caught_up"]:
-                last_input["log_wall_ms"] = max(last_input["log_wall_ms"], now - 1000)
+            if inputs:  # our own wall-clock moves coming back are not input
+                last_input["wall_ms"] = now
+                # When did the delivery log last speak? Its messages' store times, not when we
+                # got round to them: a backlog here is not a stalled feed.
+                logged = [m.stream_time_ms for m, e in pairs if type(e) is DeliveryAttempted]
+                if logged:
+                    last_input["log_wall_ms"] = max(last_input["log_wall_ms"], max(logged))
+                last_input["caught_up"] = batch[-1].pending == 0
+                if not last_input["caught_up"]:
+                    last_input["log_wall_ms"] = max(last_input["log_wall_ms"], now - 1000)
+            if len(inputs) < len(batch):
+                part.wall_clock_sent = 0.0
             if tracing.enabled:
                 for e in events:
                     if isinstance(e, DeliveryExpected) and e.trace:
                         traces[e.delivery_id] = e.trace
-            emit(core.apply(events), out, data_dir, p, telemetry=telemetry)
+            part.clean = False
+            part.applied_since_snapshot += len(events)
+            emit(part.core.apply(events), out, data_dir, part.partition, telemetry=telemetry)
+            if batch:
+                part.applied_seq = max(part.applied_seq, max(m.stream_seq for m in batch))
 
-        bindings.append(Binding(s.STREAM_EVENTS, bus.metrics_durable(p), s.expected(p), handle))
+        def done(part: _Partition = part) -> None:
+            part.clean = True
+            if settings.snapshot_interval_s > 0 and part.saving is None and (
+                    time.monotonic() - part.last_snapshot >= settings.snapshot_interval_s
+                    or part.applied_since_snapshot >= SNAPSHOT_AFTER_EVENTS):
+                _start_snapshot(part)
+
+        bindings.append(Binding(s.STREAM_EVENTS, bus.metrics_durable(p), s.expected(p), handle, done))
 
     service = Service(s.METRICS, settings, bindings, tracing=tracing, metrics=metrics)
+    store: dict[str, SnapshotStore] = {}
+
+    def _start_snapshot(part: _Partition) -> None:
+        """Take the state now (it is consistent between two batches) and write it in the background."""
+        if "store" not in store:
+            return
+        part.last_snapshot = time.monotonic()
+        part.applied_since_snapshot = 0
+        header = SnapshotHeader(
+            partition=part.partition, stream=s.STREAM_EVENTS, filter_subjects=part.filter_subjects,
+            consumer_created=part.consumer_created, stream_seq=part.applied_seq, config=config,
+            written_ms=int(time.time() * 1000), body_sha256="", body_bytes=0)
+        state = part.core.export_state()
+        part.saving = asyncio.create_task(_save(store["store"], part, state, header))
+
+    async def _save(snapshots: SnapshotStore, part: _Partition, state: bytes, header: SnapshotHeader) -> None:
+        began = time.perf_counter()
+        try:
+            data = await asyncio.to_thread(encode_snapshot, state, header)
+            size = await snapshots.save(data, header)
+            log.info("metrics snapshot written", partition=part.partition, stream_seq=header.stream_seq,
+                     bytes=size, state_bytes=len(state), pending=part.core.pending,
+                     seconds=round(time.perf_counter() - began, 2))
+        except Exception as exc:  # noqa: BLE001 - a snapshot is an optimisation: the next one tries again
+            log.warning("metrics snapshot not written", partition=part.partition, error=str(exc))
+        finally:
+            part.saving = None
 
     async def rebuild() -> None:
-        """Replay our inputs up to the durable's ack floor into the cores, outputs dropped."""
-        js = service.broker.connection.jetstream(timeout=settings.publish_ack_timeout_s)
-        for p, core in cores.items():
+        """Load the newest valid snapshot, then replay the log after it up to the last message
+        the consumer delivered (to us or to a predecessor that was killed), so what comes next
+        is applied in stream order without waiting for held messages to be redelivered. A
+        redelivered one is a duplicate the core ignores."""
+        nc = service.broker.connection
+        js = nc.jetstream(timeout=settings.publish_ack_timeout_s)
+        if settings.snapshot_interval_s > 0:
+            store["store"] = SnapshotStore(js)
+        for p, part in parts.items():
+            began = time.perf_counter()
             info = await js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(p))
-            if info.num_ack_pending:
-                info = await _await_held_messages(js, p, info)
+            part.filter_subjects = list(info.config.filter_subjects or [])
+            part.consumer_created = info.created.isoformat() if info.created else None
+            delivered = info.delivered.stream_seq if info.delivered else 0
             floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            await _check_acked_above_floor(service, p, info, floor)
-            if floor:
-                started = time.perf_counter()
-                count = 0
-                async for events in read_events(service.broker.connection, info.config.filter_subjects or [], 1,
-                                                floor):
-                    core.apply(events)
-                    count += len(events)
-                log.info("metrics state rebuilt from the event log", partition=p, up_to_seq=floor,
-                         events=count, seconds=round(time.perf_counter() - started, 2))
-        # The wall clock counts quiet time from now, not from before the rebuild (and any wait
-        # above): a long start must not read as a quiet stream and close windows on the wall
-        # clock, a move the event log cannot replay.
+            snapshot_seq = 0
+            if delivered and "store" in store:
+                try:
+                    loaded = await store["store"].load(Expected(
+                        partition=p, stream=s.STREAM_EVENTS, filter_subjects=part.filter_subjects,
+                        consumer_created=part.consumer_created, config=config, delivered_seq=delivered))
+                except Exception as exc:  # noqa: BLE001 - no bucket, no permission: replay it all
+                    log.warning("metrics snapshots unreadable", partition=p, error=str(exc))
+                    loaded = None
+                if loaded is not None:
+                    header, part.core = loaded
+                    snapshot_seq = header.stream_seq
+                else:
+                    log.warning("no usable metrics snapshot: replaying the whole log", partition=p,
+                                up_to_seq=delivered)
+            loaded_s = time.perf_counter() - began
+            count = 0
+            # Up to the ack floor the outputs are stored (outputs before acks): replayed silently.
+            async for events in read_events(nc, part.filter_subjects, snapshot_seq + 1, min(floor, delivered)):
+                part.core.apply(events)
+                count += len(events)
+            # Above it, a predecessor may have died between applying and publishing: the outputs
+            # are published again (their Nats-Msg-Ids drop the ones already stored).
+            republished = 0
+            async for events in read_events(nc, part.filter_subjects, max(snapshot_seq, floor) + 1, delivered):
+                out = Emitter()
+                emit(part.core.apply(events), out, data_dir, p)
+                messages = out.messages()
+                await bus.publish_all(js, messages, settings.publish_ack_timeout_s)
+                count += len(events)
+                republished += len(messages)
+            part.applied_seq = part.fence = max(delivered, snapshot_seq)
+            part.clean = True
+            log.info("metrics state rebuilt from the event log", partition=p, from_snapshot_seq=snapshot_seq,
+                     up_to_seq=delivered, ack_floor=floor, held=info.num_ack_pending or 0, events=count,
+                     republished=republished, snapshot_s=round(loaded_s, 2),
+                     seconds=round(time.perf_counter() - began, 2))
+            if count >= 10_000 or (delivered and not snapshot_seq):
+                _start_snapshot(part)  # the next start need not replay all that again
+        # The wall clock counts quiet time from now, not from before the rebuild: a long start
+        # must not read as a quiet stream and close windows on the wall clock.
         last_input["wall_ms"] = last_input["log_wall_ms"] = int(time.time() * 1000)
 
     async def wall_clock() -> None:
-        """Live runs: a quiet stream still closes windows on the wall clock."""
-        # What the core produced on the wall clock but JetStream has not stored yet. The core
-        # counts those windows as reported once on_wall_clock returns, so on a failed publish
-        # they are kept and published again (same Nats-Msg-Ids) before anything newer, never
-        # dropped: dropping them lost the windows' reports until a later revision.
-        unsent: list[bus.Outgoing] = []
-        when_stored: list[Callable[[], None]] = []  # their counters, once stored
+        """Live runs: a quiet stream (or a silent delivery log) still closes windows. The move is
+        published to the log (ast.wall-clock.<p>) and applied when it comes back through the
+        consumer, in log order, so a replay or a restart closes the same windows with the same
+        revisions. Only moves that change an output are published."""
         while True:
             await asyncio.sleep(1.0)
             if service.js is None or service.stopping:
                 continue
-            if not unsent:
-                now = int(time.time() * 1000)
-                for p, core in cores.items():
-                    out = Emitter()
-                    emit(core.on_wall_clock(now, last_input["wall_ms"], last_input["log_wall_ms"]), out, data_dir,
-                         p, telemetry=telemetry)
-                    unsent.extend(out.messages())
-                    when_stored.extend(out.when_stored)
-            if unsent:
+            now = int(time.time() * 1000)
+            for p, part in parts.items():
+                if part.wall_clock_sent and time.monotonic() - part.wall_clock_sent < 10.0:
+                    continue  # the last one has not come back yet
+                event = part.core.wall_clock_event(now, last_input["wall_ms"], last_input["log_wall_ms"], p)
+                if event is None or not part.core.wall_clock_due(event):
+                    continue
+                message = bus.Outgoing(s.wall_clock(p), encoder.encode(Batch(events=[event])), event.event_id)
                 try:
-                    await bus.publish_all(service.js, unsent, settings.publish_ack_timeout_s)
-                    unsent = []
-                    for stored in when_stored:
-                        stored()
-                    when_stored.clear()
-                except Exception as exc:  # noqa: BLE001 - transient or not, they are kept and retried
-                    log.warning("wall-clock close not published yet; retrying", messages=len(unsent),
-                                error=str(exc))
+                    await bus.publish_all(service.js, [message], settings.publish_ack_timeout_s)
+                    part.wall_clock_sent = time.monotonic()
+                except Exception as exc:  # noqa: BLE001 - decided again next second
+                    log.warning("wall-clock move not published yet; retrying", partition=p, error=str(exc))
+
+    async def final_snapshot() -> None:
+        """On drain: the state of every partition whose outputs are all stored."""
+        if settings.snapshot_interval_s <= 0 or "store" not in store:
+            return
+        for part in parts.values():
+            if part.saving is not None:
+                with contextlib.suppress(Exception):
+                    await part.saving
+            if part.clean and part.applied_seq:
+                _start_snapshot(part)
+                if part.saving is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(part.saving, settings.drain_timeout_s / 2)
 
     ticker: dict[str, asyncio.Task] = {}
 
@@ -238,8 +357,9 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
 
     service.app.on_startup(_connect_first(service, rebuild))
     service.app.after_startup(start_clock)
+    service.app.on_shutdown(final_snapshot)
     if settings.delivery_url:
-        deliverer = _deliverer(service, settings, data_dir, list(cores), metrics)
+        deliverer = _deliverer(service, settings, data_dir, list(parts), metrics)
 
         async def start_delivery() -> None:
             ticker["delivery"] = asyncio.create_task(deliverer.run())
@@ -278,50 +398,6 @@ def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions:
     return Deliverer(landing, data_dir, partitions, publish, read_delivered,
                      retry_max_s=settings.delivery_retry_max_s, horizon_days=settings.delivery_horizon_days,
                      gauge=gauge)
-
-
-async def _await_held_messages(js: JetStreamContext, partition: int, info: api.ConsumerInfo) -> api.ConsumerInfo:
-    """Wait until the messages a stopped instance held (delivered, never acked: it was killed)
-    can be redelivered, i.e. ``ack_wait`` after its last delivery, so that they come back to
-    us before anything newer.
-
-    The state is rebuilt from the ack floor only, so it is right only if every acked message
-    lies at or below the floor: the core must see its input in stream order. Consuming at
-    once took the messages after the held ones first and acked them above the floor; a second
-    restart before the held ones came back then rebuilt without those acked events, and their
-    records were lost (found by the soak: SIGKILL of metrics twice within ack_wait)."""
-    ack_wait = float(info.config.ack_wait or 30.0)
-    last: datetime | None
-    last = info.delivered.last_active if info.delivered else None
-    if last is None:
-        wait = ack_wait
-    else:
-        wait = ack_wait - (datetime.now(UTC) - last).total_seconds()
-    wait = max(0.0, wait) + 1.0  # and a moment for the server's redelivery timer
-    log.info("waiting for the messages a stopped instance held to be redeliverable", partition=partition,
-             held=info.num_ack_pending, seconds=round(wait, 1))
-    await asyncio.sleep(wait)
-    return await js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(partition))
-
-
-async def _check_acked_above_floor(service: Service, partition: int, info: api.ConsumerInfo, floor: int) -> None:
-    """Say so, loudly, when messages above the ack floor were acked: the rebuild cannot see them
-    (their events are missing from the state, and records may be lost). The service keeps
-    their order so this does not happen (in-place publish retries, confirmed acks, a drain on
-    shutdown, the wait above); a batch the core itself failed on (NAKed, later dead-lettered)
-    still can."""
-    delivered = info.delivered.stream_seq if info.delivered else 0
-    if delivered <= floor:
-        return
-    above = 0
-    async for msgs in read_messages(service.broker.connection, s.STREAM_EVENTS, info.config.filter_subjects or [],
-                                    floor + 1, delivered):
-        above += len(msgs)
-    acked = above - (info.num_ack_pending or 0)
-    if acked > 0:
-        log.error("messages acked above the ack floor: the rebuilt state misses their events",
-                  partition=partition, ack_floor=floor, delivered=delivered, acked_above_floor=acked)
-        service.metrics.add("alert_timing.metrics.rebuild_gaps", acked, partition=str(partition))
 
 
 def _connect_first(service: Service, rebuild: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

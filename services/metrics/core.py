@@ -65,7 +65,9 @@ Event time and watermark
     an accelerated simulation of a day in seconds. Event time never goes back; watermark =
     event time - allowed_lateness_ms.
 
-    Wall time enters only through ``on_wall_clock`` (live runs, never replay):
+    Wall time enters only through a ``WallClock`` event: a live run decides it
+    (``wall_clock_event``, pure), puts it in the log and applies it from there, so a
+    replay makes the same move at the same point:
     - a quiet stream (no input for ``idle_close_after_s``) moves both clocks on, from the
       later one at the last input, by the wall time elapsed since then;
     - a stalled delivery log (no attempt for ``idle_close_after_s`` while alerts flow) lets
@@ -140,6 +142,7 @@ from shared.events import (
     ReportRow,
     ServiceResponseSeen,
     Status,
+    WallClock,
     WindowReport,
 )
 from shared.sketches import (
@@ -156,11 +159,15 @@ from shared.timefmt import format_iso
 
 __all__ = [
     "ClosedWindow",
+    "CoreState",
     "CoreStats",
     "MetricsConfig",
     "MetricsCore",
     "Output",
+    "StateError",
     "ddsketch_of",
+    "export_state",
+    "import_state",
     "leg_stats_from_bins",
     "merge_reports",
     "sketch_quantiles",
@@ -338,7 +345,6 @@ class MetricsCore:
         seen = False
         t: int | None
         for ev in events:
-            seen = True
             kind = type(ev)
             if kind is DeliveryExpected:
                 t = on_exp(ev, records)
@@ -350,11 +356,29 @@ class MetricsCore:
                 t = self._on_response(ev, closed)
             elif kind is RejectedInput:
                 t = self._on_rejected(ev, closed)
+            elif kind is WallClock:  # not an input: the count of quiet wall time goes on
+                if seen:  # the inputs before it, as at the end of a batch (batching changes nothing)
+                    self._event_time_at_input = self._event_time
+                    self._clocks_at_input = max(self._alert_clock, self._log_clock)
+                    seen = False
+                t = self._on_wall_clock(ev)
+                if t is not None:
+                    et = self._event_time
+                    if et is None or t > et:
+                        self._event_time = t
+                        self._wm = t - self._lateness
+                if self._wm >= self._next_action:
+                    self._advance(records, closed)
+                if self._dirty:
+                    self._flush_dirty(closed)
+                continue
             else:
                 self._ignored += 1
+                seen = True
                 continue
-            raw = t
+            seen = True
             if t is not None:
+                raw = t
                 # Two inputs, two clocks: the alerts' (dsp_received) and the delivery log's
                 # (su_passed / su_acknowledged). Event time is the slower of them, so alerts
                 # racing ahead of their handshakes do not close windows under them.
@@ -394,38 +418,55 @@ class MetricsCore:
             return None
         return int(min(a, log)) if a != -_NEVER else int(log)
 
-    def on_wall_clock(self, now_wall_ms: int, last_input_wall_ms: int,
-                      last_log_wall_ms: int | None = None) -> Output:
-        """Live runs only. After ``idle_close_after_s`` without any input, event time moves on
-        by the wall time elapsed since the last input, so a quiet stream still closes windows.
-        After ``idle_close_after_s`` without a delivery-log input (``last_log_wall_ms``; None:
-        never) while alerts flow, the log's clock follows the alerts' ``max_log_lag_ms`` behind."""
+    def wall_clock_event(self, now_wall_ms: int, last_input_wall_ms: int,
+                         last_log_wall_ms: int | None = None, partition: int = 0) -> WallClock | None:
+        """Live runs only: the wall clock's move, as an event for the log (None: no move). After
+        ``idle_close_after_s`` without any input, event time moves on by the wall time elapsed
+        since the last input, so a quiet stream still closes windows. After
+        ``idle_close_after_s`` without a delivery-log input (``last_log_wall_ms``; None: never)
+        while alerts flow, the log's clock follows the alerts' ``max_log_lag_ms`` behind.
+        Pure: the state changes only when the event is applied (``apply``), in log order."""
         limit = self.config.idle_close_after_s * 1000
         idle = now_wall_ms - last_input_wall_ms
         base = self._event_time_at_input
-        records: list[AstRecord] = []
-        closed: list[ClosedWindow] = []
+        alert, log_ = self._alert_clock, self._log_clock
         if base is not None and idle >= limit:
-            base = int(max(base, self._clocks_at_input))  # from the last input, not the last call
-            target = base + idle
-            self._alert_clock = max(self._alert_clock, target)
-            self._log_clock = max(self._log_clock, target)
-        elif (self._alert_clock != -_NEVER
-              and (last_log_wall_ms is None or now_wall_ms - last_log_wall_ms >= limit)):
-            self._log_clock = max(self._log_clock, self._alert_clock - self.config.max_log_lag_ms)
-        now = self._clock()
-        if now is not None and (self._event_time is None or now > self._event_time):
-            self._event_time = now
-            self._wm = now - self._lateness
-            if self._first is None:
-                self._start(target)
-            if self._wm >= self._next_action:
-                self._advance(records, closed)
-            if self._dirty:
-                self._flush_dirty(closed)
-        self._records_emitted += len(records)
-        self._reports_emitted += len(closed)
-        return Output(records=records, closed=closed)
+            target = int(max(base, self._clocks_at_input)) + idle  # from the last input, not the last call
+            new_alert, new_log = max(alert, target), max(log_, target)
+        elif alert != -_NEVER and (last_log_wall_ms is None or now_wall_ms - last_log_wall_ms >= limit):
+            new_alert, new_log = alert, max(log_, alert - self.config.max_log_lag_ms)
+        else:
+            return None
+        if new_alert <= alert and new_log <= log_:
+            return None
+        a, lg = int(new_alert), int(new_log)
+        return WallClock(event_id=f"wall-clock:{partition}:{a}:{lg}", partition=partition, alert_clock=a, log_clock=lg)
+
+    def wall_clock_due(self, event: WallClock) -> bool:
+        """Whether applying ``event`` would change an output now (time out a delivery, close or
+        forget a window): the only wall-clock moves worth putting in the log."""
+        alert, log_ = max(self._alert_clock, event.alert_clock), max(self._log_clock, event.log_clock)
+        target = int(min(alert, log_)) if alert != -_NEVER else int(log_)
+        if self._event_time is not None and target <= self._event_time:
+            return False
+        return self._first is None or target - self._lateness >= self._next_action
+
+    def on_wall_clock(self, now_wall_ms: int, last_input_wall_ms: int,
+                      last_log_wall_ms: int | None = None) -> Output:
+        """``wall_clock_event`` applied at once (tests and tools; the service puts the event in
+        the log and applies it from there)."""
+        event = self.wall_clock_event(now_wall_ms, last_input_wall_ms, last_log_wall_ms)
+        return self.apply([event]) if event is not None else Output()
+
+    def _on_wall_clock(self, e: WallClock) -> int | None:
+        if e.alert_clock > self._alert_clock:
+            self._alert_clock = e.alert_clock
+        if e.log_clock > self._log_clock:
+            self._log_clock = e.log_clock
+        t = self._clock()
+        if t is not None and self._first is None and (self._event_time is None or t > self._event_time):
+            self._start(t)
+        return t
 
     def stats(self) -> CoreStats:
         closed_ptr = self._close_ptr
@@ -455,6 +496,91 @@ class MetricsCore:
     @property
     def pending(self) -> int:
         return self._pending
+
+    def export_state(self) -> bytes:
+        """The whole state as msgpack bytes (``export_state``); the core is left as it is."""
+        deliveries: list[_PackedEntry | _ExpectedEntry | _RecordEntry | _DeliveryEntry] = []
+        for did, d in self._deliveries.items():
+            kind = type(d)
+            if kind is bytes:
+                deliveries.append(_PackedEntry(did, d))
+            elif kind is DeliveryExpected:
+                deliveries.append(_ExpectedEntry(d))
+            elif kind is AstRecord:
+                deliveries.append(_RecordEntry(d))
+            else:
+                deliveries.append(_DeliveryEntry(did, d.exp, d.flags, d.attempts, d.record, d.window, d.at))
+        windows = []
+        for w in self._windows.values():
+            refs: list[tuple[str, AstRecord | None]] = []
+            for did, rec in w.records.items():
+                held = self._deliveries.get(did)
+                own = held if type(held) is AstRecord else getattr(held, "record", None)
+                refs.append((did, None if own is rec else rec))
+            windows.append(_WindowState(
+                start=w.start, records=refs, orphans=sorted(w.orphans), responses=list(w.responses.items()),
+                rejected=list(w.rejected.items()), event_ids=list(w.event_ids), revision=w.revision))
+        return _state_encoder.encode(CoreState(
+            version=STATE_VERSION, config=self.config, deliveries=deliveries, pending=self._pending,
+            fresh=list(self._fresh), buckets=list(self._buckets.items()), bucket_keys=list(self._bucket_keys),
+            next_due=self._next_due,
+            windows=windows, first=self._first, close_ptr=self._close_ptr, retain_from=self._retain_from,
+            dirty=sorted(self._dirty), counted=sorted(self._counted), unplaced=list(self._unplaced),
+            event_time=self._event_time, alert_clock=self._alert_clock, log_clock=self._log_clock,
+            clocks_at_input=self._clocks_at_input, wm=self._wm, next_action=self._next_action,
+            next_evict=self._next_evict, event_time_at_input=self._event_time_at_input,
+            counters=(self._records_emitted, self._reports_emitted, self._duplicates, self._conflicts,
+                      self._too_late, self._ignored),
+        ))
+
+    def load_state(self, st: CoreState) -> None:
+        """Take over a decoded state (``import_state``); a fresh core only."""
+        deliveries: dict[str, Any] = {}
+        for entry in st.deliveries:
+            kind = type(entry)
+            if kind is _PackedEntry:
+                deliveries[entry.did] = entry.blob  # type: ignore[union-attr]
+            elif kind is _ExpectedEntry:
+                deliveries[entry.exp.delivery_id] = entry.exp  # type: ignore[union-attr]
+            elif kind is _RecordEntry:
+                deliveries[entry.rec.delivery_id] = entry.rec  # type: ignore[union-attr]
+            else:
+                d = _Delivery()
+                d.exp, d.flags, d.attempts, d.record, d.window, d.at = (
+                    entry.exp, entry.flags, entry.attempts, entry.record, entry.window,  # type: ignore[union-attr]
+                    entry.at)  # type: ignore[union-attr]
+                deliveries[entry.did] = d  # type: ignore[union-attr]
+        self._deliveries = deliveries
+        for ws in st.windows:
+            w = _Window(ws.start)
+            for did, rec in ws.records:
+                if rec is None:
+                    held = deliveries.get(did)
+                    rec = held if type(held) is AstRecord else getattr(held, "record", None)
+                    if rec is None:
+                        raise StateError(f"window {ws.start} refers to delivery {did}, which has no record")
+                w.records[did] = rec
+            w.orphans = set(ws.orphans)
+            w.responses = dict(ws.responses)
+            w.rejected = dict(ws.rejected)
+            w.event_ids = list(ws.event_ids)
+            w.revision = ws.revision
+            self._windows[ws.start] = w
+        self._pending = st.pending
+        self._fresh = list(st.fresh)
+        self._buckets = {k: list(v) for k, v in st.buckets}
+        self._bucket_keys = list(st.bucket_keys)
+        self._next_due = st.next_due
+        self._first, self._close_ptr, self._retain_from = st.first, st.close_ptr, st.retain_from
+        self._dirty = set(st.dirty)
+        self._counted = set(st.counted)
+        self._unplaced = list(st.unplaced)
+        self._event_time = st.event_time
+        self._alert_clock, self._log_clock, self._clocks_at_input = st.alert_clock, st.log_clock, st.clocks_at_input
+        self._wm, self._next_action, self._next_evict = st.wm, st.next_action, st.next_evict
+        self._event_time_at_input = st.event_time_at_input
+        (self._records_emitted, self._reports_emitted, self._duplicates, self._conflicts, self._too_late,
+         self._ignored) = st.counters
 
     # ------------------------------------------------------------ event handlers
 
@@ -1091,3 +1217,111 @@ def _same_expectation(held: Any, e: DeliveryExpected) -> bool:
         e.response_id, format_iso(e.dsp_received), format_iso(e.csp_sent), format_iso(e.chf_received),
         format_iso(e.csp_received),
         e.service_user_id, e.dcc_alert_code)
+
+
+# ------------------------------------------------------------------------ state export / import
+#
+# The whole state of a core as bytes (msgpack) and back, for snapshots. Pure functions: the
+# core exported is not changed, and ``import_state(export_state(core), core.config)`` is a
+# core that gives the same outputs as ``core`` for any further input. Dictionary order is
+# kept; sets are written sorted. A window's record that is also its delivery's latest record
+# (nearly always) is written once, as a reference.
+
+#: Version of the state layout below; a snapshot of another version is not read.
+STATE_VERSION = 2
+
+_Attempts = tuple[Attempt, ...]
+
+
+class _PackedEntry(msgspec.Struct, array_like=True, tag=0):
+    did: str
+    blob: bytes
+
+
+class _ExpectedEntry(msgspec.Struct, array_like=True, tag=1):
+    exp: DeliveryExpected
+
+
+class _RecordEntry(msgspec.Struct, array_like=True, tag=2):
+    rec: AstRecord
+
+
+class _DeliveryEntry(msgspec.Struct, array_like=True, tag=3):
+    did: str
+    exp: DeliveryExpected | None
+    flags: tuple[str, ...]
+    attempts: _Attempts
+    record: AstRecord | None
+    window: int | None
+    at: int | None
+
+
+class _WindowState(msgspec.Struct, array_like=True):
+    start: int
+    #: delivery id, and the record when it is not the delivery's own latest record
+    records: list[tuple[str, AstRecord | None]]
+    orphans: list[str]
+    responses: list[tuple[str | None, int]]
+    rejected: list[tuple[str | None, int]]
+    event_ids: list[str]
+    revision: int
+
+
+_Num = int | float  # int, or +/- infinity
+
+
+class CoreState(msgspec.Struct, array_like=True):
+    version: int
+    config: MetricsConfig
+    deliveries: list[_PackedEntry | _ExpectedEntry | _RecordEntry | _DeliveryEntry]
+    pending: int
+    fresh: list[str]
+    buckets: list[tuple[int, list[str]]]
+    bucket_keys: list[int]
+    next_due: _Num
+    windows: list[_WindowState]
+    first: int | None
+    close_ptr: int | None
+    retain_from: _Num
+    dirty: list[int]
+    counted: list[str]
+    unplaced: list[RejectedInput]
+    event_time: int | None
+    alert_clock: _Num
+    log_clock: _Num
+    clocks_at_input: _Num
+    wm: _Num
+    next_action: _Num
+    next_evict: _Num
+    event_time_at_input: int | None
+    counters: tuple[int, int, int, int, int, int]
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(CoreState)
+
+
+class StateError(ValueError):
+    """Bytes that are not a core state this version can read."""
+
+
+def export_state(core: MetricsCore) -> bytes:
+    """The core's whole state as msgpack bytes (the core is left as it is)."""
+    return core.export_state()
+
+
+def import_state(data: bytes, config: MetricsConfig | None = None) -> MetricsCore:
+    """A core holding the state ``export_state`` wrote. ``config``: the configuration the
+    caller runs with; a state written under another one raises ``StateError`` (its windows,
+    deadlines and sketches would not be this configuration's)."""
+    try:
+        st = _state_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise StateError(f"not a metrics core state: {exc}") from None
+    if st.version != STATE_VERSION:
+        raise StateError(f"metrics core state version {st.version}, this code reads {STATE_VERSION}")
+    if config is not None and st.config != config:
+        raise StateError("metrics core state written under another configuration")
+    core = MetricsCore(st.config)
+    core.load_state(st)
+    return core

@@ -226,6 +226,9 @@ class Binding:
     durable: str
     subject: str
     handle: BatchHandler
+    #: Called once a batch's outputs are stored and its inputs acked (metrics: a point where
+    #: its state may be snapshotted).
+    done: Callable[[], None] | None = None
 
 
 def raw_messages(msg: Any) -> list[Msg]:
@@ -411,6 +414,8 @@ class Service:
         for stored in emitter.when_stored:
             stored()
         await self._ack(msgs)
+        if binding.done is not None:
+            binding.done()
         rejected = sum(1 for o in out if o.subject.startswith(s.REJECTED))
         self.counters["batches"] += 1
         self.counters["in"] += len(msgs)

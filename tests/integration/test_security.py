@@ -226,7 +226,7 @@ async def stream_count(server: SecuredNats, stream: str, subject: str) -> int:
 PRODUCT_SUBJECTS = [
     *s.IN_CSP, s.IN_DSP_DELIVERY, s.IN_DSP_CLOCK,
     s.CAPTURED, s.ENRICHED, s.RESPONSE_SEEN, s.DELIVER, s.expected(0), s.attempted(0), s.CLOCK,
-    s.RECORD, s.REPORT_15M,
+    s.wall_clock(0), s.RECORD, s.REPORT_15M,
     *(s.rejected(x) for x in s.SERVICES), *(s.dead_letter(x) for x in s.SERVICES),
 ]
 
@@ -250,7 +250,7 @@ CASES = [
          (s.DELIVER, s.expected(0), s.attempted(0), s.CLOCK, s.rejected(s.DSP_MAPPING))),
     Case(s.DSP_MAPPING, s.STREAM_IN, "dsp-mapping-delivery", "simulator", s.IN_DSP_DELIVERY, ()),
     Case(s.METRICS, s.STREAM_EVENTS, bus.metrics_durable(0), s.DSP_MAPPING, s.expected(0),
-         (s.RECORD, s.REPORT_15M, s.rejected(s.METRICS))),
+         (s.RECORD, s.REPORT_15M, s.rejected(s.METRICS), s.wall_clock(0))),
 ]
 
 OWN_OUTPUTS = {
@@ -337,6 +337,34 @@ async def test_metrics_user_can_rebuild_its_state(bootstrapped: SecuredNats) -> 
             pytest.fail(f"the metrics user could not read AST_EVENTS ({exc!r}); refused: {metrics.violations()}")
         assert any(m.subject == s.expected(0) for m in got)
         assert metrics.violations() == []
+
+
+async def test_metrics_user_writes_and_reads_its_snapshots(bootstrapped: SecuredNats) -> None:
+    """The snapshots bucket (created by bootstrap): the metrics user writes a snapshot over the
+    older one and reads the newest back; no other service may touch the bucket."""
+    from services.metrics.core import MetricsConfig, MetricsCore
+    from services.metrics.snapshot import Expected, SnapshotHeader, SnapshotStore, encode_snapshot
+
+    config = MetricsConfig()
+    filters = ["ast.expected.0"]
+    async with connect_as(bootstrapped, s.METRICS) as metrics:
+        store = SnapshotStore(metrics.js)
+        for seq in (5, 9, 12):  # three writes: two slots, the oldest replaced
+            header = SnapshotHeader(partition=0, stream=s.STREAM_EVENTS, filter_subjects=filters,
+                                    consumer_created="c", stream_seq=seq, config=config, written_ms=0,
+                                    body_sha256="", body_bytes=0)
+            await store.save(encode_snapshot(MetricsCore(config).export_state(), header), header)
+        loaded = await store.load(Expected(partition=0, stream=s.STREAM_EVENTS, filter_subjects=filters,
+                                           consumer_created="c", config=config, delivered_seq=20))
+        assert loaded is not None and loaded[0].stream_seq == 12, metrics.violations()
+        assert metrics.violations() == []
+    bucket = f"OBJ_{s.METRICS_SNAPSHOTS}"
+    for user in (s.HUB_CAPTURE, s.CSP_ENRICHMENT, s.DSP_MAPPING):
+        async with connect_as(bootstrapped, user) as conn:
+            assert await conn.refused(publish=[
+                f"$O.{s.METRICS_SNAPSHOTS}.C.x", f"$O.{s.METRICS_SNAPSHOTS}.M.x",
+                f"$JS.API.STREAM.PURGE.{bucket}", f"$JS.API.STREAM.MSG.GET.{bucket}",
+                f"$JS.API.CONSUMER.CREATE.{bucket}", s.wall_clock(0)]) == []
 
 
 @pytest.mark.parametrize("user", s.SERVICES)

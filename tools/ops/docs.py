@@ -207,6 +207,7 @@ ENVELOPES: dict[str, tuple[str, ...]] = {
     "expected": ("DeliveryExpected", "ExpectedBatch"),
     "attempted": ("DeliveryAttempted", "AttemptedBatch"),
     "clock": ("ClockTick", "ClockBatch"),
+    "wallClock": ("WallClock", "WallClockBatch"),
 }
 
 
@@ -252,6 +253,10 @@ def channels() -> list[Channel]:
         Channel("attempted", f"{s.ATTEMPTED}.{{partition}}", "AttemptedBatch",
                 "Delivery log lines, validated.", partition),
         Channel("clock", s.CLOCK, "ClockBatch", "The DSP gateway's clock, read by every metrics partition."),
+        Channel("wallClock", f"{s.WALL_CLOCK}.{{partition}}", "WallClockBatch",
+                "A metrics partition's own decision to move event time on by the wall clock (a quiet "
+                "stream, a silent delivery log), put in the log so that a replay or a restart closes the "
+                "same windows with the same revisions.", partition),
         Channel("deliver", s.DELIVER, "DeliverNotice",
                 "One alert the DSP passes to a Service User (read by the Service User side)."),
         Channel("record", s.RECORD, "AstRecord",
@@ -277,7 +282,7 @@ SENDERS: list[tuple[str, str]] = [
     (s.CSP_ENRICHMENT, "enriched"), (s.CSP_ENRICHMENT, "responseSeen"), (s.CSP_ENRICHMENT, "rejected"),
     (s.DSP_MAPPING, "deliver"), (s.DSP_MAPPING, "expected"), (s.DSP_MAPPING, "attempted"),
     (s.DSP_MAPPING, "clock"), (s.DSP_MAPPING, "rejected"),
-    (s.METRICS, "record"), (s.METRICS, "report15m"), (s.METRICS, "rejected"),
+    (s.METRICS, "record"), (s.METRICS, "report15m"), (s.METRICS, "rejected"), (s.METRICS, "wallClock"),
     (s.METRICS, "delivered"), (s.METRICS, "deliveryBacklog"),
 ]
 #: The parties outside the services.

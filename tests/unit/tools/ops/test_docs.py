@@ -177,10 +177,11 @@ EXPECTED = ev.DeliveryExpected(event_id="exp:R1:N39:1", delivery_id="R1:N39:1", 
 ATTEMPTED = ev.DeliveryAttempted(event_id="att:R1", delivery_id="R1", response_id="R1", dcc_alert_code=None,
                                  service_user_id=SUPPLIER, su_passed=T, su_acknowledged=None, outcome="failed")
 TICK = ev.ClockTick(event_id="clock:1", time=T)
+WALL = ev.WallClock(event_id="wall-clock:0:1:1", partition=0, alert_clock=T, log_clock=T - 1_800_000)
 
 ENVELOPES = {
     "captured": CAPTURED, "enriched": ENRICHED, "responseSeen": SEEN,
-    "expected": EXPECTED, "attempted": ATTEMPTED, "clock": TICK,
+    "expected": EXPECTED, "attempted": ATTEMPTED, "clock": TICK, "wallClock": WALL,
 }
 
 
