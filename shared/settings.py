@@ -37,6 +37,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idle_close_after_s: float = 30.0
     stream_replicas: int = 1
     stream_max_age_s: float = 7 * 86_400.0
+    #: All streams together (split by shared.bus.stream_max_bytes): 7 days at the national
+    #: average plus a storm hour at 50x, with a third to spare (docs/scaling.md).
+    stream_max_bytes: int = 3 * 1024**4
+    #: Write the trace index (ast.index.<key>, see README "Reliability"): `alert-timing trace`
+    #: reads by sequence instead of scanning the log.
+    trace_index: bool = True
     duplicate_window_s: float = 120.0
 
 
@@ -63,6 +69,8 @@ ENV_VARS = {
     "ALERT_TIMING_IDLE_CLOSE_AFTER_S": "idle_close_after_s",
     "ALERT_TIMING_STREAM_REPLICAS": "stream_replicas",
     "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
+    "ALERT_TIMING_STREAM_MAX_BYTES": "stream_max_bytes",
+    "ALERT_TIMING_TRACE_INDEX": "trace_index",
     # Read by shared/telemetry.py (no Settings field): the alert-journey trace's sampling.
     "ALERT_TIMING_JOURNEY_SAMPLE_RATIO": "journey_sample_ratio",
     "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",

@@ -52,7 +52,8 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
         headers = None
         if telemetry is not None:
             headers = _observe(record, *telemetry)
-        out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers)
+        out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers,
+                   key=record.response_id)
     latest: dict[str, ClosedWindow] = {}
     for closed in output.closed:
         report = closed.report

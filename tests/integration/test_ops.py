@@ -25,7 +25,7 @@ from tests.integration.conftest import collect, decoded, send
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
-OPS = [sys.executable, "-m", "alert_timing.ops"]
+OPS = [sys.executable, "-m", "alert_timing.cli"]
 DSP = {"Dsp-Received-Timestamp": "20230601101502.500"}
 METRICS_READY = importlib.util.find_spec("services.metrics.core") is not None
 
