@@ -362,6 +362,7 @@ def journey_json(journey: Journey) -> dict:
     return {
         "response_id": journey.response_id,
         "found": bool(journey.steps),
+        "indexed": journey.indexed,
         "scanned": journey.scanned,
         "missing_streams": journey.missing_streams,
         "events": [{"time": format_iso(st.time_ms), "stream": st.stream, "seq": st.seq, "subject": st.subject,
