@@ -56,6 +56,12 @@ def inbox_prefix(settings: Settings) -> str:
     return f"_INBOX.{settings.nats_user}" if settings.nats_user else "_INBOX"
 
 
+def reply_prefix(nc: Client) -> bytes:
+    """The connection's inbox prefix with its dot, for nats-py's ``pull_subscribe``, which
+    otherwise subscribes under the shared ``_INBOX.`` whatever the connection's prefix."""
+    return nc.new_inbox().rsplit(".", 1)[0].encode() + b"."
+
+
 # --------------------------------------------------------------------------- bootstrap
 
 

@@ -30,13 +30,13 @@ async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None,
     try:
         first = 1
         if start_iso:
-            found = await sequence_at(js, s.STREAM_EVENTS, start_iso)
+            found = await sequence_at(js, s.STREAM_EVENTS, start_iso, bus.reply_prefix(nc))
             if found is None:
                 raise SystemExit(f"alert-timing replay: no events stored after {start_iso}")
             first = found
         last = None
         if end_iso:
-            after = await sequence_at(js, s.STREAM_EVENTS, end_iso)
+            after = await sequence_at(js, s.STREAM_EVENTS, end_iso, bus.reply_prefix(nc))
             last = None if after is None else after - 1
         started = time.perf_counter()
         for p in range(partitions):

@@ -404,6 +404,7 @@ class Service:
             pull_sub=PullSub(batch_size=settings.batch_size, timeout=settings.batch_timeout_s, batch=True),
             ack_policy=AckPolicy.MANUAL,
             decoder=raw_messages,
+            inbox_prefix=(bus.inbox_prefix(settings) + ".").encode(),  # its user's own replies only
         )(handle)
 
     async def _handle(self, binding: Binding, msgs: list[Msg]) -> None:
