@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
 pytestmark = [pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
