@@ -208,6 +208,11 @@ def channels() -> list[Channel]:
         Channel("deadLetter", f"{s.DEAD_LETTER}.{{stage}}", "DeadLetter",
                 "Inputs a stage's consumer gave up on after max_deliver attempts "
                 "(from JetStream max-deliveries advisories).", stage),
+        Channel("index", f"{s.INDEX}.{{key}}", "IndexEntry",
+                "The trace index: per batch and alert, where a stage stored the alert's inputs and outputs; "
+                "read by `alert-timing trace`.",
+                {"key": {"description": "blake2b-64 of the response id, hex (shared.subjects.index_key)",
+                         "examples": [s.index_key("N0007000000001")]}}),
     ]
 
 
@@ -218,6 +223,7 @@ SENDERS: list[tuple[str, str]] = [
     (s.DSP_MAPPING, "deliver"), (s.DSP_MAPPING, "expected"), (s.DSP_MAPPING, "attempted"),
     (s.DSP_MAPPING, "clock"), (s.DSP_MAPPING, "rejected"),
     (s.METRICS, "record"), (s.METRICS, "report15m"), (s.METRICS, "rejected"),
+    *((service, "index") for service in s.SERVICES),
 ]
 #: The parties outside the services.
 EXTERNAL: list[tuple[str, str, str, str]] = [
@@ -266,7 +272,7 @@ def event_schemas() -> dict[str, dict]:
     """JSON Schemas of the events and contract objects (from the msgspec structs)."""
     from shared import events as ev
 
-    types: list[Any] = [ev.Batch, ev.DeliverNotice, ev.AstRecord, ev.RejectedInput]
+    types: list[Any] = [ev.Batch, ev.DeliverNotice, ev.AstRecord, ev.RejectedInput, ev.IndexEntry]
     report = getattr(ev, "WindowReport", None)
     if report is not None:
         types.append(report)
@@ -376,6 +382,8 @@ def asyncapi_document() -> dict:
         "RejectedInput": message("RejectedInput", "Rejected input", "An input a stage could not use",
                                  "RejectedInput"),
         "DeadLetter": message("DeadLetter", "Dead letter", "An input a consumer gave up on", "RejectedInput"),
+        "IndexEntry": message("IndexEntry", "Trace index entry",
+                              "Where one stage stored an alert's messages (stream, sequence)", "IndexEntry"),
     }
     for event, envelope in ENVELOPES.values():
         messages[envelope] = message(envelope, f"{event} envelope", f"{event} events in a batch envelope",
