@@ -322,3 +322,45 @@ class RollupReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 report_decoder = msgspec.json.Decoder(WindowReport)
+
+
+# --------------------------------------------------------------------------- delivery to DS&A
+
+
+class DeliveredFile(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    sha256: str
+    bytes: int
+
+
+class WindowDelivered(msgspec.Struct, frozen=True, kw_only=True):
+    """``ast.delivered.<partition>``: one window revision's files arrived at the landing zone
+    (DS&A's File Gateway), each under its final name, the ``.sha256`` last. The event id
+    ``delivered:<landing>:<file_set>`` is the ``Nats-Msg-Id``."""
+
+    v: int = SCHEMA_VERSION
+    event_id: str
+    file_set: str
+    date: str
+    landing: str
+    files: list[DeliveredFile]
+    delivered_at: str
+
+
+class DeliveryBacklog(msgspec.Struct, frozen=True, kw_only=True):
+    """``ast.delivery-backlog.<partition>``: what a metrics partition still has to deliver,
+    published when it changes; ``alert-timing status`` reads the last one."""
+
+    v: int = SCHEMA_VERSION
+    partition: int
+    landing: str
+    pending: int
+    oldest_file_set: str | None
+    oldest_written_at: str | None
+    delivered: int
+    last_error: str | None
+    at: str
+
+
+delivered_decoder = msgspec.json.Decoder(WindowDelivered)
+backlog_decoder = msgspec.json.Decoder(DeliveryBacklog)

@@ -44,6 +44,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: reads by sequence instead of scanning the log.
     trace_index: bool = True
     duplicate_window_s: float = 120.0
+    #: Where each closed window's files go for DS&A: sftp://USER@HOST:PORT/PATH (the File Gateway)
+    #: or file:///PATH; unset: the files stay in the data directory only.
+    delivery_url: str | None = None
+    delivery_key: str | None = None  # private key file for SFTP
+    delivery_known_hosts: str | None = None  # known_hosts file: the gateway's host key is checked
+    delivery_retry_max_s: float = 300.0  # backoff ceiling while the landing zone fails
+    delivery_horizon_days: int = 8  # local window files older than this are not looked at again
 
 
 #: Environment variables the code reads (compose and the docs are checked against this list).
@@ -71,9 +78,16 @@ ENV_VARS = {
     "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
     "ALERT_TIMING_STREAM_MAX_BYTES": "stream_max_bytes",
     "ALERT_TIMING_TRACE_INDEX": "trace_index",
+    "ALERT_TIMING_DELIVERY_URL": "delivery_url",
+    "ALERT_TIMING_DELIVERY_KEY": "delivery_key",
+    "ALERT_TIMING_DELIVERY_KNOWN_HOSTS": "delivery_known_hosts",
+    "ALERT_TIMING_DELIVERY_RETRY_MAX_S": "delivery_retry_max_s",
+    "ALERT_TIMING_DELIVERY_HORIZON_DAYS": "delivery_horizon_days",
     # Read by shared/telemetry.py (no Settings field): the alert-journey trace's sampling.
     "ALERT_TIMING_JOURNEY_SAMPLE_RATIO": "journey_sample_ratio",
     "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
+    # Read by `alert-timing report` (no Settings field): the targets file of the operational metrics.
+    "ALERT_TIMING_TARGETS": "targets",
 }
 
 

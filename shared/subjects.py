@@ -39,6 +39,8 @@ RECORD = "ast.record"
 REPORT_15M = "ast.report.15m"
 REJECTED = "ast.rejected"  # ".<stage>"
 DEAD_LETTER = "ast.dead-letter"  # ".<stage>", from max-deliveries advisories
+DELIVERED = "ast.delivered"  # ".<partition>": window files that reached the DS&A landing zone
+DELIVERY_BACKLOG = "ast.delivery-backlog"  # ".<partition>": what is still to deliver (last one counts)
 
 # The trace index (written by every stage, read by `alert-timing trace`): one subject per
 # alert, ``ast.index.<key>`` with ``key = index_key(response_id)``; each message lists where
@@ -62,6 +64,14 @@ def index_key(response_id: str) -> str:
 
 def index_subject(response_id: str) -> str:
     return f"{INDEX}.{index_key(response_id)}"
+
+
+def delivered(partition: int) -> str:
+    return f"{DELIVERED}.{partition}"
+
+
+def delivery_backlog(partition: int) -> str:
+    return f"{DELIVERY_BACKLOG}.{partition}"
 
 
 def partition_of(delivery_id: str, partitions: int) -> int:
@@ -98,7 +108,7 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
         f"{REJECTED}.*",
         f"{DEAD_LETTER}.*",
     ],
-    STREAM_OUT: [RECORD, REPORT_15M],
+    STREAM_OUT: [RECORD, REPORT_15M, f"{DELIVERED}.*", f"{DELIVERY_BACKLOG}.*"],
     STREAM_INDEX: [f"{INDEX}.*"],
 }
 

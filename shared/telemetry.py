@@ -59,6 +59,7 @@ def _service(name: str) -> structlog.types.Processor:
 
 import hashlib  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -212,6 +213,10 @@ class Tracing:
                 span.end(end_time=max(at[a], at[b]) * ns)
         root.end(end_time=max(at.values()) * ns)
         return True
+
+    def set_level(self, name: str, value: float, **attributes: str) -> None:
+        if self.provider is not None:
+            self.levels[(name, tuple(sorted(attributes.items())))] = value
 
     def shutdown(self) -> None:
         if self.provider is not None:
@@ -386,6 +391,8 @@ class Metrics:
     histograms: dict[str, Any] = field(default_factory=dict)
     provider: Any = None
     gauges: dict[tuple[str, str], int] = field(default_factory=dict)  # (stream, durable) -> pending
+    #: Levels reported as gauges (``LEVELS``): (name, sorted attributes) -> value.
+    levels: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
 
     def add(self, name: str, value: int, **attributes: Any) -> None:
         counter = self.counters.get(name)
@@ -396,6 +403,10 @@ class Metrics:
         histogram = self.histograms.get(name)
         if histogram is not None:
             histogram.record(value, attributes)
+
+    def set_level(self, name: str, value: float, **attributes: str) -> None:
+        if self.provider is not None:
+            self.levels[(name, tuple(sorted(attributes.items())))] = value
 
     def shutdown(self) -> None:
         if self.provider is not None:
@@ -411,6 +422,12 @@ COUNTERS = {
     "alert_timing.windows.closed": "15-minute windows closed (first revision)",
     "alert_timing.windows.revised": "revised window reports (revision > 1)",
     "alert_timing.records": "AST records published (incl. revisions)",
+}
+
+
+LEVELS = {
+    "alert_timing.delivery.pending_windows": ("{window}", "window file sets not yet at the DS&A landing zone"),
+    "alert_timing.delivery.oldest_pending_age": ("s", "age of the oldest window file set not yet delivered"),
 }
 
 
@@ -445,4 +462,15 @@ def setup_metrics(service: str, reader: Any = None) -> Metrics:
 
     meter.create_observable_gauge("alert_timing.consumer.pending", callbacks=[lag],
                                   description="messages waiting in the service's durable consumer")
+
+    def level_of(name: str) -> Callable[[Any], list]:
+        def observe(_: Any) -> list:
+            from opentelemetry.metrics import Observation
+
+            return [Observation(v, dict(attrs)) for (n, attrs), v in metrics.levels.items() if n == name]
+
+        return observe
+
+    for name, (unit, description) in LEVELS.items():
+        meter.create_observable_gauge(name, callbacks=[level_of(name)], unit=unit, description=description)
     return metrics

@@ -16,13 +16,22 @@ from pathlib import Path
 import structlog
 
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
+from services.metrics.delivery import Deliverer, DeliveryConfigError, landing_from_settings
 from services.metrics.rebuild import read_events
 from services.runtime.envelopes import events_of
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
-from shared.events import LEGS, AstRecord, DeliveryAttempted, DeliveryExpected, encoder, record_id
+from shared.events import (
+    LEGS,
+    AstRecord,
+    DeliveryAttempted,
+    DeliveryExpected,
+    delivered_decoder,
+    encoder,
+    record_id,
+)
 from shared.settings import Settings
 from shared.telemetry import Metrics, TraceIndex, Tracing, setup_metrics, setup_tracing
 
@@ -202,7 +211,46 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
 
     service.app.on_startup(_connect_first(service, rebuild))
     service.app.after_startup(start_clock)
+    if settings.delivery_url:
+        deliverer = _deliverer(service, settings, data_dir, list(cores), metrics)
+
+        async def start_delivery() -> None:
+            ticker["delivery"] = asyncio.create_task(deliverer.run())
+
+        service.app.after_startup(start_delivery)
     return service
+
+
+def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions: list[int],
+               metrics: Metrics) -> Deliverer:
+    """Window files to DS&A's landing zone (``ALERT_TIMING_DELIVERY_URL``), see ``delivery``."""
+    try:
+        landing = landing_from_settings(settings.delivery_url or "", settings.delivery_key,
+                                        settings.delivery_known_hosts)
+    except DeliveryConfigError as exc:
+        raise SystemExit(f"alert-timing metrics: {exc}") from None
+
+    async def publish(messages: list[bus.Outgoing]) -> None:
+        if service.js is None:
+            raise RuntimeError("not connected to NATS yet")
+        await bus.publish_all(service.js, messages, settings.publish_ack_timeout_s)
+
+    async def read_delivered(partition: int) -> set[str]:
+        stems: set[str] = set()
+        async for msgs in read_messages(service.broker.connection, s.STREAM_OUT, [s.delivered(partition)], 1):
+            for m in msgs:
+                event = delivered_decoder.decode(m.data)
+                if event.landing == landing.name:
+                    stems.add(event.file_set)
+        return stems
+
+    def gauge(name: str, value: float, partition: int) -> None:
+        metrics.set_level(name, value, partition=str(partition))
+
+    log.info("window files are delivered", landing=landing.name, partitions=partitions)
+    return Deliverer(landing, data_dir, partitions, publish, read_delivered,
+                     retry_max_s=settings.delivery_retry_max_s, horizon_days=settings.delivery_horizon_days,
+                     gauge=gauge)
 
 
 async def _await_held_messages(js, partition: int, info):  # type: ignore[no-untyped-def]

@@ -203,6 +203,11 @@ def channels() -> list[Channel]:
                 "The AST log: one delivered alert's timing points and legs; a late fact gives revision n+1."),
         Channel("report15m", s.REPORT_15M, "WindowReport",
                 "One 15-minute window (by dsp_received), revision n; a late event gives revision n+1."),
+        Channel("delivered", f"{s.DELIVERED}.{{partition}}", "WindowDelivered",
+                "A window revision's files arrived at the DS&A landing zone (File Gateway), checksums last.",
+                partition),
+        Channel("deliveryBacklog", f"{s.DELIVERY_BACKLOG}.{{partition}}", "DeliveryBacklog",
+                "What a metrics partition still has to deliver to DS&A (the last one counts).", partition),
         Channel("rejected", f"{s.REJECTED}.{{stage}}", "RejectedInput",
                 "Inputs a stage could not use, kept whole with a machine-readable reason.", stage),
         Channel("deadLetter", f"{s.DEAD_LETTER}.{{stage}}", "DeadLetter",
@@ -223,6 +228,7 @@ SENDERS: list[tuple[str, str]] = [
     (s.DSP_MAPPING, "deliver"), (s.DSP_MAPPING, "expected"), (s.DSP_MAPPING, "attempted"),
     (s.DSP_MAPPING, "clock"), (s.DSP_MAPPING, "rejected"),
     (s.METRICS, "record"), (s.METRICS, "report15m"), (s.METRICS, "rejected"),
+    (s.METRICS, "delivered"), (s.METRICS, "deliveryBacklog"),
     *((service, "index") for service in s.SERVICES),
 ]
 #: The parties outside the services.
@@ -235,6 +241,7 @@ EXTERNAL: list[tuple[str, str, str, str]] = [
     ("service-users", "receive", "deliver", "the Service User side answers each delivery in the delivery log"),
     ("dsa", "receive", "record", "DS&A / regulator reporting reads the AST log"),
     ("dsa", "receive", "report15m", "DS&A / regulator reporting reads the 15-minute reports"),
+    ("dsa", "receive", "delivered", "DS&A learns which window files reached its File Gateway"),
 ]
 
 
@@ -272,7 +279,8 @@ def event_schemas() -> dict[str, dict]:
     """JSON Schemas of the events and contract objects (from the msgspec structs)."""
     from shared import events as ev
 
-    types: list[Any] = [ev.Batch, ev.DeliverNotice, ev.AstRecord, ev.RejectedInput, ev.IndexEntry]
+    types: list[Any] = [ev.Batch, ev.DeliverNotice, ev.AstRecord, ev.RejectedInput, ev.WindowDelivered,
+                        ev.DeliveryBacklog, ev.IndexEntry]
     report = getattr(ev, "WindowReport", None)
     if report is not None:
         types.append(report)
@@ -382,6 +390,10 @@ def asyncapi_document() -> dict:
         "RejectedInput": message("RejectedInput", "Rejected input", "An input a stage could not use",
                                  "RejectedInput"),
         "DeadLetter": message("DeadLetter", "Dead letter", "An input a consumer gave up on", "RejectedInput"),
+        "WindowDelivered": message("WindowDelivered", "Window delivered", "A window's files at the DS&A landing zone",
+                                   "WindowDelivered"),
+        "DeliveryBacklog": message("DeliveryBacklog", "Delivery backlog", "Window files still to deliver to DS&A",
+                                   "DeliveryBacklog"),
         "IndexEntry": message("IndexEntry", "Trace index entry",
                               "Where one stage stored an alert's messages (stream, sequence)", "IndexEntry"),
     }
