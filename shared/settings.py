@@ -23,6 +23,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: CSP North `timestamp` is when the alert *left* CSP North; subtract this to estimate arrival.
     csp_north_offset_ms: int = 0
     dcc_rules: str | None = None
+    #: The CSP power-outage notification's shape (TOML; None: the packaged, illustrative one).
+    csp_notifications: str | None = None
     metrics_partitions: int = 1
     metrics_partition: int | None = None  # None: this replica owns every partition
     batch_size: int = 512
@@ -63,6 +65,7 @@ ENV_VARS = {
     "ALERT_TIMING_DATA_DIR": "data_dir",
     "ALERT_TIMING_CSP_NORTH_OFFSET_MS": "csp_north_offset_ms",
     "ALERT_TIMING_DCC_RULES": "dcc_rules",
+    "ALERT_TIMING_CSP_NOTIFICATIONS": "csp_notifications",
     "ALERT_TIMING_METRICS_PARTITIONS": "metrics_partitions",
     "ALERT_TIMING_METRICS_PARTITION": "metrics_partition",
     "ALERT_TIMING_BATCH_SIZE": "batch_size",
@@ -88,6 +91,9 @@ ENV_VARS = {
     "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
     # Read by `alert-timing report` (no Settings field): the targets file of the operational metrics.
     "ALERT_TIMING_TARGETS": "targets",
+    # Read by shared/telemetry.py (no Settings field): serve the OpenTelemetry metrics for a
+    # Prometheus scrape on 127.0.0.1:<port>/metrics (local runs; compose scrapes the collector).
+    "ALERT_TIMING_PROMETHEUS_PORT": "prometheus_port",
 }
 
 

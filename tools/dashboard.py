@@ -181,13 +181,16 @@ def _volume_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     x = _col(data, "by_interval", "interval_start")
     alerts = [int(v or 0) for v in _col(data, "by_interval", "alerts")]
     no_hs = [int(v or 0) for v in _col(data, "by_interval", "no_handshake")]
+    throttled = [int(v or 0) for v in _col(data, "by_interval", "throttled")] or [0] * len(alerts)
     rejected = [int(v or 0) for v in _col(data, "by_interval", "rejected")]
-    delivered = [a - b for a, b in zip(alerts, no_hs)]
+    delivered = [a - b - c for a, b, c in zip(alerts, no_hs, throttled)]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=delivered, name="acknowledged or incomplete", mode="lines", stackgroup="a",
                              line=dict(color="#2a9d8f", width=1)))
     fig.add_trace(go.Scatter(x=x, y=no_hs, name="no handshake", mode="lines", stackgroup="a",
                              line=dict(color="#d1495b", width=1)))
+    fig.add_trace(go.Scatter(x=x, y=throttled, name="throttled (storm protection)", mode="lines", stackgroup="a",
+                             line=dict(color="#e9c46a", width=1)))
     fig.add_trace(go.Scatter(x=x, y=rejected, name="rejected inputs", mode="lines", line=dict(color="#6d597a")))
     fig.update_layout(title="Alerts per 15-minute interval (storms, e.g. supply outages, stand out)",
                       hovermode="x unified", **_LAYOUT)
@@ -251,6 +254,7 @@ def _completeness_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     series = (("missing_hub_timestamp", "missing HubTimestamp", "#e9c46a"),
               ("no_handshake", "no handshake", "#d1495b"),
               ("incomplete", "incomplete", "#8d99ae"),
+              ("throttled", "throttled (storm protection)", "#2a9d8f"),
               ("clock_skew", "clock skew", "#6d597a"),
               ("rejected", "rejected inputs", "#264653"),
               ("delivery_without_alert", "delivery without alert", "#f4a261"))
@@ -345,6 +349,7 @@ def _summary_html(data: dict[str, dict[str, list[Any]]], sat: dict[str, int] | N
 
     tiles = [
         ("alerts", n("alerts")), ("complete", n("complete")), ("no handshake", f"{n('no_handshake')} ({pct('no_handshake')})"),
+        ("throttled", f"{n('throttled')} ({pct('throttled')})"),
         ("missing HubTimestamp", f"{n('missing_hub_timestamp')} ({pct('missing_hub_timestamp')})"),
         ("clock skew", n("clock_skew")), ("rejected inputs", n("rejected")),
         ("end-to-end p50 / p95 / p99 (ms)", f"{ms('end_to_end_ms_p50')} / {ms('end_to_end_ms_p95')} / {ms('end_to_end_ms_p99')}"),

@@ -240,6 +240,7 @@ COUNTS = """count(*) AS alerts,
        count(*) FILTER (WHERE status = 'complete') AS complete,
        count(*) FILTER (WHERE status = 'no_handshake') AS no_handshake,
        count(*) FILTER (WHERE status = 'incomplete') AS incomplete,
+       count(*) FILTER (WHERE status = 'throttled') AS throttled,
        count(*) FILTER (WHERE missing_hub) AS missing_hub_timestamp,
        count(*) FILTER (WHERE clock_skew) AS clock_skew"""
 
@@ -253,7 +254,7 @@ def _grouped(keys: Sequence[tuple[str, str]], where: str = "", extra: Sequence[t
     group = f"GROUP BY {names}" if keys else ""
     order = f"ORDER BY {names}" if keys else ""
     return f"""
-SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete,
+SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete, throttled,
        missing_hub_timestamp, clock_skew, {_leg_outputs()}
 FROM (
     SELECT {inner_keys}{inner_extra}
@@ -468,6 +469,7 @@ ORDER BY interval_start""")
     make("completeness", """
 SELECT day, coalesce(alerts, 0) AS alerts, coalesce(missing_hub_timestamp, 0) AS missing_hub_timestamp,
        coalesce(no_handshake, 0) AS no_handshake, coalesce(incomplete, 0) AS incomplete,
+       coalesce(throttled, 0) AS throttled,
        coalesce(clock_skew, 0) AS clock_skew, rejected, service_responses_seen,
        delivery_without_alert,
        round(100.0 * missing_hub_timestamp / nullif(alerts, 0), 3) AS missing_hub_timestamp_pct,

@@ -11,11 +11,11 @@ import msgspec
 import structlog
 from nats.js.errors import NotFoundError
 
-from services.csp_enrichment.core import STAGE, enrich, with_original
+from services.csp_enrichment.core import STAGE, enrich, pass_on, with_original
 from services.runtime.envelopes import events_of
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import subjects as s
-from shared.events import AlertCaptured, AlertEnriched, RejectedInput
+from shared.events import AlertCaptured, AlertEnriched, OutageNotified, RejectedInput
 from shared.settings import Settings
 from shared.telemetry import Tracing, log_rejected, setup_tracing
 
@@ -38,6 +38,9 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
 
     async def handle(batch: list[Inbound], out: Emitter) -> None:
         for msg, event in events_of(batch, STAGE, out):
+            if isinstance(event, OutageNotified):  # no GBCS inside: on to dsp-mapping as it is
+                out.event(s.ENRICHED, pass_on(event))
+                continue
             if not isinstance(event, AlertCaptured):
                 continue
             result = enrich(event, offset)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -57,19 +59,36 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
     """Everything one step of the core produced, as messages and files. ``partition`` names the
     reports (``Nats-Msg-Id``) and, with more than one partition (``partitions``; default: the
     settings), the files."""
+    counted: Counter[tuple[str, str, str]] = Counter()
     for record in output.records:
         headers = None
         if telemetry is not None:
             headers = _observe(record, *telemetry)
+            counted[(record.status, record.region, record.category)] += 1
         out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers,
                    key=record.response_id)
+    if telemetry is not None and counted:
+        metrics = telemetry[1]
+
+        def count_records() -> None:  # once per batch, when JetStream has the records
+            for (status, region, category), n in counted.items():
+                metrics.add("alert_timing.records", n, status=status, region=region, category=category)
+
+        out.when_stored.append(count_records)
     latest: dict[str, ClosedWindow] = {}
     for closed in output.closed:
         report = closed.report
         out.single(report_subject, encoder.encode(report), report_id(report.window_start, report.revision, partition))
-        if telemetry is not None:
-            telemetry[1].add("alert_timing.windows.closed" if report.revision == 1 else "alert_timing.windows.revised", 1)
         latest[report.window_start] = closed
+    if telemetry is not None and output.closed:
+        windows = telemetry[1]
+        first = sum(1 for closed in output.closed if closed.report.revision == 1)
+
+        def count_windows() -> None:
+            windows.add("alert_timing.windows.closed", first)
+            windows.add("alert_timing.windows.revised", len(output.closed) - first)
+
+        out.when_stored.append(count_windows)
     if data_dir is not None:
         # Files for the latest revision of each window this step touched: every revision is
         # on ast.report.15m, but a burst of late records rewrites a window's files once.
@@ -84,13 +103,12 @@ def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict
     """The join span (child of the delivery's trace: one trace from the device alert to its
     record), the journey trace of a complete record, leg histograms (complete records, so a
     revision of an unfinished one does not count its legs twice; clock skew left out)."""
-    metrics.add("alert_timing.records", 1, status=record.status, region=record.region)
     complete = record.status == "complete"
     if metrics.histograms and complete:
         for leg in LEGS:
             value = getattr(record, leg)
             if value is not None and value >= 0:
-                metrics.record("alert_timing.leg", value, leg=leg, region=record.region)
+                metrics.record("alert_timing.leg", value, leg=leg, region=record.region, category=record.category)
     if not tracing.enabled:
         return None
     parent = traces.pop(record.delivery_id, None) if complete else traces.get(record.delivery_id)
@@ -129,6 +147,8 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
     metrics = metrics or setup_metrics(s.METRICS)
     traces: dict[str, str] = TraceIndex()  # delivery id -> trace context, only while tracing is on
     telemetry = (tracing, metrics, traces)
+    metrics.declare("alert_timing.windows.closed")
+    metrics.declare("alert_timing.windows.revised")
 
     for p in partitions_owned(settings):
         core = cores[p] = MetricsCore(metrics_config(settings))
@@ -185,6 +205,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
         # they are kept and published again (same Nats-Msg-Ids) before anything newer, never
         # dropped: dropping them lost the windows' reports until a later revision.
         unsent: list[bus.Outgoing] = []
+        when_stored: list[Callable[[], None]] = []  # their counters, once stored
         while True:
             await asyncio.sleep(1.0)
             if service.js is None or service.stopping:
@@ -196,10 +217,14 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                     emit(core.on_wall_clock(now, last_input["wall_ms"], last_input["log_wall_ms"]), out, data_dir,
                          p, telemetry=telemetry)
                     unsent.extend(out.messages())
+                    when_stored.extend(out.when_stored)
             if unsent:
                 try:
                     await bus.publish_all(service.js, unsent, settings.publish_ack_timeout_s)
                     unsent = []
+                    for stored in when_stored:
+                        stored()
+                    when_stored.clear()
                 except Exception as exc:  # noqa: BLE001 - transient or not, they are kept and retried
                     log.warning("wall-clock close not published yet; retrying", messages=len(unsent),
                                 error=str(exc))
