@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -144,7 +145,7 @@ def stream_configs(settings: Settings) -> list[api.StreamConfig]:
     A consumer that lags further behind than the limit loses the messages discarded before
     it read them (``alert-timing status`` shows each stream's first sequence and time)."""
     limits = stream_max_bytes(settings)
-    common = {
+    common: dict[str, Any] = {
         "retention": api.RetentionPolicy.LIMITS,
         "storage": api.StorageType.FILE,
         "num_replicas": settings.stream_replicas,
