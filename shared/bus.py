@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -26,9 +27,9 @@ from shared.settings import Settings
 # --------------------------------------------------------------------------- connect
 
 
-async def connect(settings: Settings, name: str, **options: object) -> Client:
+async def connect(settings: Settings, name: str, **options: Any) -> Client:
     """Connect with the settings' credentials; reconnect forever (the broker may restart)."""
-    kwargs: dict[str, object] = {
+    kwargs: dict[str, Any] = {
         "servers": [u.strip() for u in settings.nats_url.split(",")],
         "name": name,
         "max_reconnect_attempts": -1,
@@ -43,8 +44,6 @@ async def connect(settings: Settings, name: str, **options: object) -> Client:
     if settings.nats_creds:
         kwargs["user_credentials"] = settings.nats_creds
     if settings.nats_tls_ca:
-        import ssl
-
         kwargs["tls"] = ssl.create_default_context(cafile=settings.nats_tls_ca)
     kwargs.update(options)
     return await nats.connect(**kwargs)
@@ -177,6 +176,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
     """Create or update every stream and durable consumer. The one place that owns their config."""
     done = []
     for config in stream_configs(settings):
+        assert config.name is not None  # stream_configs names every stream
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)
@@ -185,7 +185,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
             await js.add_stream(config)
             done.append(f"stream {config.name} created")
     for spec in consumer_specs(settings.metrics_partitions) + deadletter_specs(settings.metrics_partitions):
-        config = api.ConsumerConfig(
+        consumer = api.ConsumerConfig(
             durable_name=spec.durable,
             name=spec.durable,
             ack_policy=api.AckPolicy.EXPLICIT,
@@ -195,7 +195,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
             max_ack_pending=spec.max_ack_pending,
             filter_subjects=list(spec.filter_subjects),
         )
-        await js.add_consumer(spec.stream, config)
+        await js.add_consumer(spec.stream, consumer)
         done.append(f"consumer {spec.stream}/{spec.durable}")
     return done
 
@@ -231,7 +231,7 @@ async def publish_all(
             futures.append(await js.publish_async(m.subject, m.payload, headers=headers))
         acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
         return [(ack.stream, ack.seq) for ack in acks]
-    except (TimeoutError, asyncio.TimeoutError) as exc:
+    except TimeoutError as exc:
         raise PublishError(f"{len(messages)} publishes not acknowledged within {timeout}s") from exc
     except Exception as exc:  # an API error from the stream (e.g. no stream, too large), a lost connection
         raise PublishError(f"publish failed: {exc}") from exc

@@ -66,7 +66,7 @@ def _patch_pull_timeout() -> None:
 
     from faststream.nats.subscriber.usecases import stream_pull_subscriber
 
-    stream_pull_subscriber.TimeoutError = builtins.TimeoutError  # type: ignore[attr-defined,misc]
+    stream_pull_subscriber.TimeoutError = builtins.TimeoutError  # type: ignore[assignment,misc]
 
 
 _patch_pull_timeout()
@@ -372,7 +372,8 @@ class Service:
         delay = 0.25
         while True:
             try:
-                await nc.flush(timeout=self.settings.publish_ack_timeout_s)
+                # nats-py annotates an int; it hands the value to asyncio.wait_for, which takes seconds as float
+                await nc.flush(timeout=self.settings.publish_ack_timeout_s)  # type: ignore[arg-type]
                 return
             except Exception as exc:  # noqa: BLE001 - any failure here means: not confirmed
                 if self.stopping or nc.is_closed:
@@ -492,13 +493,13 @@ class Service:
         await self.dead_letters.stop()
         try:
             await asyncio.wait_for(self._quiesce(), self.settings.drain_timeout_s * 0.75)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("batch in hand not finished in time", service=self.name)
         nc = self.broker.connection
         not_drained: dict[str, str] = {}
         try:
             await asyncio.wait_for(self.app.stop(), self.settings.drain_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("drain timed out; unacked messages will be redelivered", service=self.name)
         except Exception as exc:  # noqa: BLE001 - reconnecting or gone: closed undrained, not a traceback
             not_drained["drain_error"] = f"{type(exc).__name__}: {exc}"

@@ -19,7 +19,7 @@ from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
-from tests.integration.conftest import collect
+from tests.harness.jetstream import collect
 
 pytestmark = [pytest.mark.integration]
 
@@ -40,7 +40,7 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
         await real_publish_all(js, messages, timeout)
 
     monkeypatch.setattr(runtime_service.bus, "publish_all", flaky_publish_all)
-    monkeypatch.setattr(runtime, "RETRY_MAX_DELAY_S", 0.2)
+    monkeypatch.setattr(runtime_service, "RETRY_MAX_DELAY_S", 0.2)
     with bus.EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
         nc = await bus.connect(settings, "test")

@@ -13,9 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from alert_timing.ops.common import (
-    LEG_NAMES,
     OpsError,
     close,
     connect,
@@ -31,7 +33,7 @@ from alert_timing.ops.common import (
 )
 from shared import subjects as s
 from shared.eventlog import scan_messages
-from shared.events import IndexEntry
+from shared.events import LEG_SPANS, IndexEntry
 from shared.timefmt import format_iso
 
 #: What a trace reads: every subject that can mention an alert (not clock ticks or reports).
@@ -92,7 +94,7 @@ class Matcher:
             return any(n in data for n in self.b64)
         return False
 
-    def steps(self, stream: str, msg) -> list[Step]:  # type: ignore[no-untyped-def]
+    def steps(self, stream: str, msg: Msg) -> list[Step]:
         if not self.candidate(msg.subject, msg.data):
             return []
         return self.steps_of(stream, msg.subject, msg.data, msg.metadata.sequence.stream, stored_ms(msg))
@@ -181,7 +183,7 @@ class Progress:
 INDEX_MAX_ENTRIES = 1000
 
 
-async def index_entries(js, key: str) -> list[IndexEntry]:  # type: ignore[no-untyped-def]
+async def index_entries(js: JetStreamContext, key: str) -> list[IndexEntry]:
     """Every trace index entry of an alert, oldest first, read by subject with direct gets."""
     from nats.js.errors import NotFoundError
 
@@ -201,7 +203,7 @@ async def index_entries(js, key: str) -> list[IndexEntry]:  # type: ignore[no-un
     return entries
 
 
-async def find_journey_indexed(nc, wanted: str) -> Journey | None:  # type: ignore[no-untyped-def]
+async def find_journey_indexed(nc: Client, wanted: str) -> Journey | None:
     """The journey from the trace index: the messages it names, read by sequence. ``wanted`` is
     a response id or a delivery id (``<responseId>:<code>:<n>`` is looked up by its response
     id). None when the index has nothing for it (or there is no index)."""
@@ -241,7 +243,7 @@ async def find_journey_indexed(nc, wanted: str) -> Journey | None:  # type: igno
     return journey
 
 
-async def find_journey(nc, response_id: str) -> Journey:  # type: ignore[no-untyped-def]
+async def find_journey(nc: Client, response_id: str) -> Journey:
     """Scan the event log for every message about ``response_id`` (streams read concurrently)."""
     from nats.js.errors import NotFoundError
 
@@ -323,13 +325,7 @@ def delivery_summaries(journey: Journey) -> list[dict]:
             "su_passed": su_passed,
             "su_acknowledged": su_ack,
         }
-        legs = {
-            "hub_to_csp": _minus(points["csp_received"], points["chf_received"]),
-            "csp_to_dsp": _minus(points["dsp_received"], points["csp_sent"]),
-            "dsp_to_su": _minus(points["su_passed"], points["dsp_received"]),
-            "su_handshake": _minus(points["su_acknowledged"], points["su_passed"]),
-            "end_to_end": _minus(points["su_acknowledged"], points["chf_received"]),
-        }
+        legs = {leg.name: _minus(points[leg.end], points[leg.start]) for leg in LEG_SPANS}
         throttled = any(a.get("outcome") == "throttled" for a in tries)
         if throttled:  # discarded by storm protection: never passed, whatever else was logged
             points["su_passed"] = points["su_acknowledged"] = None
@@ -435,8 +431,9 @@ def journey_text(journey: Journey) -> str:
         tries = ", ".join(f"{a['outcome']} (passed {a['su_passed'] or '-'})" for a in d["attempts"]) or "none yet"
         lines.append(f"  {'attempts':<18}{tries}")
         for r in d["records"]:
-            rec_legs = "  ".join(f"{k} {'-' if r.get(f'{k}_ms') is None else r.get(f'{k}_ms')}" for k in LEG_NAMES)
-            same = all(r.get(f"{k}_ms") == d["legs_ms"][k] for k in LEG_NAMES)
+            rec_legs = "  ".join(f"{leg.name} {'-' if r.get(leg.field) is None else r.get(leg.field)}"
+                                 for leg in LEG_SPANS)
+            same = all(r.get(leg.field) == d["legs_ms"][leg.name] for leg in LEG_SPANS)
             lines.append(f"  {'record rev ' + str(r.get('revision')):<18}{r.get('status')}  {rec_legs}"
                          + ("" if same else "  (differs from the events)"))
         if not d["records"]:
