@@ -15,8 +15,8 @@ from shared import bus
 from shared import subjects as s
 from shared.events import IndexEntry
 from shared.settings import Settings
-from tests.frames import delivery_line, north
-from tests.integration.conftest import collect, decoded, send
+from tests.harness.frames import ACB_EUI, alert_payload, delivery_line, north
+from tests.harness.jetstream import collect, decoded, send
 from tests.integration.test_ops import DSP, deliveries_for, run_ops, unique
 
 pytestmark = [pytest.mark.integration]
@@ -56,8 +56,6 @@ async def test_trace_reads_through_the_index_by_response_and_by_delivery_id(js, 
 
 @pytest.mark.usefixtures("pipeline")
 async def test_trace_by_a_dcc_delivery_id(js, nats_server):
-    from tests.frames import ACB_EUI, alert_payload
-
     rid = unique("IDX-ACB")
     await send(js, s.IN_CSP_NORTH, north(rid, payload=alert_payload("8F3F", recipient=ACB_EUI)), DSP)
     await deliveries_for(js, rid, 2)
