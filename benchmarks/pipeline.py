@@ -220,6 +220,31 @@ async def _replay(url: str) -> float:
 # --------------------------------------------------------------------------- run
 
 
+async def _trace(url: str, response_id: str, alerts: int) -> dict:
+    """``alert-timing trace`` of one alert after the run: through the index (what the command
+    does) and by scanning the whole log (what it did before the index); the index's cost."""
+    import nats
+
+    from alert_timing.ops.trace import find_journey, find_journey_indexed
+
+    nc = await nats.connect(url)
+    try:
+        started = time.perf_counter()
+        journey = await find_journey_indexed(nc, response_id)
+        trace_s = time.perf_counter() - started
+        assert journey is not None and journey.steps, f"{response_id} not in the trace index"
+        started = time.perf_counter()
+        scanned = await find_journey(nc, response_id)
+        scan_s = time.perf_counter() - started
+        assert len(scanned.steps) == len(journey.steps), (len(scanned.steps), len(journey.steps))
+        state = (await nc.jetstream().stream_info(s.STREAM_INDEX)).state
+    finally:
+        await nc.close()
+    return {"trace_s": round(trace_s, 3), "trace_scan_s": round(scan_s, 2),
+            "index_bytes_per_alert": round(state.bytes / alerts),
+            "index_msgs_per_alert": round(state.messages / alerts, 2)}
+
+
 def pending_rss_mb(n: int = 1_000_000) -> float:
     code = ("from alert_timing_benchmarks.metrics_core import pending_memory; import json; "
             f"print(json.dumps(pending_memory({n})['process_rss_mib']))")
@@ -257,6 +282,12 @@ def run(alerts: int, latency_seconds: float, skip_limit: bool = False) -> dict:
                 results["records_out"] = len(result.records)
                 results["publish_seconds"] = round(result.publish_seconds, 2)
                 say(f"      {results['pipeline_alerts_per_s']} alerts/s, {len(result.records)}/{expected} records")
+                first = next(i.response_id for i in result.traffic.inputs if i.kind == "alert")
+                say(f"      trace of the first alert ({first}) through the index, then by a scan ...")
+                results.update(asyncio.run(_trace(url, first, result.traffic.count("alert"))))
+                say(f"      trace {results['trace_s']} s (scan {results['trace_scan_s']} s), index "
+                    f"{results['index_bytes_per_alert']} bytes and {results['index_msgs_per_alert']} "
+                    "messages per alert")
 
                 rate = max(100.0, results["pipeline_alerts_per_s"] / 2)
                 n_lat = int(rate * latency_seconds)
@@ -298,6 +329,9 @@ def print_table(r: dict) -> None:
         ("replay (events/s)", r.get("replay_events_per_s"), ">= 50000"),
         ("metrics restart (s)", r.get("restart_s"), "<= 5"),
         ("metrics restart after SIGKILL (s)", r.get("restart_after_kill_s"), "<= 5"),
+        ("trace of the first alert (s)", r.get("trace_s"), "<= 2"),
+        ("same trace by a scan (s)", r.get("trace_scan_s"), ""),
+        ("trace index (bytes per alert)", r.get("index_bytes_per_alert"), ""),
     ]
     for name, mb in (r.get("rss_mb") or {}).items():
         rows.append((f"peak RSS {name} (MB)", mb, ""))

@@ -40,12 +40,26 @@ async def connect(settings: Settings, name: str, **options: Any) -> Client:
     if settings.nats_user:
         kwargs["user"] = settings.nats_user
         kwargs["password"] = settings.nats_password or ""
+        kwargs["inbox_prefix"] = inbox_prefix(settings)
     if settings.nats_creds:
         kwargs["user_credentials"] = settings.nats_creds
     if settings.nats_tls_ca:
         kwargs["tls"] = ssl.create_default_context(cafile=settings.nats_tls_ca)
     kwargs.update(options)
     return await nats.connect(**kwargs)
+
+
+def inbox_prefix(settings: Settings) -> str:
+    """Replies to a user's requests come to ``_INBOX.<user>.…``; the server lets each user
+    subscribe to its own prefix only (deploy/nats/nats-server.conf), so no client can read the
+    replies meant for another."""
+    return f"_INBOX.{settings.nats_user}" if settings.nats_user else "_INBOX"
+
+
+def reply_prefix(nc: Client) -> bytes:
+    """The connection's inbox prefix with its dot, for nats-py's ``pull_subscribe``, which
+    otherwise subscribes under the shared ``_INBOX.`` whatever the connection's prefix."""
+    return nc.new_inbox().rsplit(".", 1)[0].encode() + b"."
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -80,25 +94,82 @@ def consumer_specs(partitions: int = 1) -> list[ConsumerSpec]:
     return specs
 
 
+def deadletter_durable(service: str) -> str:
+    return f"deadletter-{service}"
+
+
+def deadletter_specs(partitions: int = 1) -> list[ConsumerSpec]:
+    """One durable per service on the advisories stream, filtered to the max-deliveries
+    advisories of that service's own durables (replicas share it; see
+    services.runtime.deadletter). Each advisory is acked once its dead letter is stored."""
+    by_service: dict[str, list[str]] = {}
+    for spec in consumer_specs(partitions):
+        by_service.setdefault(spec.service, []).append(
+            f"{s.ADVISORY_MAX_DELIVERIES}.{spec.stream}.{spec.durable}")
+    return [ConsumerSpec(s.STREAM_ADVISORIES, deadletter_durable(service), tuple(filters), service,
+                         max_ack_pending=1000, max_deliver=-1)
+            for service, filters in by_service.items()]
+
+
 def metrics_durable(partition: int) -> str:
     return f"metrics-{partition}"
 
 
+#: Stored bytes per alert of each stream (docs/scaling.md, measured: state.bytes over a
+#: 50,000-alert run, so subject, header and index overhead included). A stream's share of
+#: ``Settings.stream_max_bytes`` is its share of these.
+STREAM_BYTES_PER_ALERT: dict[str, int] = {
+    s.STREAM_IN: 871,
+    s.STREAM_EVENTS: 2140,
+    s.STREAM_OUT: 1096,
+    s.STREAM_INDEX: 999,  # measured by `alert-timing bench` (5.19 entries per alert)
+}
+#: Max-deliveries advisories are rare and small (~500 bytes): a fixed bound, not a share.
+ADVISORIES_MAX_BYTES = 1024**3
+
+
+def stream_max_bytes(settings: Settings) -> dict[str, int]:
+    """Each stream's ``max_bytes``: the settings' total split in proportion to what an alert
+    stores in it, so all streams reach their limit after about the same number of alerts."""
+    total = sum(STREAM_BYTES_PER_ALERT.values())
+    return {name: max(1024 * 1024, settings.stream_max_bytes * share // total)
+            for name, share in STREAM_BYTES_PER_ALERT.items()}
+
+
 def stream_configs(settings: Settings) -> list[api.StreamConfig]:
-    return [
+    """Every stream: limits retention (``max_age`` and ``max_bytes``), file storage.
+
+    When a limit is reached the stream discards its *oldest* messages (``DiscardPolicy.OLD``):
+    publishing never fails because the log is full, and the log keeps the newest history.
+    A consumer that lags further behind than the limit loses the messages discarded before
+    it read them (``alert-timing status`` shows each stream's first sequence and time)."""
+    limits = stream_max_bytes(settings)
+    common: dict[str, Any] = {
+        "retention": api.RetentionPolicy.LIMITS,
+        "storage": api.StorageType.FILE,
+        "num_replicas": settings.stream_replicas,
+        "max_age": settings.stream_max_age_s,
+        "duplicate_window": settings.duplicate_window_s,
+        "discard": api.DiscardPolicy.OLD,
+    }
+    configs = [
         api.StreamConfig(
             name=name,
             subjects=list(subs),
             max_msg_size=MAX_INBOUND_BYTES if name == s.STREAM_IN else MAX_PAYLOAD,
-            retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            num_replicas=settings.stream_replicas,
-            max_age=settings.stream_max_age_s,
-            duplicate_window=settings.duplicate_window_s,
-            discard=api.DiscardPolicy.OLD,
+            max_bytes=limits[name],
+            allow_direct=True,  # trace reads by sequence (DIRECT.GET), from any replica
+            **common,
         )
         for name, subs in s.STREAM_SUBJECTS.items()
     ]
+    configs.append(api.StreamConfig(
+        name=s.STREAM_ADVISORIES,
+        subjects=[f"{s.ADVISORY_MAX_DELIVERIES}.>"],
+        max_bytes=ADVISORIES_MAX_BYTES,
+        **common,
+    ))
+    return configs
 
 
 async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
@@ -121,7 +192,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
             description="metrics state snapshots, two per partition (services/metrics/snapshot.py)",
             storage=api.StorageType.FILE, replicas=settings.stream_replicas))
         done.append(f"object store {s.METRICS_SNAPSHOTS} created")
-    for spec in consumer_specs(settings.metrics_partitions):
+    for spec in consumer_specs(settings.metrics_partitions) + deadletter_specs(settings.metrics_partitions):
         consumer = api.ConsumerConfig(
             durable_name=spec.durable,
             name=spec.durable,
@@ -154,10 +225,11 @@ class PublishError(RuntimeError):
 
 async def publish_all(
     js: JetStreamContext, messages: Sequence[Outgoing], timeout: float
-) -> None:
-    """Publish every message with its ``Nats-Msg-Id`` and wait for all acks together."""
+) -> list[tuple[str, int]]:
+    """Publish every message with its ``Nats-Msg-Id`` and wait for all acks together; where
+    each is stored (stream, sequence: for a duplicate, the copy stored first)."""
     if not messages:
-        return
+        return []
     futures: list[asyncio.Future] = []
     try:
         for m in messages:
@@ -165,7 +237,8 @@ async def publish_all(
             if m.headers:
                 headers.update(m.headers)
             futures.append(await js.publish_async(m.subject, m.payload, headers=headers))
-        await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        return [(ack.stream, ack.seq) for ack in acks]
     except TimeoutError as exc:
         raise PublishError(f"{len(messages)} publishes not acknowledged within {timeout}s") from exc
     except Exception as exc:  # an API error from the stream (e.g. no stream, too large), a lost connection
@@ -185,6 +258,8 @@ async def publish_all(
 
 #: Server max_payload (embedded and deploy/nats): 4 MiB.
 MAX_PAYLOAD = 4 * 1024 * 1024
+#: The embedded server's store limit: above the default stream limits (Settings.stream_max_bytes).
+EMBEDDED_MAX_FILE_STORE = 8 * 1024**4
 #: Largest inbound message a stream accepts; larger ones are refused to the publisher.
 MAX_INBOUND_BYTES = 1024 * 1024
 
@@ -233,7 +308,11 @@ class EmbeddedNats:
         if config is None:
             # Room for a rejected input kept whole (Base64 grows it by a third).
             config = self.store_dir / "embedded.conf"
-            config.write_text(f"max_payload: {MAX_PAYLOAD}\n")
+            # The streams' max_bytes are reserved against the server's store limit (by
+            # default 75 % of the free disk): room for the configured limits, which are
+            # bounds, not allocations (deploy/nats/nats-server.conf does the same).
+            config.write_text(f"max_payload: {MAX_PAYLOAD}\n"
+                              f"jetstream {{ max_file_store: {EMBEDDED_MAX_FILE_STORE} }}\n")
         args += ["-c", str(config)]
         args += ["-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir)]
         args += self.extra_args

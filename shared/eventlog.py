@@ -130,9 +130,11 @@ async def read_messages(nc: Client, stream: str, filter_subjects: Sequence[str],
         yield msgs
 
 
-async def sequence_at(js: JetStreamContext, stream: str, start_time_iso: str) -> int | None:
+async def sequence_at(js: JetStreamContext, stream: str, start_time_iso: str,
+                      prefix: bytes = b"_INBOX.") -> int | None:
     """The first stream sequence stored at or after a time (resolved once, then replay by
-    sequence: a consumer started by time cannot recover its place after a reset)."""
+    sequence: a consumer started by time cannot recover its place after a reset). ``prefix``:
+    the connection's inbox (``shared.bus.reply_prefix``)."""
     moment = datetime.fromisoformat(start_time_iso.replace("Z", "+00:00"))
     config = api.ConsumerConfig(
         ack_policy=api.AckPolicy.NONE,
@@ -141,7 +143,7 @@ async def sequence_at(js: JetStreamContext, stream: str, start_time_iso: str) ->
         inactive_threshold=10.0,
         mem_storage=True,
     )
-    sub = await js.pull_subscribe("", stream=stream, config=config)
+    sub = await js.pull_subscribe("", stream=stream, config=config, inbox_prefix=prefix)
     try:
         msgs = await sub.fetch(1, timeout=1.0)
         return msgs[0].metadata.sequence.stream

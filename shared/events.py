@@ -188,6 +188,14 @@ AnyEvent = (
 )
 
 
+class IndexEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """The trace index (``ast.index.<key>``): where one stage stored an alert's messages."""
+
+    v: int = SCHEMA_VERSION
+    stage: str
+    at: list[tuple[str, int]]  # (stream, sequence)
+
+
 class Batch(msgspec.Struct, frozen=True, kw_only=True):
     """Envelope of intermediate subjects: several events in one message (fewer broker round trips)."""
 

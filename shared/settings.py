@@ -39,6 +39,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idle_close_after_s: float = 30.0
     stream_replicas: int = 1
     stream_max_age_s: float = 7 * 86_400.0
+    #: All streams together (split by shared.bus.stream_max_bytes): 7 days at the national
+    #: average plus a storm hour at 50x, with a third to spare (docs/scaling.md).
+    stream_max_bytes: int = 3 * 1024**4
+    #: Write the trace index (ast.index.<key>, see README "Reliability"): `alert-timing trace`
+    #: reads by sequence instead of scanning the log.
+    trace_index: bool = True
     duplicate_window_s: float = 120.0
     #: How often the metrics service snapshots its state (0: never; it then replays the whole log).
     snapshot_interval_s: float = 60.0
@@ -76,6 +82,8 @@ ENV_VARS = {
     "ALERT_TIMING_STREAM_REPLICAS": "stream_replicas",
     "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
     "ALERT_TIMING_SNAPSHOT_INTERVAL_S": "snapshot_interval_s",
+    "ALERT_TIMING_STREAM_MAX_BYTES": "stream_max_bytes",
+    "ALERT_TIMING_TRACE_INDEX": "trace_index",
     "ALERT_TIMING_DELIVERY_URL": "delivery_url",
     "ALERT_TIMING_DELIVERY_KEY": "delivery_key",
     "ALERT_TIMING_DELIVERY_KNOWN_HOSTS": "delivery_known_hosts",

@@ -6,6 +6,7 @@ services append is a versioned JSON event (see ``shared.events``).
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 from shared.events import Region
@@ -44,6 +45,11 @@ DEAD_LETTER = "ast.dead-letter"  # ".<stage>", from max-deliveries advisories
 DELIVERED = "ast.delivered"  # ".<partition>": window files that reached the DS&A landing zone
 DELIVERY_BACKLOG = "ast.delivery-backlog"  # ".<partition>": what is still to deliver (last one counts)
 
+# The trace index (written by every stage, read by `alert-timing trace`): one subject per
+# alert, ``ast.index.<key>`` with ``key = index_key(response_id)``; each message lists where
+# that stage stored the alert's messages (stream and sequence).
+INDEX = "ast.index"
+
 
 def rejected(stage: str) -> str:
     return f"{REJECTED}.{stage}"
@@ -51,6 +57,16 @@ def rejected(stage: str) -> str:
 
 def dead_letter(stage: str) -> str:
     return f"{DEAD_LETTER}.{stage}"
+
+
+def index_key(response_id: str) -> str:
+    """The subject token of an alert's index entries: a fixed-size hash, so any response id
+    (dots, wildcards, spaces, any length) makes a valid token and every key costs the same."""
+    return hashlib.blake2b(response_id.encode(), digest_size=8).hexdigest()
+
+
+def index_subject(response_id: str) -> str:
+    return f"{INDEX}.{index_key(response_id)}"
 
 
 def delivered(partition: int) -> str:
@@ -84,6 +100,7 @@ def wall_clock(partition: int) -> str:
 STREAM_IN = "AST_IN"
 STREAM_EVENTS = "AST_EVENTS"
 STREAM_OUT = "AST_OUT"
+STREAM_INDEX = "AST_INDEX"
 
 STREAM_SUBJECTS: dict[str, list[str]] = {
     STREAM_IN: ["ast.in.>"],
@@ -100,10 +117,15 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
         f"{DEAD_LETTER}.*",
     ],
     STREAM_OUT: [RECORD, REPORT_15M, f"{DELIVERED}.*", f"{DELIVERY_BACKLOG}.*"],
+    STREAM_INDEX: [f"{INDEX}.*"],
 }
 
 #: JetStream Object Store bucket of the metrics state snapshots (one pair of objects per partition).
 METRICS_SNAPSHOTS = "metrics-snapshots"
+#: The server's max-deliveries advisories, kept by a stream of their own so a dead-letter
+#: copier that starts (or comes back) after the advisory was sent still finds it.
+ADVISORY_MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+STREAM_ADVISORIES = "AST_ADVISORIES"
 
 # Service stages (names used for consumers, rejected subjects, users).
 HUB_CAPTURE = "hub-capture"

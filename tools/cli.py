@@ -268,6 +268,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings = settings_mod.load(nats_url=url, data_dir=str(data_dir), metrics_partitions=args.partitions)
         run_bootstrap(settings)
         sup.start_services()
+        sup.supervise()  # a service that exits is started again (counted in `status`)
         print(f"nats-server  {url}" + ("" if args.nats_url else f" (store {data_dir / 'jetstream'})"))
         print(f"services     {', '.join(sup.processes)} (logs in {sup.log_dir})")
         if settings.metrics_partitions > 1:

@@ -35,13 +35,13 @@ async def replay(settings: Settings, data_dir: Path, start_iso: str | None, end_
     try:
         first = 1
         if start_iso:
-            found = await sequence_at(js, s.STREAM_EVENTS, start_iso)
+            found = await sequence_at(js, s.STREAM_EVENTS, start_iso, bus.reply_prefix(nc))
             if found is None:
                 raise SystemExit(f"alert-timing replay: no events stored after {start_iso}")
             first = found
         last = None
         if end_iso:
-            after = await sequence_at(js, s.STREAM_EVENTS, end_iso)
+            after = await sequence_at(js, s.STREAM_EVENTS, end_iso, bus.reply_prefix(nc))
             last = None if after is None else after - 1
         started = time.perf_counter()
         for p in range(partitions):

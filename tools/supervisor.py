@@ -9,17 +9,45 @@ replicas are either one process owning every partition or one process per partit
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import structlog
 
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
+
+log = structlog.get_logger()
+
+#: Where ``up`` records the services it restarted (``alert-timing status`` reads it).
+RESTARTS_FILE = "supervisor.json"
+#: Backoff between restarts of one service: doubles from the first to the last, and starts
+#: again from the first once the service has run for ``BACKOFF_RESET_S``.
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+BACKOFF_RESET_S = 60.0
+
+
+def restarts_path(data_dir: Path) -> Path:
+    return data_dir / RESTARTS_FILE
+
+
+def read_restarts(data_dir: Path) -> dict[str, dict[str, object]]:
+    """The supervisor's restart counts per service process (empty when none, or no ``up``)."""
+    try:
+        data = json.loads(restarts_path(data_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    services = data.get("services") if isinstance(data, dict) else None
+    return services if isinstance(services, dict) else {}
 
 
 class Supervisor:
@@ -40,6 +68,8 @@ class Supervisor:
         self.log_dir = log_dir or data_dir / "logs"
         self.extra_env = dict(extra_env or {})
         self.processes: dict[str, subprocess.Popen] = {}
+        self._stopping: threading.Event | None = None
+        self._thread: threading.Thread | None = None
         #: key -> (service, index, extra environment): what `restart` starts again
         self.launched: dict[str, tuple[str, int, dict[str, str]]] = {}
 
@@ -113,11 +143,58 @@ class Supervisor:
             for i in range(self.replicas.get(name, 1)):
                 self.start_service(name, i)
 
+    def supervise(self, poll_s: float = 0.2) -> None:
+        """Start every service process again when it exits (not on ``stop``), with backoff; each
+        restart is logged and counted in ``<data-dir>/supervisor.json`` for ``status``."""
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(poll_s,), name="supervisor", daemon=True)
+        self._thread.start()
+
+    def _watch(self, poll_s: float) -> None:
+        backoff: dict[str, float] = {}
+        due: dict[str, float] = {}
+        started: dict[str, float] = {k: time.monotonic() for k in self.processes}
+        counts: dict[str, dict[str, object]] = {}
+        while not self._stopping.wait(poll_s):
+            now = time.monotonic()
+            for key, proc in list(self.processes.items()):
+                code = proc.poll()
+                if code is None:
+                    if now - started.get(key, now) >= BACKOFF_RESET_S:
+                        backoff.pop(key, None)
+                    continue
+                if key not in due:  # just exited: schedule its restart
+                    wait = backoff.get(key, 0.0)
+                    backoff[key] = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, wait * 2))
+                    due[key] = now + wait
+                    log.warning("service exited; starting it again", service=key, returncode=code, in_s=wait)
+                    continue
+                if now < due[key] or self._stopping.is_set():
+                    continue
+                del due[key]
+                self.restart_service(key)
+                started[key] = time.monotonic()
+                entry = counts.setdefault(key, {"restarts": 0})
+                entry["restarts"] = int(entry["restarts"]) + 1  # type: ignore[call-overload]
+                entry["last_exit_code"] = code
+                entry["last_restart"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                self._write_restarts(counts)
+                log.warning("service started again", service=key, restarts=entry["restarts"])
+
+    def _write_restarts(self, counts: dict[str, dict[str, object]]) -> None:
+        path = restarts_path(self.data_dir)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"services": counts}, sort_keys=True))
+        tmp.replace(path)
+
     def check(self) -> list[str]:
         """Names of services that died."""
         return [k for k, p in self.processes.items() if p.poll() is not None]
 
     def stop(self, timeout: float = 30.0) -> None:
+        if self._stopping is not None and self._thread is not None:  # no restarts while stopping
+            self._stopping.set()
+            self._thread.join(5)
         for proc in self.processes.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -1,10 +1,17 @@
-"""csp-enrichment service: ast.captured -> ast.enriched, ast.response-seen (+ rejected)."""
+"""csp-enrichment service: ast.captured -> ast.enriched, ast.response-seen (+ rejected).
+
+A rejected alert goes out whole: the captured event names the input's sequence in ``AST_IN``
+(``source_seq``), and the rejection carries that input's subject, headers and bytes, read back
+by sequence (rejections are rare, so the read costs nothing on the normal path). Only an input
+already gone from ``AST_IN`` (past its limits) is rejected with the captured event instead."""
 
 from __future__ import annotations
 
 import msgspec
+import structlog
+from nats.js.errors import NotFoundError
 
-from services.csp_enrichment.core import STAGE, enrich, pass_on
+from services.csp_enrichment.core import STAGE, enrich, pass_on, with_original
 from services.runtime.envelopes import events_of
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import subjects as s
@@ -12,12 +19,24 @@ from shared.events import AlertCaptured, AlertEnriched, OutageNotified, Rejected
 from shared.settings import Settings
 from shared.telemetry import Tracing, log_rejected, setup_tracing
 
+log = structlog.get_logger()
+
 
 def build(settings: Settings, tracing: Tracing | None = None) -> Service:
     offset = settings.csp_north_offset_ms
     tracing = tracing or setup_tracing(STAGE)
 
-    def handle(batch: list[Inbound], out: Emitter) -> None:
+    async def original(rejection: RejectedInput, event: AlertCaptured) -> RejectedInput:
+        assert service.js is not None
+        try:
+            raw = await service.js.get_msg(s.STREAM_IN, event.source_seq)  # its headers as stored
+        except NotFoundError:
+            log.warning("rejected input no longer in its stream; the captured event stands for it",
+                        stream=s.STREAM_IN, stream_seq=event.source_seq, response_id=event.response_id)
+            return rejection
+        return with_original(rejection, raw.subject or rejection.subject, raw.headers, raw.data or b"")
+
+    async def handle(batch: list[Inbound], out: Emitter) -> None:
         for msg, event in events_of(batch, STAGE, out):
             if isinstance(event, OutageNotified):  # no GBCS inside: on to dsp-mapping as it is
                 out.event(s.ENRICHED, pass_on(event))
@@ -34,9 +53,10 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
                 out.event(s.ENRICHED, result)
             elif isinstance(result, RejectedInput):
                 log_rejected(result, event.trace)
-                out.rejected(result)
+                out.rejected(await original(result, event), key=event.response_id)
             else:
                 out.event(s.RESPONSE_SEEN, result)
 
-    return Service(STAGE, settings, [Binding(s.STREAM_EVENTS, "csp-enrichment", s.CAPTURED, handle)],
-                   tracing=tracing)
+    service = Service(STAGE, settings, [Binding(s.STREAM_EVENTS, "csp-enrichment", s.CAPTURED, handle)],
+                      tracing=tracing)
+    return service

@@ -90,3 +90,11 @@ def _reject(event: AlertCaptured, reason: str, message: str) -> RejectedInput:
         source_seq=event.source_seq,
         dsp_received=event.dsp_received,
     )
+
+
+def with_original(rejection: RejectedInput, subject: str, headers: dict[str, str] | None,
+                  raw: bytes) -> RejectedInput:
+    """The rejection carrying the input as the CSP sent it (read back from ``AST_IN`` by the
+    captured event's ``source_seq``): its subject, headers and bytes, so it can be replayed."""
+    return msgspec.structs.replace(rejection, subject=subject, raw=raw,
+                                   headers={str(k): str(v) for k, v in (headers or {}).items()})

@@ -69,7 +69,8 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
                             "alert.service_user_id": expected.service_user_id}))
                 # the context travels on even when this service does not trace (the source's, if any)
                 headers = {"traceparent": expected.trace} if expected.trace else None
-                out.single(s.DELIVER, encoder.encode(notice(expected)), f"dlv:{expected.delivery_id}", headers)
+                out.single(s.DELIVER, encoder.encode(notice(expected)), f"dlv:{expected.delivery_id}", headers,
+                           key=expected.response_id)
                 out.event(s.expected(s.partition_of(expected.delivery_id, partitions)), expected)
 
     def handle_log(batch: list[Inbound], out: Emitter) -> None:
@@ -88,6 +89,7 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
                         tracing.step("dsp-mapping delivery log", parent, msg.stream_time_ms, **{
                             "alert.response_id": event.response_id, "alert.delivery_id": event.delivery_id,
                             "alert.delivery_outcome": event.outcome, "messaging.destination.name": msg.subject})
+                    out.locate(event.response_id, s.STREAM_IN, msg.stream_seq)
                     out.event(s.attempted(s.partition_of(event.delivery_id, partitions)), event)
                     continue
             log_rejected(event)

@@ -29,6 +29,7 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
                     "hub-capture", event.trace, msg.stream_time_ms, **{
                         "alert.response_id": event.response_id, "alert.region": event.region,
                         "messaging.destination.name": msg.subject, "messaging.stream_seq": msg.stream_seq}))
+            out.locate(event.response_id, s.STREAM_IN, msg.stream_seq)
             out.event(s.CAPTURED, event)
 
     return Service(s.HUB_CAPTURE, settings, [Binding(s.STREAM_IN, "hub-capture", "ast.in.csp-*", handle)],

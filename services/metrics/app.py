@@ -73,7 +73,8 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
         if telemetry is not None:
             headers = _observe(record, *telemetry)
             counted[(record.status, record.region, record.category)] += 1
-        out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers)
+        out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers,
+                   key=record.response_id)
     if telemetry is not None and counted:
         metrics = telemetry[1]
 

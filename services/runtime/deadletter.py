@@ -11,17 +11,21 @@ bytes, headers, subject and sequence, reason ``max_deliveries``, with the
 publish; JetStream keeps one copy. Each dead letter is counted
 (``alert_timing.dead_letters``, ``Service.counters["dead_lettered"]``) and logged.
 
-Limits, stated: advisories are plain NATS messages, not stored. One sent while no replica of
-the service is connected is not seen again (the message itself stays in its stream until
-``max_age``; ``alert-timing status`` shows the consumer's redelivery count).
+Advisories are plain NATS messages; the bootstrap keeps them in a stream of their own
+(``AST_ADVISORIES``, ``shared.bus.stream_configs``), and each service reads its own through a
+durable consumer (``shared.bus.deadletter_specs``) that its replicas share. An advisory is
+acked once its dead letter is stored, so one sent while no replica was running is copied
+when one starts, and one whose copy failed is tried again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -37,6 +41,8 @@ ADVISORY_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 REASON = "max_deliveries"
 #: Attempts at copying one message (the broker may be restarting); then it is logged as lost.
 ATTEMPTS = 5
+#: Pause before an advisory whose copy failed is read again (or the advisories are re-read).
+RETRY_DELAY_S = 5.0
 
 
 def advisory_subject(stream: str, durable: str) -> str:
@@ -79,43 +85,68 @@ class DeadLetters:
         self.timeout = timeout
         self.on_dead = on_dead
         self.count = 0
-        self._subs: list = []
         self._nc: Client | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self, nc: Client) -> None:
+        """Read this service's advisories from ``AST_ADVISORIES`` (everything not yet copied,
+        including what was sent while no replica ran), until ``stop``."""
         self._nc = nc
-        for stream, durable in self.durables:
-            self._subs.append(await nc.subscribe(advisory_subject(stream, durable), cb=self._on_advisory))
+        self._task = asyncio.create_task(self._consume())
 
     async def stop(self) -> None:
-        subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:  # noqa: BLE001 - closing anyway
-                log.debug("advisory subscription not closed", error=str(exc))
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
-    async def _on_advisory(self, msg: Msg) -> None:
+    async def _consume(self) -> None:
+        assert self._nc is not None
+        js = self._nc.jetstream(timeout=self.timeout)
+        sub = None
+        while True:
+            try:
+                if sub is None:
+                    sub = await js.pull_subscribe_bind(bus.deadletter_durable(self.stage), s.STREAM_ADVISORIES)
+                try:
+                    msgs = await sub.fetch(16, timeout=5.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                for msg in msgs:
+                    if await self._on_advisory(msg):
+                        await msg.ack()
+                    else:
+                        await msg.nak(delay=RETRY_DELAY_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker away, consumer not created yet: try again
+                log.warning("max-deliveries advisories not read; trying again", stage=self.stage, error=str(exc))
+                await asyncio.sleep(RETRY_DELAY_S)
+
+    async def _on_advisory(self, msg: Msg) -> bool:
+        """Copy the message an advisory names; False when it could not be done now."""
         try:
             advisory = json.loads(msg.data)
             stream, durable = advisory["stream"], advisory["consumer"]
             seq = int(advisory["stream_seq"])
         except (ValueError, KeyError, TypeError) as exc:
             log.error("unreadable max-deliveries advisory", subject=msg.subject, error=str(exc))
-            return
+            return True  # nothing to copy, ever
         deliveries = advisory.get("deliveries")
         delay = 0.5
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 await self.copy(stream, durable, seq, deliveries)
-                return
+                return True
             except Exception as exc:  # noqa: BLE001 - the broker may be away for a moment
                 if attempt == ATTEMPTS:
-                    log.error("dead letter not published", stage=self.stage, stream=stream, durable=durable,
-                              stream_seq=seq, error=str(exc))
-                    return
+                    log.error("dead letter not published yet; the advisory will come back", stage=self.stage,
+                              stream=stream, durable=durable, stream_seq=seq, error=str(exc))
+                    return False
                 await asyncio.sleep(delay)
                 delay *= 2
+        return False
 
     async def copy(self, stream: str, durable: str, seq: int, deliveries: int | None = None) -> RejectedInput:
         """Read message ``seq`` of ``stream`` and publish it as a dead letter."""

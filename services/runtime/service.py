@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -49,7 +50,7 @@ from nats.js.errors import APIError
 from shared import bus
 from shared import subjects as s
 from shared.bus import Outgoing
-from shared.events import AnyEvent, Batch, RejectedInput, batch_id, encoder
+from shared.events import AnyEvent, Batch, IndexEntry, RejectedInput, batch_id, encoder
 from shared.settings import Settings
 from shared.telemetry import Metrics, Tracing, setup_metrics, setup_tracing
 
@@ -188,31 +189,66 @@ def inbound(msg: Msg) -> Inbound:
 
 
 class Emitter:
-    """Collects what a batch produces: envelopes per subject, single contract messages."""
+    """Collects what a batch produces: envelopes per subject, single contract messages, and
+    which alerts (response ids) each of them mentions, for the trace index."""
 
     def __init__(self) -> None:
         self.envelopes: dict[str, list[AnyEvent]] = {}
         self.singles: list[Outgoing] = []
+        self.single_keys: list[str | None] = []
+        #: response id -> (stream, sequence) of inputs that mention it (see ``locate``)
+        self.located: dict[str, set[tuple[str, int]]] = {}
+        #: per message of the last ``messages()``: the response ids it mentions
+        self.keys: list[set[str]] = []
         #: Run once JetStream has stored the batch's outputs (e.g. counting what was published).
         self.when_stored: list[Callable[[], None]] = []
 
     def event(self, subject: str, event: AnyEvent) -> None:
         self.envelopes.setdefault(subject, []).append(event)
 
-    def single(self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None) -> None:
+    def single(self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None,
+               key: str | None = None) -> None:
         self.singles.append(Outgoing(subject, payload, msg_id, headers))
+        self.single_keys.append(key)
 
-    def rejected(self, event: RejectedInput) -> None:
-        self.single(s.rejected(event.stage), encoder.encode(event), event.event_id)
+    def rejected(self, event: RejectedInput, key: str | None = None) -> None:
+        self.single(s.rejected(event.stage), encoder.encode(event), event.event_id, key=key)
+
+    def locate(self, key: str, stream: str, seq: int) -> None:
+        """Index an input message under an alert (its outputs are indexed by themselves)."""
+        self.located.setdefault(key, set()).add((stream, seq))
 
     def messages(self) -> list[Outgoing]:
         out: list[Outgoing] = []
+        keys: list[set[str]] = []
         for subject, events in self.envelopes.items():
             for i in range(0, len(events), ENVELOPE_MAX_EVENTS):
                 chunk = events[i : i + ENVELOPE_MAX_EVENTS]
                 out.append(Outgoing(subject, encoder.encode(Batch(events=chunk)), batch_id(chunk)))
+                keys.append({k for e in chunk if isinstance(k := getattr(e, "response_id", None), str)})
         out.extend(self.singles)
+        keys.extend({k} if k else set() for k in self.single_keys)
+        self.keys = keys
         return out
+
+    def index(self, stage: str, stored: Sequence[tuple[str, int]]) -> list[Outgoing]:
+        """The trace index entries of this batch: one per alert it touched, listing where its
+        inputs and outputs are stored (``stored``: stream and sequence of each message of the
+        last ``messages()``, from JetStream's acks)."""
+        where: dict[str, set[tuple[str, int]]] = {k: set(v) for k, v in self.located.items()}
+        for keys, at in zip(self.keys, stored, strict=True):
+            for k in keys:
+                where.setdefault(k, set()).add(at)
+        return [index_message(stage, key, sorted(at)) for key, at in where.items()]
+
+
+def index_message(stage: str, response_id: str, at: list[tuple[str, int]]) -> Outgoing:
+    """One trace index entry (``shared.events.IndexEntry``) on ``ast.index.<key>``; its
+    ``Nats-Msg-Id`` is its content, so a redelivered batch stores no second copy."""
+    payload = encoder.encode(IndexEntry(stage=stage, at=at))
+    digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
+    key = s.index_key(response_id)
+    return Outgoing(f"{s.INDEX}.{key}", payload, f"idx:{key}:{digest}")
 
 
 BatchHandler = Callable[[list[Inbound], Emitter], Awaitable[None] | None]
@@ -262,6 +298,7 @@ class Service:
 
             ssl_context = ssl.create_default_context(cafile=settings.nats_tls_ca)
         if settings.nats_user:
+            kwargs["inbox_prefix"] = bus.inbox_prefix(settings)  # the only replies this user may read
             kwargs["security"] = NatsUserPassword(settings.nats_user, settings.nats_password or "",
                                                   ssl_context=ssl_context)
         elif ssl_context is not None:
@@ -298,15 +335,16 @@ class Service:
         self.counters["dead_lettered"] += 1
         self.metrics.add("alert_timing.dead_letters", 1, service=self.name, stream=stream, durable=durable)
 
-    async def _publish(self, out: list[Outgoing], msgs: list[Msg], binding: Binding, count: int) -> bool:
-        """Publish a batch's outputs until JetStream has stored them all (True), or until the
-        service stops (False). Raises on a failure that will not pass (a defect)."""
+    async def _publish(self, out: list[Outgoing], msgs: list[Msg], binding: Binding,
+                       count: int) -> list[tuple[str, int]] | None:
+        """Publish a batch's outputs until JetStream has stored them all (where: stream and
+        sequence of each), or until the service stops (None). Raises on a failure that will
+        not pass (a defect)."""
         assert self.js is not None
         delay = 0.25
         while True:
             try:
-                await bus.publish_all(self.js, out, self.settings.publish_ack_timeout_s)
-                return True
+                return await bus.publish_all(self.js, out, self.settings.publish_ack_timeout_s)
             except Exception as exc:
                 if not transient(exc):
                     raise
@@ -315,7 +353,7 @@ class Service:
                 if self.stopping:
                     log.warning("batch not published before shutdown; handed back", service=self.name,
                                 subject=binding.subject, messages=count, error=str(exc))
-                    return False
+                    return None
                 log.warning("outputs not stored yet; publishing them again", service=self.name,
                             subject=binding.subject, messages=count, error=str(exc), retry_in_s=delay)
                 for m in msgs:  # keep the batch ours meanwhile (ack_wait)
@@ -377,6 +415,7 @@ class Service:
             pull_sub=PullSub(batch_size=settings.batch_size, timeout=settings.batch_timeout_s, batch=True),
             ack_policy=AckPolicy.MANUAL,
             decoder=raw_messages,
+            inbox_prefix=(bus.inbox_prefix(settings) + ".").encode(),  # its user's own replies only
         )(handle)
 
     async def _handle(self, binding: Binding, msgs: list[Msg]) -> None:
@@ -387,7 +426,14 @@ class Service:
             if result is not None:
                 await result
             out = emitter.messages()
-            published = await self._publish(out, msgs, binding, len(msgs))
+            stored = await self._publish(out, msgs, binding, len(msgs))
+            if stored is not None and self.settings.trace_index:
+                # After the outputs (their sequences are in the index), before the acks: a
+                # batch redelivered in between stores the same entries (same ids, deduplicated).
+                index = emitter.index(self.name, stored)
+                if await self._publish(index, msgs, binding, len(msgs)) is None:
+                    stored = None
+            published = stored is not None
         except Exception:  # a defect, not bad input (that is rejected)
             self.counters["retried"] += len(msgs)
             self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
@@ -411,8 +457,8 @@ class Service:
                 with contextlib.suppress(Exception):
                     await m.nak()
             return
-        for stored in emitter.when_stored:
-            stored()
+        for callback in emitter.when_stored:
+            callback()
         await self._ack(msgs)
         if binding.done is not None:
             binding.done()

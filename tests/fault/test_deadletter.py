@@ -12,11 +12,12 @@ import base64
 from pathlib import Path
 
 import msgspec
+import nats.errors
 import pytest
 from nats.js import api
 
 from services.runtime import service as runtime_service
-from services.runtime.deadletter import REASON, dead_letter_id
+from services.runtime.deadletter import REASON, DeadLetters, advisory_subject, dead_letter_id
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
@@ -27,6 +28,59 @@ pytestmark = [pytest.mark.integration]
 
 STAGE = "poison-test"
 MAX_DELIVER = 3
+
+
+async def add_deadletter_durable(js, stage: str, durables: list[tuple[str, str]]) -> None:  # type: ignore[no-untyped-def]
+    """What the bootstrap does for the product's services (shared.bus.deadletter_specs)."""
+    await js.add_consumer(s.STREAM_ADVISORIES, api.ConsumerConfig(
+        durable_name=bus.deadletter_durable(stage), name=bus.deadletter_durable(stage),
+        ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.ALL,
+        filter_subjects=[advisory_subject(st, d) for st, d in durables]))
+
+
+async def test_an_advisory_sent_while_no_copier_ran_is_still_copied(tmp_path: Path) -> None:
+    """The max-deliveries advisory is kept by AST_ADVISORIES: a copier started after the
+    message was given up on still finds it, copies it once, and acks the advisory."""
+    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+        settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
+        nc = await bus.connect(settings, "test")
+        js = nc.jetstream(timeout=10)
+        await bus.bootstrap(js, settings)
+        durable = "late-test"
+        await js.add_consumer(s.STREAM_IN, api.ConsumerConfig(
+            durable_name=durable, name=durable, ack_policy=api.AckPolicy.EXPLICIT, max_deliver=2,
+            ack_wait=10.0, filter_subjects=[s.IN_CSP_CENTRAL]))
+        await add_deadletter_durable(js, durable, [(s.STREAM_IN, durable)])
+        poison = b'{"never": "acknowledged"}'
+        ack = await js.publish(s.IN_CSP_CENTRAL, poison, headers={"X-Kept": "yes"})
+        sub = await js.pull_subscribe_bind(durable, s.STREAM_IN)
+        for _ in range(2):  # delivered max_deliver times, refused each time: no copier is running
+            [msg] = await sub.fetch(1, timeout=10)
+            await msg.nak()
+        with pytest.raises(nats.errors.TimeoutError):  # the server gives up on it (the advisory)
+            await sub.fetch(1, timeout=2)
+        kept = await collect(js, s.STREAM_ADVISORIES, [f"{s.ADVISORY_MAX_DELIVERIES}.>"],
+                             lambda got: len(got) >= 1, timeout=30)
+        assert [msgspec.json.decode(m.data)["stream_seq"] for m in kept] == [ack.seq]
+
+        watcher = DeadLetters(durable, [(s.STREAM_IN, durable)], timeout=5)
+        await watcher.start(nc)  # now a copier starts
+        try:
+            msgs = await collect(js, s.STREAM_EVENTS, [s.dead_letter(durable)], lambda got: len(got) >= 1,
+                                 timeout=30)
+            [dead] = [msgspec.json.decode(m.data) for m in msgs]
+            assert base64.b64decode(dead["raw"]) == poison and dead["source_seq"] == ack.seq
+            assert dead["headers"]["X-Kept"] == "yes"
+            for _ in range(100):  # the advisory is acked once its copy is stored
+                info = await js.consumer_info(s.STREAM_ADVISORIES, bus.deadletter_durable(durable))
+                if info.num_ack_pending == 0 and info.num_pending == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert info.num_ack_pending == 0 and info.num_pending == 0
+            assert watcher.count == 1
+        finally:
+            await watcher.stop()
+            await nc.close()
 
 
 async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,6 +94,7 @@ async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch
             durable_name=STAGE, name=STAGE, ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL, max_deliver=MAX_DELIVER, ack_wait=10.0,
             filter_subjects=[s.IN_CSP_SOUTH]))
+        await add_deadletter_durable(js, STAGE, [(s.STREAM_IN, STAGE)])
 
         handled: list[bytes] = []
         attempts: list[int] = []

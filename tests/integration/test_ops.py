@@ -93,7 +93,8 @@ def test_subject_intersection():
     assert common.intersect("ast.rejected.hub-capture", "ast.rejected.*") == "ast.rejected.hub-capture"
     assert common.intersect("ast.record", "ast.in.>") is None
     assert common.intersect("ast.>", "ast") is None
-    assert [name for name, _ in common.stream_filters("ast.>")] == [s.STREAM_IN, s.STREAM_EVENTS, s.STREAM_OUT]
+    assert [name for name, _ in common.stream_filters("ast.>")] == [s.STREAM_IN, s.STREAM_EVENTS, s.STREAM_OUT,
+                                                                      s.STREAM_INDEX]
     assert common.stream_filters("ast.deliver") == [(s.STREAM_EVENTS, ["ast.deliver"])]
     assert not common.valid_pattern("ast..x") and not common.valid_pattern("ast.>.x")
     assert common.valid_pattern("ast.*.x")
@@ -285,7 +286,7 @@ async def test_status_lists_streams_consumers_and_rejections(js, nats_server):
     assert code == 0, err
     status = json.loads(out)
     streams = {st["name"]: st for st in status["streams"]}
-    assert set(streams) == {s.STREAM_IN, s.STREAM_EVENTS, s.STREAM_OUT}
+    assert set(streams) == set(s.STREAM_SUBJECTS)
     assert all(st["exists"] for st in streams.values())
     assert streams[s.STREAM_IN]["messages"] >= 1 and streams[s.STREAM_IN]["last_time"]
     consumers = {(c["stream"], c["durable"]): c for c in status["consumers"]}

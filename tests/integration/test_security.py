@@ -301,7 +301,7 @@ async def test_bootstrap_user_owns_streams_and_consumers(bootstrapped: SecuredNa
         done = await bus.bootstrap(nc.jetstream(), bootstrapped.settings("bootstrap"))
     finally:
         await nc.close()
-    assert sum(1 for line in done if line.endswith("updated")) == len(s.STREAM_SUBJECTS)
+    assert sum(1 for line in done if line.endswith("updated")) == len(s.STREAM_SUBJECTS) + 1  # + advisories
     async with connect_as(bootstrapped, "bootstrap") as admin:
         assert await admin.refused(publish=[*PRODUCT_SUBJECTS, "$JS.API.META.LEADER.STEPDOWN"],
                                    subscribe=["ast.>"]) == []
@@ -405,18 +405,40 @@ async def test_service_user_can_dead_letter_its_own_messages(bootstrapped: Secur
     before = await stream_count(bootstrapped, s.STREAM_EVENTS, s.dead_letter(user))
     async with connect_as(bootstrapped, user) as conn:
         watcher = DeadLetters(user, own, timeout=5)
-        await watcher.start(conn.nc)  # the advisory subscriptions themselves
-        await conn.nc.flush(timeout=5)
+        # its durable on the stored advisories (AST_ADVISORIES), as the copier binds and pulls it
+        sub = await conn.js.pull_subscribe_bind(bus.deadletter_durable(user), s.STREAM_ADVISORIES)
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.fetch(1, timeout=0.5)
+        await sub.unsubscribe()
+        await watcher.start(conn.nc)
         event = await watcher.copy(ack.stream, own[0][1], ack.seq, deliveries=5)
         await watcher.stop()
         assert event.raw == b'{"dead":"' + marker + b'"}' and event.subject == subject
         assert conn.violations() == []
         assert await conn.refused(
             publish=[s.dead_letter(x) for x in s.SERVICES if x != user]
-            + [f"$JS.API.STREAM.MSG.GET.{x}" for x in s.STREAM_SUBJECTS if x not in {st for st, _ in own}],
+            + [f"$JS.API.STREAM.MSG.GET.{x}" for x in s.STREAM_SUBJECTS
+               if x not in {st for st, _ in own} | {s.STREAM_IN if user == s.CSP_ENRICHMENT else ""}]
+            + [f"$JS.API.CONSUMER.MSG.NEXT.{s.STREAM_ADVISORIES}.{bus.deadletter_durable(x)}"
+               for x in s.SERVICES if x != user],
             subscribe=[advisory_subject(st, d) for st, d in others]
             + ["$JS.EVENT.ADVISORY.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"]) == []
     assert await stream_count(bootstrapped, s.STREAM_EVENTS, s.dead_letter(user)) == before + 1
+
+
+@pytest.mark.parametrize("user", USERS)
+async def test_no_user_can_read_another_users_replies(bootstrapped: SecuredNats, user: str) -> None:
+    """Each connection's replies come to _INBOX.<user>. (shared.bus.inbox_prefix); the server
+    refuses a subscription to any other inbox, or to all of them."""
+    async with connect_as(bootstrapped, user) as conn:
+        assert conn.nc.new_inbox().startswith(f"_INBOX.{user}.")
+        await conn.js.account_info() if user in ("bootstrap", "ops") else await conn.nc.flush()
+        own = await conn.nc.subscribe(f"_INBOX.{user}.x")
+        await conn.nc.flush(timeout=5)
+        await own.unsubscribe()
+        assert conn.violations() == []
+        others = [f"_INBOX.{x}.>" for x in USERS if x != user]
+        assert await conn.refused(subscribe=["_INBOX.>", "_INBOX.*", *others]) == []
 
 
 async def test_hub_capture_cannot_publish_a_record(bootstrapped: SecuredNats) -> None:
@@ -437,7 +459,8 @@ async def test_simulator_feeds_inputs_and_reads_outputs_only(bootstrapped: Secur
             await sim.js.stream_info(stream)
             sub = await sim.js.pull_subscribe("", stream=stream, config=api.ConsumerConfig(
                 ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL,
-                filter_subjects=subjects, inactive_threshold=10.0, mem_storage=True))
+                filter_subjects=subjects, inactive_threshold=10.0, mem_storage=True),
+                inbox_prefix=bus.reply_prefix(sim.nc))
             await sub.fetch(10, timeout=2)
             await sub.unsubscribe()
         assert sim.violations() == []

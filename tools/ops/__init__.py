@@ -62,14 +62,18 @@ def add_parsers(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "trace", help="print one alert's journey through every stage",
-        description="Read the event log (AST_IN, AST_EVENTS, AST_OUT) and print every event about one "
-                    "alert in time order: the inbound message, capture, enrichment, the deliveries "
+        description="Read one alert's messages from the event log (AST_IN, AST_EVENTS, AST_OUT) by "
+                    "sequence, found through the trace index (AST_INDEX, written by every stage), and print "
+                    "every event about it in time order: the inbound message, capture, enrichment, the deliveries "
                     "expected (with the DCC alerts it raised), deliver notices, delivery attempts, AST "
                     "records with their revisions and any rejection mentioning it; then the timing points "
                     "and legs per delivery. DCC alert deliveries are found by their parent's response id. "
+                    "An id the index does not hold (an input too malformed to name its alert, history "
+                    "from before the index) is looked for by scanning the whole log. "
                     "Exit 1 when nothing mentions RESPONSE_ID.")
     p.add_argument("response_id", metavar="RESPONSE_ID", help="the alert's responseId (messageId for CSP "
-                                                               "Central/South)")
+                                                               "Central/South) or a deliveryId")
+    p.add_argument("--scan", action="store_true", help="scan the whole log instead of using the trace index")
     _nats_arg(p)
     p.add_argument("--json", action="store_true", help="print the journey as one JSON object")
     p.set_defaults(func=cmdtrace_command)

@@ -273,6 +273,11 @@ def channels() -> list[Channel]:
         Channel("deadLetter", f"{s.DEAD_LETTER}.{{stage}}", "DeadLetter",
                 "Inputs a stage's consumer gave up on after max_deliver attempts "
                 "(from JetStream max-deliveries advisories).", stage),
+        Channel("index", f"{s.INDEX}.{{key}}", "IndexEntry",
+                "The trace index: per batch and alert, where a stage stored the alert's inputs and outputs; "
+                "read by `alert-timing trace`.",
+                {"key": {"description": "blake2b-64 of the response id, hex (shared.subjects.index_key)",
+                         "examples": [s.index_key("N0007000000001")]}}),
     ]
 
 
@@ -284,6 +289,7 @@ SENDERS: list[tuple[str, str]] = [
     (s.DSP_MAPPING, "clock"), (s.DSP_MAPPING, "rejected"),
     (s.METRICS, "record"), (s.METRICS, "report15m"), (s.METRICS, "rejected"), (s.METRICS, "wallClock"),
     (s.METRICS, "delivered"), (s.METRICS, "deliveryBacklog"),
+    *((service, "index") for service in s.SERVICES),
 ]
 #: The parties outside the services.
 EXTERNAL: list[tuple[str, str, str, str]] = [
@@ -332,7 +338,7 @@ def _clean(schema: Any) -> Any:
 def event_schemas() -> dict[str, dict]:
     """JSON Schemas of the events and contract objects (from the msgspec structs)."""
     types: list[Any] = [ev.Batch, ev.DeliverNotice, ev.AstRecord, ev.RejectedInput, ev.WindowDelivered,
-                        ev.DeliveryBacklog]
+                        ev.DeliveryBacklog, ev.IndexEntry]
     report = getattr(ev, "WindowReport", None)
     if report is not None:
         types.append(report)
@@ -457,6 +463,8 @@ def asyncapi_document() -> dict:
                                    "WindowDelivered"),
         "DeliveryBacklog": message("DeliveryBacklog", "Delivery backlog", "Window files still to deliver to DS&A",
                                    "DeliveryBacklog"),
+        "IndexEntry": message("IndexEntry", "Trace index entry",
+                              "Where one stage stored an alert's messages (stream, sequence)", "IndexEntry"),
     }
     for event, envelope, *_ in ENVELOPES.values():
         messages[envelope] = message(envelope, f"{event} envelope", f"{event} events in a batch envelope",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -190,6 +191,10 @@ def status_text(result: dict, url: str) -> str:
         error = f"; last error: {d['last_error']}" if d.get("last_error") else ""
         lines.append(f"{'delivery p' + str(d['partition']) + ':':<24}{d['landing']}: {behind}, "
                      f"{d['delivered']:,} delivered (as of {d['at']}){error}")
+    restarts = result.get("restarts") or {}
+    text = ", ".join(f"{key} {entry.get('restarts', 0)} (last {entry.get('last_restart', '-')})"
+                     for key, entry in sorted(restarts.items())) if restarts else "none"
+    lines.append(f"{'restarted by up:':<24}{text}")
     if result["problems"]:
         lines += ["", "problems: " + "; ".join(result["problems"])]
     return "\n".join(lines)
@@ -203,6 +208,10 @@ async def status_command(args: argparse.Namespace) -> int:
     finally:
         await close(nc)
     result["nats_url"] = settings.nats_url
+    # Restarts by `alert-timing up` (its supervisor writes them to the data directory).
+    from alert_timing.supervisor import read_restarts
+
+    result["restarts"] = read_restarts(Path(settings.data_dir))
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

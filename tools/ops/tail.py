@@ -28,6 +28,7 @@ from alert_timing.ops.common import (
     unsubscribe,
     valid_pattern,
 )
+from shared import bus
 from shared import subjects as s
 from shared.eventlog import scan_messages
 
@@ -94,7 +95,7 @@ async def _tail_history(nc: Client, plan: list[tuple[str, list[str]]], printer: 
     note("end of history; following live (Ctrl-C to stop)")
     async with asyncio.TaskGroup() as group:
         for stream, filters in plan:
-            group.create_task(_follow(js, stream, filters, ends[stream] + 1, printer))
+            group.create_task(_follow(js, stream, filters, ends[stream] + 1, printer, bus.reply_prefix(nc)))
 
 
 async def merge_by_time(sources: Sequence[AsyncIterator[list]]) -> AsyncIterator:
@@ -124,7 +125,8 @@ async def merge_by_time(sources: Sequence[AsyncIterator[list]]) -> AsyncIterator
             push(i)
 
 
-async def _follow(js: JetStreamContext, stream: str, filters: list[str], start_seq: int, printer: Printer) -> None:
+async def _follow(js: JetStreamContext, stream: str, filters: list[str], start_seq: int, printer: Printer,
+                  prefix: bytes = b"_INBOX.") -> None:
     """Keep reading new messages from ``start_seq``; recreate the consumer if it is lost."""
     import nats.errors
     import nats.js.errors
@@ -144,7 +146,7 @@ async def _follow(js: JetStreamContext, stream: str, filters: list[str], start_s
                     mem_storage=True,
                 )
                 try:
-                    sub = await js.pull_subscribe("", stream=stream, config=config)
+                    sub = await js.pull_subscribe("", stream=stream, config=config, inbox_prefix=prefix)
                 except (nats.errors.Error, nats.js.errors.Error, OSError):
                     await asyncio.sleep(1.0)
                     continue

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from alert_timing.ops.common import (
     OpsError,
@@ -32,7 +33,7 @@ from alert_timing.ops.common import (
 )
 from shared import subjects as s
 from shared.eventlog import scan_messages
-from shared.events import LEG_SPANS
+from shared.events import LEG_SPANS, IndexEntry
 from shared.timefmt import format_iso
 
 #: What a trace reads: every subject that can mention an alert (not clock ticks or reports).
@@ -43,6 +44,7 @@ TRACE_FILTERS: dict[str, list[str]] = {
     s.STREAM_OUT: [s.RECORD],
 }
 STREAM_ORDER = {name: i for i, name in enumerate(s.STREAM_SUBJECTS)}
+index_decoder = msgspec.json.Decoder(IndexEntry)
 
 
 def base64_needles(text: bytes) -> list[bytes]:
@@ -93,10 +95,14 @@ class Matcher:
         return False
 
     def steps(self, stream: str, msg: Msg) -> list[Step]:
-        subject, data = msg.subject, msg.data
+        if not self.candidate(msg.subject, msg.data):
+            return []
+        return self.steps_of(stream, msg.subject, msg.data, msg.metadata.sequence.stream, stored_ms(msg))
+
+    def steps_of(self, stream: str, subject: str, data: bytes, seq: int, when: int) -> list[Step]:
+        """The journey's steps in one stored message (subject, bytes, where and when stored)."""
         if not self.candidate(subject, data):
             return []
-        when, seq = stored_ms(msg), msg.metadata.sequence.stream
 
         def step(kind: str, obj: dict, index: int = 0) -> Step:
             return Step(when, stream, seq, subject, kind, obj, index)
@@ -143,6 +149,7 @@ class Journey:
     scanned: dict[str, int] = field(default_factory=dict)
     missing_streams: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    indexed: bool = False  # read through the trace index (scanned: messages read by sequence)
 
 
 class Progress:
@@ -170,6 +177,70 @@ class Progress:
     def finish(self) -> None:
         if self.enabled and self.shown:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
+
+
+#: Most index entries read for one alert (a few per stage; more only for an id sent many times).
+INDEX_MAX_ENTRIES = 1000
+
+
+async def index_entries(js: JetStreamContext, key: str) -> list[IndexEntry]:
+    """Every trace index entry of an alert, oldest first, read by subject with direct gets."""
+    from nats.js.errors import NotFoundError
+
+    subject = s.index_subject(key)
+    entries: list[IndexEntry] = []
+    seq = 1
+    while len(entries) < INDEX_MAX_ENTRIES:
+        try:
+            msg = await js.get_msg(s.STREAM_INDEX, seq=seq, subject=subject, direct=True, next=True)
+        except NotFoundError:
+            break
+        try:
+            entries.append(index_decoder.decode(msg.data or b""))
+        except msgspec.DecodeError:
+            pass
+        seq = (msg.seq or seq) + 1
+    return entries
+
+
+async def find_journey_indexed(nc: Client, wanted: str) -> Journey | None:
+    """The journey from the trace index: the messages it names, read by sequence. ``wanted`` is
+    a response id or a delivery id (``<responseId>:<code>:<n>`` is looked up by its response
+    id). None when the index has nothing for it (or there is no index)."""
+    from nats.js.errors import NotFoundError
+
+    js = nc.jetstream(timeout=10)
+    started = time.perf_counter()
+    try:
+        await js.stream_info(s.STREAM_INDEX)
+    except NotFoundError:
+        return None
+    candidates = [wanted] + ([wanted.split(":", 1)[0]] if ":" in wanted else [])
+    for response_id in candidates:
+        entries = await index_entries(js, response_id)
+        if entries:
+            break
+    else:
+        return None
+    where = sorted({(stream, seq) for e in entries for stream, seq in e.at})
+    journey = Journey(response_id)
+    matcher = Matcher(response_id)
+
+    async def read(stream: str, seq: int) -> None:
+        try:
+            msg = await js.get_msg(stream, seq=seq, direct=True)
+        except NotFoundError:  # past the stream's limits
+            journey.missing_streams.append(f"{stream}#{seq}")
+            return
+        when = int(msg.time.timestamp() * 1000) if msg.time else 0
+        journey.steps.extend(matcher.steps_of(stream, msg.subject or "", msg.data or b"", seq, when))
+
+    await asyncio.gather(*(read(stream, seq) for stream, seq in where))
+    journey.steps.sort(key=Step.sort_key)
+    journey.scanned = {"index": len(where)}
+    journey.indexed = True
+    journey.seconds = time.perf_counter() - started
+    return journey
 
 
 async def find_journey(nc: Client, response_id: str) -> Journey:
@@ -293,6 +364,7 @@ def journey_json(journey: Journey) -> dict:
     return {
         "response_id": journey.response_id,
         "found": bool(journey.steps),
+        "indexed": journey.indexed,
         "scanned": journey.scanned,
         "missing_streams": journey.missing_streams,
         "events": [{"time": format_iso(st.time_ms), "stream": st.stream, "seq": st.seq, "subject": st.subject,
@@ -324,8 +396,11 @@ def _step_text(st: Step) -> str:
 
 def journey_text(journey: Journey) -> str:
     total = sum(journey.scanned.values())
-    lines = [f"alert {journey.response_id}: {len(journey.steps)} events "
-             f"({total:,} messages of {', '.join(journey.scanned) or 'no stream'} scanned in {journey.seconds:.1f} s)"]
+    if journey.indexed:
+        how = f"{total:,} messages read through the trace index in {journey.seconds:.2f} s"
+    else:
+        how = f"{total:,} messages of {', '.join(journey.scanned) or 'no stream'} scanned in {journey.seconds:.1f} s"
+    lines = [f"alert {journey.response_id}: {len(journey.steps)} events ({how})"]
     if journey.missing_streams:
         lines.append(f"missing streams: {', '.join(journey.missing_streams)}")
     lines.append("")
@@ -376,7 +451,13 @@ async def trace_command(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     nc = await connect(settings, "trace")
     try:
-        journey = await find_journey(nc, response_id)
+        journey = None if args.scan else await find_journey_indexed(nc, response_id)
+        if journey is None:
+            # Not in the index: an input too malformed to name its alert, or history from
+            # before the index. Reading the whole log takes time in proportion to it.
+            if not args.scan and sys.stderr.isatty():
+                print(f"{response_id} is not in the trace index; scanning the event log", file=sys.stderr)
+            journey = await find_journey(nc, response_id)
     finally:
         await close(nc)
     if not journey.steps:

@@ -70,8 +70,10 @@ class _Follower:
     survive a restart of its server, or the loss of the cluster node holding it: without this
     the simulator stopped seeing records and deliveries after a broker restart."""
 
-    def __init__(self, js: JetStreamContext, stream: str, subjects: list[str], start_seq: int) -> None:
+    def __init__(self, js: JetStreamContext, stream: str, subjects: list[str], start_seq: int,
+                 prefix: bytes = b"_INBOX.") -> None:
         self.js, self.stream, self.subjects = js, stream, subjects
+        self.prefix = prefix  # the connection's own inbox (bus.reply_prefix): the only one it may read
         self.next_seq = max(start_seq, 1)
         self.sub = None
         self.quiet_since = time.monotonic()
@@ -85,7 +87,8 @@ class _Follower:
             inactive_threshold=60.0,
             mem_storage=True,
         )
-        self.sub = await self.js.pull_subscribe("", stream=self.stream, config=config)
+        self.sub = await self.js.pull_subscribe("", stream=self.stream, config=config,
+                                                inbox_prefix=self.prefix)
         self.quiet_since = time.monotonic()
         return self
 
@@ -129,9 +132,10 @@ class _Follower:
             self.sub = None
 
 
-async def _tail(js: JetStreamContext, stream: str, subjects: list[str], start_seq: int) -> _Follower:
+async def _tail(js: JetStreamContext, stream: str, subjects: list[str], start_seq: int,
+                prefix: bytes = b"_INBOX.") -> _Follower:
     """Follow a stream from a sequence (an ephemeral pull consumer, reopened when lost)."""
-    return await _Follower(js, stream, subjects, start_seq).open()
+    return await _Follower(js, stream, subjects, start_seq, prefix).open()
 
 
 async def publish_retrying(js: JetStreamContext, messages: list[bus.Outgoing], timeout: float,
@@ -182,9 +186,10 @@ async def publish_inputs(js: JetStreamContext, traffic: Traffic, rate: float | N
 
 
 async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, start_seq: int,
-                            result: RunResult, timeout: float, stop: asyncio.Event) -> None:
+                            result: RunResult, timeout: float, stop: asyncio.Event,
+                            prefix: bytes = b"_INBOX.") -> None:
     """Answers each `ast.deliver` of this run as the Service Users would, into the DSP log."""
-    sub = await _tail(js, s.STREAM_EVENTS, [s.DELIVER], start_seq)
+    sub = await _tail(js, s.STREAM_EVENTS, [s.DELIVER], start_seq, prefix)
     rng = random.Random(seed)
     seen: set[str] = set()
     try:
@@ -280,10 +285,11 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
         deliver_from = (await js.stream_info(s.STREAM_EVENTS)).state.last_seq + 1
         out_from = (await js.stream_info(s.STREAM_OUT)).state.last_seq + 1
         stop = asyncio.Event()
+        prefix = bus.reply_prefix(nc)
         su = asyncio.create_task(service_user_side(js, traffic, config.seed, deliver_from, result,
-                                                   settings.publish_ack_timeout_s, stop))
-        records = await _tail(js, s.STREAM_OUT, [s.RECORD, s.REPORT_15M], out_from)
-        rejected = await _tail(js, s.STREAM_EVENTS, [f"{s.REJECTED}.*"], deliver_from)
+                                                   settings.publish_ack_timeout_s, stop, prefix))
+        records = await _tail(js, s.STREAM_OUT, [s.RECORD, s.REPORT_15M], out_from, prefix)
+        rejected = await _tail(js, s.STREAM_EVENTS, [f"{s.REJECTED}.*"], deliver_from, prefix)
 
         result.first_publish = time.perf_counter()
         await publish_inputs(js, traffic, rate, settings.publish_ack_timeout_s, show)

@@ -1,0 +1,125 @@
+"""Costs that do not grow with history, on a real nats-server: the trace index (read by
+sequence, not by scanning), rejections kept whole as the CSP sent them, stream limits."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import msgspec
+import nats
+import pytest
+
+from shared import bus
+from shared import subjects as s
+from shared.events import IndexEntry
+from shared.settings import Settings
+from tests.harness.frames import ACB_EUI, alert_payload, delivery_line, north
+from tests.harness.jetstream import collect, decoded, send
+from tests.integration.test_ops import DSP, deliveries_for, run_ops, unique
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_trace_reads_through_the_index_by_response_and_by_delivery_id(js, nats_server):
+    rid = unique("IDX")
+    await send(js, s.IN_CSP_NORTH, north(rid), DSP)
+    [delivery] = await deliveries_for(js, rid, 1)
+    await send(js, s.IN_DSP_DELIVERY, delivery_line(rid, rid, passed="20230601101502.700",
+                                                    acked="20230601101503.100", user=delivery["serviceUserId"]))
+    # the index entries as the stages wrote them: every stage names where it stored the alert
+    want = {s.HUB_CAPTURE, s.CSP_ENRICHMENT, s.DSP_MAPPING, s.METRICS}
+    got = await collect(js, s.STREAM_INDEX, [s.index_subject(rid)],
+                        lambda m: {msgspec.json.decode(x.data, type=IndexEntry).stage for x in m} >= want)
+    entries = [msgspec.json.decode(m.data, type=IndexEntry) for m in got]
+    assert {e.stage for e in entries} >= want
+    where = {st for e in entries for st, _ in e.at}
+    assert where == {s.STREAM_IN, s.STREAM_EVENTS, s.STREAM_OUT}
+
+    code, out, err = await run_ops(nats_server.url, "trace", rid, "--json")
+    assert code == 0, err
+    journey = json.loads(out)
+    assert journey["indexed"] and journey["scanned"] == {"index": len({at for e in entries for at in e.at})}
+    kinds = [e["kind"] for e in journey["events"]]
+    for kind in ("inbound", "alert_captured", "alert_enriched", "delivery_expected", "deliver",
+                 "delivery_log", "delivery_attempted", "record"):
+        assert kind in kinds, kinds
+    # the same journey as a scan of the whole log
+    code, out, err = await run_ops(nats_server.url, "trace", rid, "--json", "--scan")
+    assert code == 0, err
+    scanned = json.loads(out)
+    assert not scanned["indexed"]
+    assert scanned["events"] == journey["events"] and scanned["deliveries"] == journey["deliveries"]
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_trace_by_a_dcc_delivery_id(js, nats_server):
+    rid = unique("IDX-ACB")
+    await send(js, s.IN_CSP_NORTH, north(rid, payload=alert_payload("8F3F", recipient=ACB_EUI)), DSP)
+    await deliveries_for(js, rid, 2)
+    code, out, err = await run_ops(nats_server.url, "trace", f"{rid}:N39:1", "--json")
+    assert code == 0, err
+    journey = json.loads(out)
+    assert journey["indexed"] and journey["response_id"] == rid
+    assert f"{rid}:N39:1" in [d["delivery_id"] for d in journey["deliveries"]]
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_an_alert_rejected_downstream_comes_out_as_the_csp_sent_it(js, nats_server):
+    """A Base64 payload that is not GBCS passes hub-capture and is rejected by csp-enrichment:
+    the rejection carries the inbound bytes, subject and headers, not the captured event."""
+    rid = unique("WHOLE")
+    data = north(rid, payload=base64.b64encode(b"not a GBCS frame at all").decode(), extra_field="kept")
+    headers = {**DSP, "X-Source": "gateway-7"}
+    ack = await js.publish(s.IN_CSP_NORTH, data, headers=headers)
+    msgs = await collect(js, s.STREAM_EVENTS, [s.rejected(s.CSP_ENRICHMENT)],
+                         lambda got: any(r["source_seq"] == ack.seq for r in decoded(got)))
+    [rejection] = [r for r in decoded(msgs) if r["source_seq"] == ack.seq]
+    assert rejection["reason"] == "bad_gbcs"
+    assert base64.b64decode(rejection["raw"]) == data  # byte for byte
+    assert rejection["subject"] == s.IN_CSP_NORTH
+    assert {k: rejection["headers"].get(k) for k in headers} == headers
+    # and the trace finds it through the index
+    code, out, err = await run_ops(nats_server.url, "trace", rid, "--json")
+    assert code == 0, err
+    journey = json.loads(out)
+    assert journey["indexed"] and [r["reason"] for r in journey["rejections"]] == ["bad_gbcs"]
+
+
+def test_stream_limits_split_the_budget_by_what_an_alert_stores() -> None:
+    limits = bus.stream_max_bytes(Settings())
+    assert set(limits) == set(s.STREAM_SUBJECTS)
+    assert sum(limits.values()) <= Settings().stream_max_bytes
+    per_alert = bus.STREAM_BYTES_PER_ALERT
+    # every stream fills after the same number of alerts (within rounding)
+    alerts = {name: limits[name] / per_alert[name] for name in limits}
+    assert max(alerts.values()) - min(alerts.values()) < 1
+    for config in bus.stream_configs(Settings()):
+        assert config.max_bytes and config.max_age and config.discard == bus.api.DiscardPolicy.OLD
+
+
+async def test_a_full_stream_discards_its_oldest_messages_and_keeps_accepting(tmp_path: Path) -> None:
+    """The stated behaviour at a limit: publishing never fails, the oldest history goes."""
+    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+        # the smallest budget: each stream gets its floor of 1 MiB
+        settings = Settings(nats_url=server.url, stream_max_bytes=1)
+        nc = await bus.connect(settings, "test")
+        try:
+            js = nc.jetstream(timeout=10)
+            await bus.bootstrap(js, settings)
+            info = await js.stream_info(s.STREAM_IN)
+            assert info.config.max_bytes == 1024 * 1024
+            body = b"x" * 10_000
+            acks = [await js.publish(s.IN_CSP_SOUTH, body + str(i).encode()) for i in range(300)]  # ~3 MB
+            assert [a.seq for a in acks] == list(range(1, 301))  # every publish accepted
+            state = (await js.stream_info(s.STREAM_IN)).state
+            assert state.bytes <= 1024 * 1024
+            assert state.last_seq == 300 and state.first_seq > 1  # the oldest were discarded
+            newest = await js.get_msg(s.STREAM_IN, 300)
+            assert newest.data == body + b"299"
+            with pytest.raises(nats.js.errors.NotFoundError):
+                await js.get_msg(s.STREAM_IN, 1)
+        finally:
+            await nc.close()
