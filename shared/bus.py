@@ -25,9 +25,14 @@ from shared.settings import Settings
 # --------------------------------------------------------------------------- connect
 
 
-async def connect(settings: Settings, name: str, **options: object) -> Client:
-    """Connect with the settings' credentials; reconnect forever (the broker may restart)."""
-    kwargs: dict[str, object] = {
+#: nats-py's ``nats.connect`` keywords.
+ConnectOptions = dict[str, object]
+
+
+def connect_options(settings: Settings, name: str) -> ConnectOptions:
+    """How every process connects (the one place): the settings' servers and credentials,
+    reconnecting forever (the broker may restart). nats-py's ``nats.connect`` keywords."""
+    kwargs: ConnectOptions = {
         "servers": [u.strip() for u in settings.nats_url.split(",")],
         "name": name,
         "max_reconnect_attempts": -1,
@@ -44,8 +49,14 @@ async def connect(settings: Settings, name: str, **options: object) -> Client:
         import ssl
 
         kwargs["tls"] = ssl.create_default_context(cafile=settings.nats_tls_ca)
+    return kwargs
+
+
+async def connect(settings: Settings, name: str, **options: object) -> Client:
+    """Connect with ``connect_options``, and any keyword of ``nats.connect`` on top."""
+    kwargs = connect_options(settings, name)
     kwargs.update(options)
-    return await nats.connect(**kwargs)
+    return await nats.connect(**kwargs)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -78,6 +89,14 @@ def consumer_specs(partitions: int = 1) -> list[ConsumerSpec]:
             subjects += [s.RESPONSE_SEEN, f"{s.REJECTED}.*"]
         specs.append(ConsumerSpec(s.STREAM_EVENTS, metrics_durable(p), tuple(subjects), s.METRICS))
     return specs
+
+
+def consumer_spec(durable: str, partitions: int = 1) -> ConsumerSpec:
+    """The spec of one of the product's durables (``consumer_specs``)."""
+    for spec in consumer_specs(partitions):
+        if spec.durable == durable:
+            return spec
+    raise KeyError(f"no durable consumer {durable!r} among the product's (partitions={partitions})")
 
 
 def metrics_durable(partition: int) -> str:

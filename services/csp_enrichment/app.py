@@ -6,7 +6,7 @@ import msgspec
 
 from services.csp_enrichment.core import STAGE, enrich
 from services.runtime.envelopes import events_of
-from services.runtime.service import Binding, Emitter, Inbound, Service
+from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
 from shared.events import AlertCaptured, AlertEnriched, RejectedInput
 from shared.settings import Settings
@@ -35,5 +35,5 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
             else:
                 out.event(s.RESPONSE_SEEN, result)
 
-    return Service(STAGE, settings, [Binding(s.STREAM_EVENTS, "csp-enrichment", s.CAPTURED, handle)],
+    return Service(STAGE, settings, [binding(settings, "csp-enrichment", handle)],
                    tracing=tracing)

@@ -11,7 +11,7 @@ import structlog
 
 from services.dsp_mapping.core import STAGE, clock_tick, deliveries, delivery_attempt, notice
 from services.runtime.envelopes import events_of
-from services.runtime.service import Binding, Emitter, Inbound, Service
+from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
 from shared.dcc_rules import RuleTable
 from shared.events import AlertEnriched, ClockTick, DeliveryAttempted, encoder
@@ -67,6 +67,6 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
             out.rejected(event)
 
     return Service(STAGE, settings, [
-        Binding(s.STREAM_EVENTS, "dsp-mapping", s.ENRICHED, handle_alerts),
-        Binding(s.STREAM_IN, "dsp-mapping-delivery", s.IN_DSP_DELIVERY, handle_log),
+        binding(settings, "dsp-mapping", handle_alerts),
+        binding(settings, "dsp-mapping-delivery", handle_log),
     ], tracing=tracing)

@@ -18,7 +18,7 @@ import structlog
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
 from services.metrics.rebuild import read_events
 from services.runtime.envelopes import events_of
-from services.runtime.service import Binding, Emitter, Inbound, Service
+from services.runtime.service import Binding, Emitter, Inbound, Service, binding
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
@@ -109,7 +109,7 @@ def partitions_owned(settings: Settings) -> list[int]:
 
 def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> Service:
     data_dir = Path(settings.data_dir)
-    bindings = []
+    bindings: list[Binding] = []
     cores: dict[int, MetricsCore] = {}
     started = int(time.time() * 1000)
     # wall_ms: our last input; log_wall_ms: the delivery log's last message (held fresh while
@@ -141,7 +141,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                         traces[e.delivery_id] = e.trace
             emit(core.apply(events), out, data_dir, p, telemetry=telemetry)
 
-        bindings.append(Binding(s.STREAM_EVENTS, bus.metrics_durable(p), s.expected(p), handle))
+        bindings.append(binding(settings, bus.metrics_durable(p), handle))
 
     service = Service(s.METRICS, settings, bindings, tracing=tracing, metrics=metrics)
 

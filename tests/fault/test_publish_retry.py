@@ -40,7 +40,7 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
         await real_publish_all(js, messages, timeout)
 
     monkeypatch.setattr(runtime_service.bus, "publish_all", flaky_publish_all)
-    monkeypatch.setattr(runtime, "RETRY_MAX_DELAY_S", 0.2)
+    monkeypatch.setattr(runtime_service, "RETRY_MAX_DELAY_S", 0.2)
     with bus.EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
         nc = await bus.connect(settings, "test")
@@ -62,7 +62,8 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
                 seen.add(m.stream_seq)
                 out.single(s.rejected(STAGE), m.data, f"out:{m.stream_seq}")
 
-        service = Service(STAGE, settings, [Binding(s.STREAM_IN, STAGE, s.IN_CSP_CENTRAL, handle)])
+        spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_CENTRAL,), STAGE)
+        service = Service(STAGE, settings, [Binding(spec, handle)])
         await service.app.start()
         try:
             sent = [msgspec.json.encode({"n": i}) for i in range(20)]
