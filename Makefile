@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit check chromium bench clean help
+.PHONY: install demo test test-unit check chromium sshd prometheus docker-compose bench clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,27 @@ chromium: ## headless Chromium for the dashboard test (Debian package), when abs
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@chromium --version
 
+sshd: ## OpenSSH's sshd for the SFTP delivery tests (Debian package openssh-server), when absent
+	@test -x /usr/sbin/sshd || { \
+	  echo "installing openssh-server from Debian packages..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; }
+	@/usr/sbin/sshd -V 2>&1 | head -1 || true
+
+prometheus: ## promtool and prometheus for the alert-rule and scrape tests (Debian package), when absent
+	@{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || { \
+	  echo "installing prometheus from Debian packages..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
+	@promtool --version 2>&1 | head -1
+
+docker-compose: ## docker-compose to validate compose.yaml (Debian package), when absent
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  echo "installing docker-compose from Debian packages..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-compose >/dev/null; }
+	@docker-compose version --short
+
 demo: install ## run the whole pipeline on an embedded nats-server with a simulated day of traffic
 	$(BIN)/alert-timing up --simulate --data-dir var/demo
 
@@ -35,7 +56,7 @@ check: install ## lint (ruff), types (mypy over services/ and shared/), layers (
 	$(BIN)/mypy services shared
 	$(BIN)/lint-imports
 
-test: install chromium check ## the checks, then the whole test suite (unit, integration on a real nats-server, browser)
+test: install chromium sshd prometheus docker-compose check ## the checks, then the whole test suite (unit, integration on a real nats-server, browser, sshd, promtool, Prometheus, compose)
 	$(BIN)/python -m pytest tests
 
 test-unit: install ## the fast pure tests only

@@ -18,7 +18,8 @@ SCHEMA_VERSION = 1
 
 Region = Literal["north", "central", "south"]
 Category = Literal["device_alert", "dcc_alert"]
-Status = Literal["complete", "no_handshake", "incomplete"]
+Status = Literal["complete", "no_handshake", "incomplete", "throttled"]
+Outcome = Literal["acknowledged", "failed", "throttled"]
 
 # Flags a record can carry.
 FLAG_MISSING_HUB_TIMESTAMP = "missing_hub_timestamp"
@@ -70,6 +71,27 @@ class AlertEnriched(Event, tag="alert_enriched"):
     trace: str | None = None
 
 
+class OutageNotified(Event, tag="outage_notified"):
+    """hub-capture: a CSP's notification of a power outage (shape: ``shared.csp_notifications``).
+
+    Passed on by csp-enrichment (no GBCS inside); dsp-mapping raises DCC Alert AD1 for an outage
+    of ``min_duration_s`` or more. The CSP's times are the notification's own; it has hub points
+    only when the notification carries them."""
+
+    response_id: str  # the notification's id
+    region: Region
+    comms_hub_id: int
+    outage_duration_s: int
+    chf_received: int | None
+    csp_received: int
+    csp_sent: int
+    dsp_received: int
+    dsp_received_source: Literal["header", "stream"]
+    source_seq: int
+    extra: dict[str, Any] = {}
+    trace: str | None = None
+
+
 class ServiceResponseSeen(Event, tag="service_response_seen"):
     """csp-enrichment: a GBCS Service Response (or command) on the alert interface, passed over."""
 
@@ -90,8 +112,8 @@ class DeliveryExpected(Event, tag="delivery_expected"):
     category: Category
     alert_code: str | None
     dcc_alert_code: str | None
-    message_code: str
-    originator: str
+    message_code: str | None  # None: no GBCS message behind it (AD1)
+    originator: str | None  # None: raised by the DCC itself (AD1)
     recipient: str
     service_user_id: str
     device_alert_time: int | None
@@ -104,15 +126,21 @@ class DeliveryExpected(Event, tag="delivery_expected"):
 
 
 class DeliveryAttempted(Event, tag="delivery_attempted"):
-    """dsp-mapping: one line of the DSP delivery log, validated."""
+    """dsp-mapping: one line of the DSP delivery log, validated.
+
+    ``outcome`` ``throttled``: the DSP discarded the alert under Alert Storm Protection, so it
+    was never passed (``su_passed`` and ``su_acknowledged`` None). ``throttled_count``: on a
+    forwarded alert, how many identical alerts storm protection held back (DUIS
+    ``ThrottledAlertCount``), when the line says."""
 
     delivery_id: str
     response_id: str
     dcc_alert_code: str | None
     service_user_id: str
-    su_passed: int
+    su_passed: int | None
     su_acknowledged: int | None
-    outcome: Literal["acknowledged", "failed"]
+    outcome: Outcome
+    throttled_count: int | None = None
 
 
 class ClockTick(Event, tag="clock_tick"):
@@ -137,6 +165,7 @@ class RejectedInput(Event, tag="rejected_input"):
 AnyEvent = (
     AlertCaptured
     | AlertEnriched
+    | OutageNotified
     | ServiceResponseSeen
     | DeliveryExpected
     | DeliveryAttempted
@@ -206,6 +235,9 @@ class AstRecord(msgspec.Struct, frozen=True, kw_only=True):
     status: Status
     flags: list[str]
     delivery_attempts: int
+    #: Alerts storm protection held back before this one was forwarded (DUIS ThrottledAlertCount),
+    #: when the delivery log said; None otherwise.
+    throttled_count: int | None = None
 
 
 TIMING_POINTS = (
@@ -278,6 +310,8 @@ class ReportRow(msgspec.Struct, frozen=True, kw_only=True):
     complete: int
     no_handshake: int
     incomplete: int
+    #: Discarded by the DSP's Alert Storm Protection: counted in ``alerts``, in no leg.
+    throttled: int = 0
     missing_hub_timestamp: int
     clock_skew: int
     delivery_without_alert: int
@@ -314,3 +348,45 @@ class RollupReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 report_decoder = msgspec.json.Decoder(WindowReport)
+
+
+# --------------------------------------------------------------------------- delivery to DS&A
+
+
+class DeliveredFile(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    sha256: str
+    bytes: int
+
+
+class WindowDelivered(msgspec.Struct, frozen=True, kw_only=True):
+    """``ast.delivered.<partition>``: one window revision's files arrived at the landing zone
+    (DS&A's File Gateway), each under its final name, the ``.sha256`` last. The event id
+    ``delivered:<landing>:<file_set>`` is the ``Nats-Msg-Id``."""
+
+    v: int = SCHEMA_VERSION
+    event_id: str
+    file_set: str
+    date: str
+    landing: str
+    files: list[DeliveredFile]
+    delivered_at: str
+
+
+class DeliveryBacklog(msgspec.Struct, frozen=True, kw_only=True):
+    """``ast.delivery-backlog.<partition>``: what a metrics partition still has to deliver,
+    published when it changes; ``alert-timing status`` reads the last one."""
+
+    v: int = SCHEMA_VERSION
+    partition: int
+    landing: str
+    pending: int
+    oldest_file_set: str | None
+    oldest_written_at: str | None
+    delivered: int
+    last_error: str | None
+    at: str
+
+
+delivered_decoder = msgspec.json.Decoder(WindowDelivered)
+backlog_decoder = msgspec.json.Decoder(DeliveryBacklog)

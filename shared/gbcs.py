@@ -14,6 +14,11 @@ A smart-meter alert reaches the DSP as Base64 of a GBCS message. Byte layout::
                   content (BER length + bytes),
                   signature (00, or 40 + 64-byte ECDSA signature).
 
+A **pre-command** (what the DCC hands back to a Service User to sign) is a
+command without MAC header that ends with its content: it has no signature
+length byte at all. It decodes with ``pre_command`` True; any other message
+that ends at its content is truncated.
+
 BER lengths: ``< 0x80`` in one byte, ``81 xx``, ``82 xx xx`` (``83``/``84``
 accepted too). Non-minimal forms such as ``82 00 DE`` occur in real messages.
 
@@ -96,9 +101,11 @@ _CRA_NAMES: Final = {1: "command", 2: "response", 3: "alert"}
 _CRA_FLAGS: Final = {name: flag for flag, name in _CRA_NAMES.items()}
 
 # DF 09 cra counter(8) 08 eui(8) 08 eui(8) = 29 bytes, then at least
-# date-time(1) + other-information(1 + 2) + content length(1) + signature length(1).
+# date-time(1) + other-information(1 + 2) + content length(1) + signature length(1);
+# a pre-command has no signature length byte.
 _FIXED_HEADER_LENGTH: Final = 29
 _MIN_SIGNED_LENGTH: Final = _FIXED_HEADER_LENGTH + 6
+_MIN_PRE_COMMAND_LENGTH: Final = _FIXED_HEADER_LENGTH + 5
 
 
 class GbcsError(ValueError):
@@ -122,6 +129,8 @@ class GbcsMessage(msgspec.Struct, frozen=True):
     """The device's own date-time of the alert (UTC), where the payload carries one."""
     mac_header: bool
     encrypted: bool
+    pre_command: bool = False
+    """True for an unsigned pre-command: a command, no MAC header, no signature length byte."""
 
 
 def is_alert(msg: GbcsMessage) -> bool:
@@ -204,9 +213,9 @@ def format_eui(raw: bytes) -> str:
 
 
 def _decode_signed(data: bytes, pos: int, end: int, mac_header: bool) -> GbcsMessage:
-    if end - pos < _MIN_SIGNED_LENGTH:
+    if end - pos < _MIN_PRE_COMMAND_LENGTH:
         raise GbcsError(
-            f"truncated general-signing block: {max(end - pos, 0)} bytes, at least {_MIN_SIGNED_LENGTH} needed"
+            f"truncated general-signing block: {max(end - pos, 0)} bytes, at least {_MIN_PRE_COMMAND_LENGTH} needed"
         )
     if data[pos] != _TAG_GENERAL_SIGNING or data[pos + 1] != 0x09:
         raise GbcsError(
@@ -257,16 +266,22 @@ def _decode_signed(data: bytes, pos: int, end: int, mac_header: bool) -> GbcsMes
             f"content length {content_length} runs past the end of the message ({end - pos} bytes left)"
         )
 
-    if content_end >= end:
-        raise GbcsError("truncated: signature length missing")
-    signature_length = data[content_end]
-    if signature_length != 0 and signature_length != _SIGNATURE_LENGTH:
-        raise GbcsError(f"signature length {signature_length}, expected 0 or 64")
-    rest = end - content_end - 1
-    if rest != signature_length:
-        if rest < signature_length:
-            raise GbcsError(f"truncated signature: {rest} of {signature_length} bytes")
-        raise GbcsError(f"{rest - signature_length} unexpected bytes after the signature")
+    pre_command = content_end == end
+    if pre_command:
+        if cra != 1 or mac_header:
+            raise GbcsError(
+                "truncated: signature length missing (only a pre-command, a command without "
+                "MAC header, ends at its content)"
+            )
+    else:
+        signature_length = data[content_end]
+        if signature_length != 0 and signature_length != _SIGNATURE_LENGTH:
+            raise GbcsError(f"signature length {signature_length}, expected 0 or 64")
+        rest = end - content_end - 1
+        if rest != signature_length:
+            if rest < signature_length:
+                raise GbcsError(f"truncated signature: {rest} of {signature_length} bytes")
+            raise GbcsError(f"{rest - signature_length} unexpected bytes after the signature")
 
     alert_code = None
     alert_time = None
@@ -292,6 +307,7 @@ def _decode_signed(data: bytes, pos: int, end: int, mac_header: bool) -> GbcsMes
         alert_time,
         mac_header,
         encrypted,
+        pre_command,
     )
 
 
@@ -473,7 +489,8 @@ def encode(
       element; GBZ: one component; ASN.1: an OCTET STRING in the SEQUENCE;
       encrypted: the ciphertext; none: the whole content). Large values make the
       BER lengths take their long forms.
-    * ``signature``: 64 bytes, or None for an unsigned message.
+    * ``signature``: 64 bytes, or None for an unsigned message (signature length 00;
+      a ``pre_command`` has no signature length byte at all).
     * ``date_time``: the grouping header date-time (absent when None).
     * ``supplementary``: other-information bytes after the message code.
     * ``deviation``: DLMS alert time written as local time with this deviation
@@ -514,7 +531,11 @@ def encode(
             content,
         )
     )
-    if signature is None:
+    if msg.pre_command:
+        if cra != 1 or msg.mac_header or signature is not None:
+            raise ValueError("a pre-command is a command without MAC header or signature")
+        apdu = signed_part
+    elif signature is None:
         apdu = signed_part + b"\x00"
     else:
         if len(signature) != _SIGNATURE_LENGTH:

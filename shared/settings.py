@@ -23,6 +23,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: CSP North `timestamp` is when the alert *left* CSP North; subtract this to estimate arrival.
     csp_north_offset_ms: int = 0
     dcc_rules: str | None = None
+    #: The CSP power-outage notification's shape (TOML; None: the packaged, illustrative one).
+    csp_notifications: str | None = None
     metrics_partitions: int = 1
     metrics_partition: int | None = None  # None: this replica owns every partition
     batch_size: int = 512
@@ -38,6 +40,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: int = 1
     stream_max_age_s: float = 7 * 86_400.0
     duplicate_window_s: float = 120.0
+    #: Where each closed window's files go for DS&A: sftp://USER@HOST:PORT/PATH (the File Gateway)
+    #: or file:///PATH; unset: the files stay in the data directory only.
+    delivery_url: str | None = None
+    delivery_key: str | None = None  # private key file for SFTP
+    delivery_known_hosts: str | None = None  # known_hosts file: the gateway's host key is checked
+    delivery_retry_max_s: float = 300.0  # backoff ceiling while the landing zone fails
+    delivery_horizon_days: int = 8  # local window files older than this are not looked at again
 
 
 #: Environment variables the code reads (compose and the docs are checked against this list).
@@ -50,6 +59,7 @@ ENV_VARS = {
     "ALERT_TIMING_DATA_DIR": "data_dir",
     "ALERT_TIMING_CSP_NORTH_OFFSET_MS": "csp_north_offset_ms",
     "ALERT_TIMING_DCC_RULES": "dcc_rules",
+    "ALERT_TIMING_CSP_NOTIFICATIONS": "csp_notifications",
     "ALERT_TIMING_METRICS_PARTITIONS": "metrics_partitions",
     "ALERT_TIMING_METRICS_PARTITION": "metrics_partition",
     "ALERT_TIMING_BATCH_SIZE": "batch_size",
@@ -63,9 +73,19 @@ ENV_VARS = {
     "ALERT_TIMING_IDLE_CLOSE_AFTER_S": "idle_close_after_s",
     "ALERT_TIMING_STREAM_REPLICAS": "stream_replicas",
     "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
+    "ALERT_TIMING_DELIVERY_URL": "delivery_url",
+    "ALERT_TIMING_DELIVERY_KEY": "delivery_key",
+    "ALERT_TIMING_DELIVERY_KNOWN_HOSTS": "delivery_known_hosts",
+    "ALERT_TIMING_DELIVERY_RETRY_MAX_S": "delivery_retry_max_s",
+    "ALERT_TIMING_DELIVERY_HORIZON_DAYS": "delivery_horizon_days",
     # Read by shared/telemetry.py (no Settings field): the alert-journey trace's sampling.
     "ALERT_TIMING_JOURNEY_SAMPLE_RATIO": "journey_sample_ratio",
     "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
+    # Read by `alert-timing report` (no Settings field): the targets file of the operational metrics.
+    "ALERT_TIMING_TARGETS": "targets",
+    # Read by shared/telemetry.py (no Settings field): serve the OpenTelemetry metrics for a
+    # Prometheus scrape on 127.0.0.1:<port>/metrics (local runs; compose scrapes the collector).
+    "ALERT_TIMING_PROMETHEUS_PORT": "prometheus_port",
 }
 
 

@@ -182,7 +182,7 @@ def merge_legs(legs: list[LegStats]) -> LegStats:
     return leg_stats_from_bins(merged, count, lo, hi, total)
 
 
-_COUNT_FIELDS = ("alerts", "complete", "no_handshake", "incomplete", "missing_hub_timestamp",
+_COUNT_FIELDS = ("alerts", "complete", "no_handshake", "incomplete", "throttled", "missing_hub_timestamp",
                  "clock_skew", "delivery_without_alert", "service_responses_seen", "rejected")
 
 

@@ -38,6 +38,8 @@ RECORD = "ast.record"
 REPORT_15M = "ast.report.15m"
 REJECTED = "ast.rejected"  # ".<stage>"
 DEAD_LETTER = "ast.dead-letter"  # ".<stage>", from max-deliveries advisories
+DELIVERED = "ast.delivered"  # ".<partition>": window files that reached the DS&A landing zone
+DELIVERY_BACKLOG = "ast.delivery-backlog"  # ".<partition>": what is still to deliver (last one counts)
 
 
 def rejected(stage: str) -> str:
@@ -46,6 +48,14 @@ def rejected(stage: str) -> str:
 
 def dead_letter(stage: str) -> str:
     return f"{DEAD_LETTER}.{stage}"
+
+
+def delivered(partition: int) -> str:
+    return f"{DELIVERED}.{partition}"
+
+
+def delivery_backlog(partition: int) -> str:
+    return f"{DELIVERY_BACKLOG}.{partition}"
 
 
 def partition_of(delivery_id: str, partitions: int) -> int:
@@ -81,7 +91,7 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
         f"{REJECTED}.*",
         f"{DEAD_LETTER}.*",
     ],
-    STREAM_OUT: [RECORD, REPORT_15M],
+    STREAM_OUT: [RECORD, REPORT_15M, f"{DELIVERED}.*", f"{DELIVERY_BACKLOG}.*"],
 }
 
 # Service stages (names used for consumers, rejected subjects, users).

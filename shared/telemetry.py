@@ -59,6 +59,7 @@ def _service(name: str) -> structlog.types.Processor:
 
 import hashlib  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -213,6 +214,10 @@ class Tracing:
         root.end(end_time=max(at.values()) * ns)
         return True
 
+    def set_level(self, name: str, value: float, **attributes: str) -> None:
+        if self.provider is not None:
+            self.levels[(name, tuple(sorted(attributes.items())))] = value
+
     def shutdown(self) -> None:
         if self.provider is not None:
             self.provider.shutdown()
@@ -300,9 +305,7 @@ def _journey_sampler(inner: Any) -> Any:
 
 
 def _resource(service: str) -> Any:
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-
-    return Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service})
+    return _instance_resource(service)
 
 
 def setup_tracing(service: str, exporter: Any = None) -> Tracing:
@@ -377,7 +380,15 @@ def log_rejected(event: Any, trace: str | None = None) -> None:
 # =========================================================================== metrics
 #
 # OTEL_METRICS_EXPORTER (otlp | console | none); the same endpoint and protocol variables as
-# traces; OTEL_METRIC_EXPORT_INTERVAL (ms) for the export period.
+# traces; OTEL_METRIC_EXPORT_INTERVAL (ms) for the export period. ALERT_TIMING_PROMETHEUS_PORT
+# serves the same metrics for a Prometheus scrape on 127.0.0.1:<port>/metrics (local runs;
+# in compose the collector serves them on :8889).
+#
+# Names follow the OpenTelemetry -> Prometheus conventions (what the collector's prometheus
+# exporter and opentelemetry-exporter-prometheus both produce): dots become underscores, the
+# unit is a suffix (ms -> _milliseconds, s -> _seconds; annotations such as {message} are
+# dropped) and counters end in _total. deploy/prometheus/alerts.yml and the Grafana
+# dashboard use those names; PROMETHEUS_NAMES below lists them.
 
 
 @dataclass
@@ -386,41 +397,124 @@ class Metrics:
     histograms: dict[str, Any] = field(default_factory=dict)
     provider: Any = None
     gauges: dict[tuple[str, str], int] = field(default_factory=dict)  # (stream, durable) -> pending
+    #: Levels reported as gauges (``LEVELS``): (name, sorted attributes) -> value.
+    levels: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+    server: Any = None  # the Prometheus scrape endpoint, when ALERT_TIMING_PROMETHEUS_PORT is set
 
     def add(self, name: str, value: int, **attributes: Any) -> None:
         counter = self.counters.get(name)
         if counter is not None and value:
             counter.add(value, attributes)
 
+    def declare(self, name: str, **attributes: Any) -> None:
+        """Export a counter's series at 0 before its first event, so Prometheus sees the first
+        increase (a series that appears at 1 has no increase to show)."""
+        counter = self.counters.get(name)
+        if counter is not None:
+            counter.add(0, attributes)
+
     def record(self, name: str, value: float, **attributes: Any) -> None:
         histogram = self.histograms.get(name)
         if histogram is not None:
             histogram.record(value, attributes)
 
+    def set_level(self, name: str, value: float, **attributes: str) -> None:
+        if self.provider is not None:
+            self.levels[(name, tuple(sorted(attributes.items())))] = value
+
     def shutdown(self) -> None:
         if self.provider is not None:
             self.provider.shutdown()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
 
 
+#: Counters: name -> (unit, description). Counted per batch on the hot path, not per message.
 COUNTERS = {
-    "alert_timing.messages.in": "messages taken from a consumer",
-    "alert_timing.messages.out": "messages published",
-    "alert_timing.messages.rejected": "inputs published to ast.rejected.<stage>",
-    "alert_timing.batches.retried": "batches retried (outputs published again, or handed back after a defect)",
-    "alert_timing.dead_letters": "messages JetStream gave up on (max_deliver), copied to ast.dead-letter.<stage>",
-    "alert_timing.windows.closed": "15-minute windows closed (first revision)",
-    "alert_timing.windows.revised": "revised window reports (revision > 1)",
-    "alert_timing.records": "AST records published (incl. revisions)",
+    "alert_timing.messages.in": ("{message}", "messages taken from a consumer"),
+    "alert_timing.messages.out": ("{message}", "messages published"),
+    "alert_timing.messages.rejected": ("{message}", "inputs published to ast.rejected.<stage>"),
+    "alert_timing.batches.retried": (
+        "{batch}", "batches retried (outputs published again, or handed back after a defect)"),
+    "alert_timing.dead_letters": (
+        "{message}", "messages JetStream gave up on (max_deliver), copied to ast.dead-letter.<stage>"),
+    "alert_timing.windows.closed": ("{window}", "15-minute windows closed (first revision)"),
+    "alert_timing.windows.revised": ("{window}", "revised window reports (revision > 1)"),
+    "alert_timing.records": ("{record}", "AST records published on ast.record (incl. revisions)"),
+    "alert_timing.metrics.rebuild_gaps": (
+        "{message}", "messages acked above the ack floor that a state rebuild could not see"),
+}
+LEG_HISTOGRAM = "alert_timing.leg"
+PENDING_GAUGE = "alert_timing.consumer.pending"
+START_GAUGE = "alert_timing.process.start_time"
+
+#: Bucket bounds (ms) of the leg histogram: a leg's p99 in Prometheus is known to within its
+#: bucket, so they are dense where the targets are (0.1 s to a minute).
+LEG_BUCKETS_MS = (0, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 2_500, 3_000,
+                  4_000, 5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 45_000, 60_000, 120_000, 300_000,
+                  600_000)
+
+_UNIT_SUFFIX = {"ms": "_milliseconds", "s": "_seconds"}
+
+
+def prometheus_name(name: str, unit: str, counter: bool) -> str:
+    """The name a Prometheus scrape shows for an OpenTelemetry metric (conventions above)."""
+    base = name.replace(".", "_") + _UNIT_SUFFIX.get(unit, "")
+    return base + "_total" if counter else base
+
+
+#: Levels a service sets (``Metrics.set_level``), reported as gauges: name -> (unit, description).
+LEVELS = {
+    "alert_timing.delivery.pending_windows": ("{window}", "window file sets not yet at the DS&A landing zone"),
+    "alert_timing.delivery.oldest_pending_age": ("s", "age of the oldest window file set not yet delivered"),
+}
+
+#: OpenTelemetry name -> Prometheus name, for every metric the services export.
+PROMETHEUS_NAMES = {
+    **{name: prometheus_name(name, unit, True) for name, (unit, _) in COUNTERS.items()},
+    LEG_HISTOGRAM: prometheus_name(LEG_HISTOGRAM, "ms", False),
+    PENDING_GAUGE: prometheus_name(PENDING_GAUGE, "{message}", False),
+    START_GAUGE: prometheus_name(START_GAUGE, "s", False),
+    **{name: prometheus_name(name, unit, False) for name, (unit, _) in LEVELS.items()},
 }
 
 
+def prometheus_port() -> int | None:
+    """ALERT_TIMING_PROMETHEUS_PORT: serve the metrics for a Prometheus scrape on that loopback port."""
+    raw = os.environ.get("ALERT_TIMING_PROMETHEUS_PORT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SystemExit(f"alert-timing: ALERT_TIMING_PROMETHEUS_PORT={raw!r} is not a port (1-65535)")
+    return int(raw)
+
+
+def _instance_resource(service: str) -> Any:
+    """The service's resource with a ``service.instance.id`` that stays the same when the process
+    restarts in place (the host name: a container's or pod's), so a restart loop shows as the
+    changes of one series, not as new series; OTEL_RESOURCE_ATTRIBUTES may set it instead."""
+    import socket
+
+    from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, OTELResourceDetector, Resource
+
+    given = OTELResourceDetector().detect().attributes
+    attributes: dict[str, Any] = {SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service}
+    if SERVICE_INSTANCE_ID not in given:
+        attributes[SERVICE_INSTANCE_ID] = socket.gethostname()
+    return Resource.create(attributes)
+
+
 def setup_metrics(service: str, reader: Any = None) -> Metrics:
-    """Metrics from the OTEL_* environment, or to a given reader (e.g. in-memory in tests)."""
+    """Metrics from the OTEL_* environment and ALERT_TIMING_PROMETHEUS_PORT, or to a given
+    reader (e.g. in-memory in tests)."""
     names = _exporter_names("METRICS")
-    if reader is None and not names:
+    port = prometheus_port()
+    if reader is None and not names and port is None:
         return Metrics()
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
     readers = [reader] if reader is not None else []
     for name in names if reader is None else []:
@@ -430,19 +524,63 @@ def setup_metrics(service: str, reader: Any = None) -> Metrics:
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
         else:
             raise SystemExit(f"alert-timing: OTEL_METRICS_EXPORTER={name!r} is not one of otlp, console, none")
-    provider = MeterProvider(resource=_resource(service), metric_readers=readers)
+    server = None
+    if port is not None and reader is None:
+        server, prometheus_reader = _prometheus_endpoint(port)
+        readers.append(prometheus_reader)
+    legs = View(instrument_name=LEG_HISTOGRAM, aggregation=ExplicitBucketHistogramAggregation(LEG_BUCKETS_MS))
+    provider = MeterProvider(resource=_instance_resource(service), metric_readers=readers, views=[legs])
     meter = provider.get_meter("alert-timing")
-    metrics = Metrics(provider=provider)
-    for counter, description in COUNTERS.items():
-        metrics.counters[counter] = meter.create_counter(counter, description=description)
-    metrics.histograms["alert_timing.leg"] = meter.create_histogram(
-        "alert_timing.leg", unit="ms", description="leg latency of finished AST records (by leg)")
+    metrics = Metrics(provider=provider, server=server)
+    for counter, (unit, description) in COUNTERS.items():
+        metrics.counters[counter] = meter.create_counter(counter, unit=unit, description=description)
+    metrics.histograms[LEG_HISTOGRAM] = meter.create_histogram(
+        LEG_HISTOGRAM, unit="ms", description="leg latency of complete AST records (by leg, region, category)")
 
     def lag(_: Any) -> list:
         from opentelemetry.metrics import Observation
 
-        return [Observation(v, {"stream": st, "durable": d}) for (st, d), v in metrics.gauges.items()]
+        return [Observation(v, {"stream": st, "durable": d, "service": service})
+                for (st, d), v in metrics.gauges.items()]
 
-    meter.create_observable_gauge("alert_timing.consumer.pending", callbacks=[lag],
+    meter.create_observable_gauge(PENDING_GAUGE, callbacks=[lag], unit="{message}",
                                   description="messages waiting in the service's durable consumer")
+
+    def level_of(name: str) -> Callable[[Any], list]:
+        def observe(_: Any) -> list:
+            from opentelemetry.metrics import Observation
+
+            return [Observation(v, dict(attrs)) for (n, attrs), v in metrics.levels.items() if n == name]
+
+        return observe
+
+    for name, (unit, description) in LEVELS.items():
+        meter.create_observable_gauge(name, callbacks=[level_of(name)], unit=unit, description=description)
+
+    started = time.time()
+
+    def start(_: Any) -> list:
+        from opentelemetry.metrics import Observation
+
+        return [Observation(started, {"service": service})]
+
+    meter.create_observable_gauge(START_GAUGE, callbacks=[start], unit="s",
+                                  description="when this process started (Unix time): its changes count restarts")
     return metrics
+
+
+def _prometheus_endpoint(port: int) -> tuple[Any, Any]:
+    """A Prometheus reader and its HTTP endpoint on 127.0.0.1:<port>/metrics."""
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import REGISTRY, start_http_server
+    except ImportError:
+        raise SystemExit("alert-timing: ALERT_TIMING_PROMETHEUS_PORT needs opentelemetry-exporter-prometheus "
+                         "and prometheus-client (pip install alert-timing installs them)") from None
+    reader = PrometheusMetricReader()
+    try:
+        server, _thread = start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+    except OSError as exc:
+        raise SystemExit(f"alert-timing: ALERT_TIMING_PROMETHEUS_PORT={port}: cannot listen on 127.0.0.1:{port} "
+                         f"({exc.strerror or exc})") from None
+    return server, reader

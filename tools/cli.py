@@ -63,12 +63,20 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 def _traffic_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from alert_timing.simulator.traffic import TrafficConfig
 
+    excluded = tuple(c.strip().upper() for c in args.storm_exclude.split(",") if c.strip())
+    if any(len(c) != 4 or any(ch not in "0123456789ABCDEF" for ch in c) for c in excluded):
+        raise ValueError(f"--storm-exclude {args.storm_exclude!r}: alert codes are 4 hex digits, comma-separated")
+    if args.storm_period <= 0:
+        raise ValueError("--storm-period must be positive")
     return TrafficConfig(
         alerts=args.alerts,
         seed=args.seed,
         malformed_share=args.malformed_share,
         duplicate_share=args.duplicate_share,
         span_ms=int(args.span_hours * 3_600_000),
+        outage_share=args.outage_share,
+        storm_period_ms=int(args.storm_period * 1000),
+        storm_excluded_codes=excluded,
     )
 
 
@@ -80,6 +88,15 @@ def _simulate_args(p: argparse.ArgumentParser, default_alerts: int) -> None:
     p.add_argument("--malformed-share", type=float, default=0.0, help="share of malformed inputs (e.g. 0.01)")
     p.add_argument("--duplicate-share", type=float, default=0.0, help="share of duplicated inputs (e.g. 0.05)")
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for every record (default %(default)s)")
+    p.add_argument("--outage-share", type=float, default=0.002,
+                   help="CSP power-outage notifications per alert (DCC Alert AD1 when 3 min or more; "
+                        "default %(default)s)")
+    p.add_argument("--storm-period", type=float, default=300.0, metavar="S",
+                   help="Alert Storm Protection: identical alerts from one device within S seconds of the one "
+                        "forwarded are throttled (default %(default)s)")
+    p.add_argument("--storm-exclude", default="8F35,8F36", metavar="CODES",
+                   help="alert codes storm protection never throttles, comma-separated (default %(default)s; "
+                        "illustrative: the DSP's own list is configuration)")
 
 
 def print_summary(result, seconds: float) -> None:  # type: ignore[no-untyped-def]
@@ -97,6 +114,8 @@ def print_summary(result, seconds: float) -> None:  # type: ignore[no-untyped-de
     for r in records:
         by_status[r.status] = by_status.get(r.status, 0) + 1
     print(f"  by status          {', '.join(f'{k} {v}' for k, v in sorted(by_status.items()))}")
+    print(f"throttled            {len(traffic.throttled)} (Alert Storm Protection)")
+    print(f"outage notifications {traffic.count('outage')}")
     print(f"rejected             {result.rejected}")
     print(f"15-min reports       {len(result.reports)} windows")
     print(f"wall time            {seconds:.1f} s")
@@ -116,13 +135,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     setup_logging("simulator", "WARNING")
     settings = settings_mod.load(nats_url=args.nats_url)
+    try:
+        config = _traffic_config(args)
+    except ValueError as exc:
+        print(f"alert-timing simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.scenario == "sit":
+        return _simulate_sit(args, settings)
     started = time.perf_counter()
-    result = _run(run_traffic(settings, _traffic_config(args), rate=args.rate, wait_s=args.wait))
+    result = _run(run_traffic(settings, config, rate=args.rate, wait_s=args.wait))
     print_summary(result, time.perf_counter() - started)
     if not result.complete:
         print("not every alert came out within --wait", file=sys.stderr)
         return 1
     return 0
+
+
+def _simulate_sit(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
+    """The SIT scenario: every sample alert, twice per device type, and a pass/fail table."""
+    from alert_timing.simulator.run import run_traffic
+    from alert_timing.simulator.sit import check, format_table, sit_traffic
+    from alert_timing.simulator.traffic import TrafficConfig
+    from shared.csp_notifications import NotificationConfigError
+    from shared.csp_notifications import load as load_notifications
+    from shared.dcc_rules import RuleTable, RuleTableError
+
+    try:
+        traffic, cases = sit_traffic(RuleTable.load(settings.dcc_rules),
+                                     load_notifications(settings.csp_notifications), seed=args.seed)
+    except (RuleTableError, NotificationConfigError) as exc:
+        print(f"alert-timing simulate: {exc}", file=sys.stderr)
+        return 2
+    result = _run(run_traffic(settings, TrafficConfig(alerts=0, seed=args.seed), rate=args.rate,
+                              wait_s=args.wait, traffic=traffic))
+    rows = check(cases, result.records)
+    print(format_table(rows))
+    if not result.complete:
+        print("not every expected record came out within --wait", file=sys.stderr)
+    return 0 if result.complete and all(r.passed for r in rows) else 1
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -136,6 +186,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
     try:
         replicas = parse_replicas(args.replicas)
+        _traffic_config(args)  # the traffic flags, checked before anything starts
         settings = settings_mod.load(nats_url=args.nats_url, data_dir=str(data_dir),
                                      metrics_partitions=args.partitions)
         if settings.metrics_partitions > 1:  # metrics scales by partition: one replica each by default
@@ -275,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "as Service Users, wait for every record, print a summary.")
     _nats_arg(p)
     _simulate_args(p, 10_000)
+    p.add_argument("--scenario", choices=("day", "sit"), default="day",
+                   help="day: a realistic day of traffic (default); sit: every SIT sample alert (AD1, 8F3F, 810D, "
+                        "8F0F, 8F72, and Device Alerts to the ACB raising N39, N53, N54, N62) twice per device type, "
+                        "then a pass/fail table (exit 1 on any fail)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("ingest", help="publish CSP North RNI JSON objects, one per line, as they are",

@@ -4,7 +4,9 @@ opens from disk with no network).
 Charts: end-to-end and per-leg latency distributions; p50/p95/p99 per 15-minute interval;
 volume per interval (outage storms stand out); breakdowns by region, category, alert code
 and DCC alert code; completeness per day (missing HubTimestamp, no handshake, clock skew,
-rejected). Input: the report tables as ``{table: {column: [values]}}`` (see
+rejected); the operational metrics (share within target per leg, owner and region) and the
+worst 15-minute windows. Distributions are drawn as step outlines that drop to zero over
+empty bins. Input: the report tables as ``{table: {column: [values]}}`` (see
 ``alert_timing.report``).
 """
 
@@ -21,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from shared.events import LEGS
 
-__all__ = ["CHARTS", "build_dashboard"]
+__all__ = ["CHARTS", "build_dashboard", "step_outline"]
 
 LEG_TITLES = {
     "hub_to_csp_ms": "Comms Hub → CSP out",
@@ -43,6 +45,8 @@ CHARTS = (
     "alert-codes",
     "dcc-alert-codes",
     "completeness",
+    "operational-metrics",
+    "worst-windows",
 )
 
 _LAYOUT = dict(
@@ -77,6 +81,31 @@ def _histogram(data: dict[str, dict[str, list[Any]]], leg: str) -> tuple[list[fl
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
+def step_outline(lo: list[float], hi: list[float], values: list[float],
+                 floor: float = 0.5) -> tuple[list[float], list[float]]:
+    """The step outline of histogram bins [lo, hi) -> value, for a line on a log axis: each bin
+    is a flat top from ``max(lo, floor)`` to ``hi``; the line starts and ends at zero and drops
+    to zero over every gap between bins (an empty bin), instead of running straight across."""
+    xs: list[float] = []
+    ys: list[float] = []
+    previous_hi: float | None = None
+    for a, b, value in zip(lo, hi, values, strict=True):
+        start = max(a, floor)
+        if previous_hi is None:
+            xs.append(start)
+            ys.append(0.0)
+        elif start > previous_hi * (1 + 1e-9):  # a gap: empty bins between
+            xs += [previous_hi, start]
+            ys += [0.0, 0.0]
+        xs += [start, b]
+        ys += [float(value), float(value)]
+        previous_hi = b
+    if previous_hi is not None:
+        xs.append(previous_hi)
+        ys.append(0.0)
+    return xs, ys
+
+
 def _distribution_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     lo, hi, n = _histogram(data, "end_to_end_ms")
     total = sum(n) or 1
@@ -85,11 +114,7 @@ def _distribution_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
         running += c
         cumulative.append(100.0 * running / total)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    xs: list[float] = []
-    ys: list[int] = []
-    for a, b, c in zip(lo, hi, n):  # a step outline of the bins (bars vanish on a log axis)
-        xs += [max(a, 0.5), b]
-        ys += [c, c]
+    xs, ys = step_outline(lo, hi, [float(c) for c in n])  # bars vanish on a log axis
     fig.add_trace(go.Scatter(x=xs, y=ys, name="alerts per bin", mode="lines", fill="tozeroy",
                              line=dict(color="#264653", width=1), fillcolor="rgba(38,70,83,0.55)",
                              hovertemplate="%{x:.0f} ms: %{y:,} alerts in the bin<extra></extra>"),
@@ -117,10 +142,7 @@ def _legs_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
         if not n:
             continue
         total = sum(n)
-        xs, ys = [], []
-        for a, b, c in zip(lo, hi, n):
-            xs += [max(a, 0.5), b]
-            ys += [100.0 * c / total] * 2
+        xs, ys = step_outline(lo, hi, [100.0 * c / total for c in n])
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=LEG_TITLES[leg],
                                  line=dict(color=PALETTE[i % len(PALETTE)], width=2),
                                  hovertemplate="%{x:.0f} ms: %{y:.2f} % of the leg<extra>" + leg + "</extra>"))
@@ -159,13 +181,16 @@ def _volume_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     x = _col(data, "by_interval", "interval_start")
     alerts = [int(v or 0) for v in _col(data, "by_interval", "alerts")]
     no_hs = [int(v or 0) for v in _col(data, "by_interval", "no_handshake")]
+    throttled = [int(v or 0) for v in _col(data, "by_interval", "throttled")] or [0] * len(alerts)
     rejected = [int(v or 0) for v in _col(data, "by_interval", "rejected")]
-    delivered = [a - b for a, b in zip(alerts, no_hs)]
+    delivered = [a - b - c for a, b, c in zip(alerts, no_hs, throttled)]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=delivered, name="acknowledged or incomplete", mode="lines", stackgroup="a",
                              line=dict(color="#2a9d8f", width=1)))
     fig.add_trace(go.Scatter(x=x, y=no_hs, name="no handshake", mode="lines", stackgroup="a",
                              line=dict(color="#d1495b", width=1)))
+    fig.add_trace(go.Scatter(x=x, y=throttled, name="throttled (storm protection)", mode="lines", stackgroup="a",
+                             line=dict(color="#e9c46a", width=1)))
     fig.add_trace(go.Scatter(x=x, y=rejected, name="rejected inputs", mode="lines", line=dict(color="#6d597a")))
     fig.update_layout(title="Alerts per 15-minute interval (storms, e.g. supply outages, stand out)",
                       hovermode="x unified", **_LAYOUT)
@@ -229,6 +254,7 @@ def _completeness_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     series = (("missing_hub_timestamp", "missing HubTimestamp", "#e9c46a"),
               ("no_handshake", "no handshake", "#d1495b"),
               ("incomplete", "incomplete", "#8d99ae"),
+              ("throttled", "throttled (storm protection)", "#2a9d8f"),
               ("clock_skew", "clock skew", "#6d597a"),
               ("rejected", "rejected inputs", "#264653"),
               ("delivery_without_alert", "delivery without alert", "#f4a261"))
@@ -238,6 +264,70 @@ def _completeness_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     fig.update_layout(title="Completeness per day (counts)", barmode="group", **_LAYOUT)
     fig.update_xaxes(type="category")
     fig.update_yaxes(title="count")
+    return fig
+
+
+REGION_ORDER = ("north", "central", "south", "all")
+REGION_COLOURS = {"north": "#264653", "central": "#2a9d8f", "south": "#e9a23b", "all": "#8d99ae"}
+
+
+def _operational_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
+    """Share within target per leg (owner and target in the label) and region, all categories."""
+    table = data.get("operational_metrics", {})
+    rows = list(zip(*(table.get(c, []) for c in ("leg", "owner", "region", "category", "target_ms", "alerts",
+                                                  "within_target", "share_within_target")), strict=True))
+    rows = [r for r in rows if r[3] == "all"]
+    legs = [leg for leg in LEGS if any(r[0] == leg for r in rows)]
+    label: dict[str, str] = {}
+    for leg, owner, region, _, target, *_ in rows:
+        if region == "all":
+            target_text = f"≤ {int(target):,} ms" if target is not None else "targets vary"
+            label[leg] = f"{LEG_TITLES[leg]}<br>{owner}, {target_text}"
+    fig = go.Figure()
+    for region in REGION_ORDER:
+        by_leg = {r[0]: r for r in rows if r[2] == region}
+        if not by_leg:
+            continue
+        picked = [by_leg.get(leg) for leg in legs]
+        fig.add_trace(go.Bar(
+            x=[label.get(leg, leg) for leg in legs],
+            y=[None if r is None else 100.0 * float(r[7]) for r in picked],
+            customdata=[[0, 0] if r is None else [int(r[6]), int(r[5])] for r in picked],
+            name=region, marker_color=REGION_COLOURS[region],
+            hovertemplate="%{x}<br>" + region + ": %{y:.2f} % within target "
+                          "(%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>"))
+    layout = dict(_LAYOUT)
+    layout["margin"] = dict(l=60, r=30, t=60, b=90)
+    fig.update_layout(title="Share of alerts within target, per leg (owner, target) and region", barmode="group",
+                      **layout)
+    fig.update_yaxes(title="% within target", range=[0, 100])
+    return fig
+
+
+def _worst_windows_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
+    """The 15-minute windows and legs with the lowest share within target."""
+    table = data.get("operational_worst_windows", {})
+    columns = ("interval_start", "leg", "owner", "target_ms", "alerts", "within_target", "share_within_target")
+    rows = list(zip(*(table.get(c, []) for c in columns), strict=True))
+    cells = [
+        [str(r[0]) for r in rows],
+        [LEG_TITLES.get(str(r[1]), str(r[1])) for r in rows],
+        [str(r[2]) for r in rows],
+        ["varies" if r[3] is None else f"{int(r[3]):,}" for r in rows],
+        [f"{int(r[4]):,}" for r in rows],
+        [f"{int(r[4]) - int(r[5]):,}" for r in rows],
+        [f"{100.0 * float(r[6]):.2f} %" for r in rows],
+    ]
+    fig = go.Figure(go.Table(
+        header=dict(values=["window start (UTC)", "leg", "owner", "target (ms)", "alerts", "outside target",
+                            "within target"], fill_color="#1d3557", font=dict(color="white"), align="left"),
+        cells=dict(values=cells, align="left", fill_color="#f3f6f8"),
+        columnwidth=[1.9, 2.2, 1.2, 1.0, 0.8, 1.0, 1.0],
+    ))
+    layout = dict(_LAYOUT)
+    layout["height"] = 120 + 28 * max(len(rows), 1)
+    layout["margin"] = dict(l=20, r=20, t=60, b=20)
+    fig.update_layout(title="Worst 15-minute windows (lowest share within target)", **layout)
     return fig
 
 
@@ -259,6 +349,7 @@ def _summary_html(data: dict[str, dict[str, list[Any]]], sat: dict[str, int] | N
 
     tiles = [
         ("alerts", n("alerts")), ("complete", n("complete")), ("no handshake", f"{n('no_handshake')} ({pct('no_handshake')})"),
+        ("throttled", f"{n('throttled')} ({pct('throttled')})"),
         ("missing HubTimestamp", f"{n('missing_hub_timestamp')} ({pct('missing_hub_timestamp')})"),
         ("clock skew", n("clock_skew")), ("rejected inputs", n("rejected")),
         ("end-to-end p50 / p95 / p99 (ms)", f"{ms('end_to_end_ms_p50')} / {ms('end_to_end_ms_p95')} / {ms('end_to_end_ms_p99')}"),
@@ -295,7 +386,16 @@ th:first-child, td:first-child { text-align: left; } thead th { border-bottom: 1
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
 .grid .chart { margin-bottom: 0; }
 footer { font-size: 12px; color: #55606e; margin-top: 18px; }
+.operational h2 { font-size: 18px; font-weight: 600; margin: 8px 0; }
+.note { font-size: 13px; color: #8a4b08; background: #fff4e0; padding: 6px 10px; border-radius: 4px; }
 @media (max-width: 1100px) { .grid { grid-template-columns: 1fr; } }
+@page { size: A4; margin: 12mm; }
+@media print {
+  body { background: #fff; } main { padding: 0 8px; max-width: none; }
+  .grid { grid-template-columns: 1fr; }
+  .chart, .summary { box-shadow: none; break-inside: avoid; page-break-inside: avoid; }
+  header { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+}
 """
 
 _CHECK = """
@@ -319,7 +419,7 @@ _CHECK = """
 
 
 def build_dashboard(data: dict[str, dict[str, list[Any]]], path: Path, title: str = "Alert throughput timing",
-                    sat: dict[str, int] | None = None) -> Path:
+                    sat: dict[str, int] | None = None, targets_note: str = "") -> Path:
     """Write the dashboard to ``path`` (one HTML file, nothing fetched at view time)."""
     figures = {
         "e2e-distribution": _distribution_figure(data),
@@ -331,6 +431,8 @@ def build_dashboard(data: dict[str, dict[str, list[Any]]], path: Path, title: st
         "dcc-alert-codes": _codes_figure(data, "by_dcc_alert_code", "dcc_alert_code",
                                          "DCC alerts by DCC alert code", False),
         "completeness": _completeness_figure(data),
+        "operational-metrics": _operational_figure(data),
+        "worst-windows": _worst_windows_figure(data),
     }
     config = {"displaylogo": False, "responsive": True}
     parts = []
@@ -340,8 +442,11 @@ def build_dashboard(data: dict[str, dict[str, list[Any]]], path: Path, title: st
                           config=config, default_width="100%")
         first = False
         parts.append(f'<div class="chart" id="box-{name}">{div}</div>')
+    note = f'<p class="note">{html.escape(targets_note)}</p>' if targets_note else ""
+    operational = ('<section class="operational"><h2>Operational metrics: share within target</h2>'
+                   f"{note}{parts[8]}{parts[9]}</section>")
     pairs = [parts[0], parts[1], '<div class="grid">' + parts[4] + parts[6] + "</div>", parts[2], parts[3],
-             parts[5], parts[7]]
+             parts[5], parts[7], operational]
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>

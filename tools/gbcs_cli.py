@@ -2,7 +2,8 @@
 
 ITEM is a GBCS message as hex (spaces allowed) or Base64, or the path of a file
 holding either (or the raw bytes). ``--json`` prints one JSON object per ITEM,
-one per line, with the keys of :data:`JSON_KEYS` in that order; ``error`` is
+one per line, with the keys of :data:`JSON_KEYS` in that order (``pre_command``
+is true for an unsigned pre-command, which has no signature length); ``error`` is
 null, or the reason the ITEM could not be decoded (all other keys null then).
 Exit status: 0 when every ITEM decoded, 1 when any failed.
 """
@@ -31,6 +32,7 @@ JSON_KEYS: Final = (
     "alert_time",
     "mac_header",
     "encrypted",
+    "pre_command",
     "error",
 )
 _MAX_FILE_BYTES: Final = 16 * 1024 * 1024
@@ -54,7 +56,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "decode",
         help="decode GBCS messages given as hex, Base64 or files",
         description=(
-            "Decode GBCS messages and show the header fields, alert code and alert time. "
+            "Decode GBCS messages (alerts, responses, commands and unsigned pre-commands) and show "
+            "the header fields, alert code and alert time. "
             "Exit status 0 when every ITEM decoded, 1 when any failed."
         ),
     )
@@ -160,6 +163,7 @@ def _json_record(message: GbcsMessage | None, error: str | None) -> dict[str, An
         "alert_time": format_time(message.alert_time),
         "mac_header": message.mac_header,
         "encrypted": message.encrypted,
+        "pre_command": message.pre_command,
         "error": None,
     }
 
@@ -179,6 +183,7 @@ def _text_block(index: int, item: str, message: GbcsMessage | None, error: str |
         ("alert_time", format_time(message.alert_time) or "-"),
         ("mac_header", "yes" if message.mac_header else "no"),
         ("encrypted", "yes" if message.encrypted else "no"),
+        ("pre_command", "yes (unsigned, no signature length)" if message.pre_command else "no"),
     ]
     lines.extend(f"  {label:<19} {value}" for label, value in rows)
     return "\n".join(lines) + "\n"

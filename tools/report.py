@@ -15,14 +15,27 @@ from the JSON window reports (they are not records).
 
 Writes to OUTDIR: ``summary.csv``, ``by_region.csv``, ``by_category.csv``,
 ``by_alert_code.csv``, ``by_dcc_alert_code.csv``, ``by_day.csv``, ``by_interval.csv``
-(15 minutes), ``completeness.csv`` (per day), ``latency_histogram.csv`` and the Q&A
-dashboard ``index.html``; with ``--sat FILE`` (CSV with columns response_id,time) also
-``sat_missing_in_ast.csv`` and ``ast_missing_in_sat.csv``.
+(15 minutes), ``completeness.csv`` (per day), ``latency_histogram.csv``,
+``operational_metrics.csv`` and ``operational_worst_windows.csv`` (share within target, see
+below) and the Q&A dashboard ``index.html``; with ``--sat FILE`` (CSV with columns
+response_id,time) also ``sat_missing_in_ast.csv`` and ``ast_missing_in_sat.csv``; with
+``--pdf`` also ``report.pdf``, the dashboard printed by headless Chromium.
+
+Operational metrics, in the style of the DCC's performance measures: per leg, the share of
+alerts within the leg's target (``--targets FILE``, else ``ALERT_TIMING_TARGETS``, else the
+packaged illustrative ``shared/targets.toml``), by owner, region and category (``all`` rows
+too). A leg counts an alert where it was measured (not null, not negative); a ``no_handshake``
+record also counts for the legs that end at the handshake (``su_handshake_ms``,
+``end_to_end_ms``) and is never within target there.
+
+Every latency figure (percentiles, histograms, operational metrics) reads only the records that
+:data:`LATENCY_ROWS` admits: throttled deliveries are not latencies.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -34,9 +47,11 @@ from typing import Any
 import msgspec
 
 from shared.events import LEGS
+from shared.targets import Targets, TargetsError, load_targets
 from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
 
-__all__ = ["ReportError", "add_parser", "main", "month_bounds", "run", "select_files", "window_partitions"]
+__all__ = ["HANDSHAKE_LEGS", "LATENCY_ROWS", "TARGETS_ENV", "ReportError", "add_parser", "main", "measured",
+           "month_bounds", "operational_sql", "period_label", "run", "select_files", "window_partitions"]
 
 #: ``ast_<window>[_p<partition>]_r<revision>.<kind>``; no partition: the single-partition default
 #: (read as partition 0).
@@ -46,6 +61,13 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99)
 #: SAT and AST times differ a little: look this far beyond the period for the other side.
 SAT_MARGIN_MS = 3_600_000
 HISTOGRAM_BINS_PER_DECADE = 20
+#: The one place that says which records have latencies: a throttled delivery (the DSP discarded
+#: it under alert storm protection) was never meant to reach a Service User.
+LATENCY_ROWS = "status <> 'throttled'"
+#: Legs that end at the Service User's handshake: a record without one fails their target.
+HANDSHAKE_LEGS = ("su_handshake_ms", "end_to_end_ms")
+TARGETS_ENV = "ALERT_TIMING_TARGETS"
+WORST_WINDOWS = 20
 
 
 class ReportError(Exception):
@@ -68,6 +90,11 @@ def month_bounds(month: str) -> tuple[int, int]:
     start = datetime(year, mon, 1, tzinfo=UTC)
     end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
     return to_ms(start), to_ms(end)
+
+
+def period_label(month: str | None, start_ms: int, end_ms: int) -> str:
+    """The ``period`` column: ``YYYY-MM`` for a month, else the ISO 8601 interval ``start/end``."""
+    return month if month else f"{format_iso(start_ms)}/{format_iso(end_ms)}"
 
 
 def _period(args: argparse.Namespace) -> tuple[int, int]:
@@ -183,12 +210,19 @@ class _Progress:
         self.last = now
 
 
+def measured(leg: str) -> str:
+    """SQL: the record has a usable latency for ``leg`` (measured, not clock skew, not throttled)."""
+    if leg not in LEGS:
+        raise ValueError(f"unknown leg {leg!r}")
+    return f"({leg} >= 0 AND {LATENCY_ROWS})"
+
+
 def _leg_columns() -> str:
     parts = []
     for leg in LEGS:
-        parts.append(f"count({leg}) FILTER (WHERE {leg} >= 0) AS {leg}_count")
-        parts.append(f"quantile_cont({leg}, {list(QUANTILES)}) FILTER (WHERE {leg} >= 0) AS {leg}_q")
-        parts.append(f"max({leg}) FILTER (WHERE {leg} >= 0) AS {leg}_max")
+        parts.append(f"count({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_count")
+        parts.append(f"quantile_cont({leg}, {list(QUANTILES)}) FILTER (WHERE {measured(leg)}) AS {leg}_q")
+        parts.append(f"max({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_max")
     return ",\n       ".join(parts)
 
 
@@ -206,6 +240,7 @@ COUNTS = """count(*) AS alerts,
        count(*) FILTER (WHERE status = 'complete') AS complete,
        count(*) FILTER (WHERE status = 'no_handshake') AS no_handshake,
        count(*) FILTER (WHERE status = 'incomplete') AS incomplete,
+       count(*) FILTER (WHERE status = 'throttled') AS throttled,
        count(*) FILTER (WHERE missing_hub) AS missing_hub_timestamp,
        count(*) FILTER (WHERE clock_skew) AS clock_skew"""
 
@@ -219,7 +254,7 @@ def _grouped(keys: Sequence[tuple[str, str]], where: str = "", extra: Sequence[t
     group = f"GROUP BY {names}" if keys else ""
     order = f"ORDER BY {names}" if keys else ""
     return f"""
-SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete,
+SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete, throttled,
        missing_hub_timestamp, clock_skew, {_leg_outputs()}
 FROM (
     SELECT {inner_keys}{inner_extra}
@@ -233,6 +268,50 @@ FROM (
 
 INTERVAL = "time_bucket(INTERVAL 15 MINUTE, dsp_received)"
 DAY = "strftime(dsp_received, '%Y-%m-%d')"
+
+
+def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
+    """SQL of the operational metrics over table ``ast`` and table ``targets`` (leg, owner,
+    region, category, target_ms): ``op_legs`` (one row per record and leg that counts),
+    ``operational_metrics`` and ``operational_worst_windows`` (the 15-minute windows and legs
+    with the lowest share within target, ties by more alerts outside it)."""
+    if not legs:
+        raise ValueError("operational metrics need at least one leg with a target")
+    values = []
+    for leg in legs:
+        counts = measured(leg)
+        if leg in HANDSHAKE_LEGS:
+            counts = f"({counts} OR status = 'no_handshake')"
+        values.append(f"SELECT '{leg}' AS leg, region, category, {INTERVAL} AS interval_ts,\n"
+                      f"       CASE WHEN {measured(leg)} THEN {leg} END AS ms\nFROM ast WHERE {counts}")
+    order = "list_position([" + ", ".join(f"'{leg}'" for leg in LEGS) + "], leg)"
+    share = "round(count(*) FILTER (WHERE within) / count(*), 6)"
+    quoted = period.replace("'", "''")
+    return {
+        "op_legs": f"""
+SELECT v.leg, t.owner, v.region, v.category, v.interval_ts, t.target_ms, coalesce(v.ms <= t.target_ms, false) AS within
+FROM ({' UNION ALL '.join(values)}) v
+JOIN targets t ON t.leg = v.leg AND t.region = v.region AND t.category = v.category""",
+        "operational_metrics": f"""
+SELECT '{quoted}' AS period, leg, owner,
+       CASE WHEN grouping(region) = 1 THEN 'all' ELSE region END AS region,
+       CASE WHEN grouping(category) = 1 THEN 'all' ELSE category END AS category,
+       CASE WHEN min(target_ms) = max(target_ms) THEN min(target_ms) END AS target_ms,
+       count(*) AS alerts, count(*) FILTER (WHERE within) AS within_target,
+       {share} AS share_within_target
+FROM op_legs
+GROUP BY GROUPING SETS ((leg, owner, region, category), (leg, owner, region), (leg, owner, category), (leg, owner))
+ORDER BY {order}, grouping(region), region, grouping(category), category""",
+        "operational_worst_windows": f"""
+SELECT {_iso_col('interval_ts')} AS interval_start, leg, owner,
+       CASE WHEN min(target_ms) = max(target_ms) THEN min(target_ms) END AS target_ms,
+       count(*) AS alerts, count(*) FILTER (WHERE within) AS within_target,
+       {share} AS share_within_target
+FROM op_legs
+GROUP BY interval_ts, leg, owner
+ORDER BY share_within_target, alerts - within_target DESC, interval_start, {order}
+LIMIT {WORST_WINDOWS}""",
+    }
 
 
 def _iso_col(expr: str) -> str:
@@ -263,9 +342,17 @@ def _table_data(con: Any, table: str) -> dict[str, list[Any]]:
 
 
 def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None = None,
-                 progress: bool = True) -> dict[str, Any]:
-    """Compute everything, write the CSVs and the dashboard; return paths and headline counts."""
+                 progress: bool = True, *, targets: Targets | None = None, period: str | None = None,
+                 pdf: bool = False) -> dict[str, Any]:
+    """Compute everything, write the CSVs and the dashboard (and ``report.pdf`` when ``pdf``);
+    return paths and headline counts. ``targets``: the packaged defaults when None; ``period``:
+    the ``period`` column of the operational metrics (default: the ISO 8601 interval)."""
     import duckdb
+
+    if targets is None:
+        targets = load_targets()
+    if period is None:
+        period = period_label(None, start_ms, end_ms)
 
     say = _Progress(progress)
     data_dir = Path(data_dir)
@@ -273,14 +360,14 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
         raise ReportError(f"no such data directory: {data_dir}", 2)
     if sat is not None and not Path(sat).is_file():
         raise ReportError(f"no such SAT file: {sat}", 2)
-    period = f"{format_iso(start_ms)} to {format_iso(end_ms)}"
+    period_text = f"{format_iso(start_ms)} to {format_iso(end_ms)}"
     parquet, reports = select_files(data_dir, start_ms, end_ms)
     if not parquet:
-        raise ReportError(f"no AST data in {data_dir / 'ast'} for {period}")
+        raise ReportError(f"no AST data in {data_dir / 'ast'} for {period_text}")
     by_window = window_partitions(parquet)
     partitions = set().union(*by_window.values())
     say(f"{len(by_window):,} windows, {len(parquet):,} window files (latest revisions"
-        + (f", {len(partitions)} partitions" if len(partitions) > 1 else "") + f") for {period}")
+        + (f", {len(partitions)} partitions" if len(partitions) > 1 else "") + f") for {period_text}")
     gaps = sorted(w for w, held in by_window.items() if held != partitions)
     if gaps:  # said, not hidden: a partition reports from its own first event, or has not closed it yet
         say(f"{len(gaps):,} windows have files from only some partitions (first {gaps[0]})")
@@ -309,7 +396,7 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     except duckdb.Error as exc:
         raise ReportError(f"cannot read the AST Parquet files: {exc}") from None
     if not records:
-        raise ReportError(f"no AST records in {data_dir / 'ast'} for {period}")
+        raise ReportError(f"no AST records in {data_dir / 'ast'} for {period_text}")
     say(f"{records:,} records loaded")
 
     import pyarrow as pa
@@ -382,6 +469,7 @@ ORDER BY interval_start""")
     make("completeness", """
 SELECT day, coalesce(alerts, 0) AS alerts, coalesce(missing_hub_timestamp, 0) AS missing_hub_timestamp,
        coalesce(no_handshake, 0) AS no_handshake, coalesce(incomplete, 0) AS incomplete,
+       coalesce(throttled, 0) AS throttled,
        coalesce(clock_skew, 0) AS clock_skew, rejected, service_responses_seen,
        delivery_without_alert,
        round(100.0 * missing_hub_timestamp / nullif(alerts, 0), 3) AS missing_hub_timestamp_pct,
@@ -393,7 +481,7 @@ FROM by_day ORDER BY day""")
         hist_parts.append(f"""
 SELECT '{leg}' AS leg, CASE WHEN {leg} = 0 THEN -1 ELSE floor(log10({leg}) * {HISTOGRAM_BINS_PER_DECADE}) END AS b,
        count(*) AS n
-FROM ast WHERE {leg} >= 0 GROUP BY ALL""")
+FROM ast WHERE {measured(leg)} GROUP BY ALL""")
     make("latency_histogram", f"""
 SELECT leg,
        CASE WHEN b < 0 THEN 0 ELSE round(pow(10, b / {HISTOGRAM_BINS_PER_DECADE}), 3) END AS ms_from,
@@ -402,6 +490,19 @@ SELECT leg,
 FROM ({' UNION ALL '.join(hist_parts)})
 ORDER BY leg, ms_from""")
     say("completeness and distributions")
+
+    target_rows = targets.rows()
+    con.register("targets_src", pa.table({
+        "leg": [r[0] for r in target_rows], "owner": [r[1] for r in target_rows],
+        "region": [r[2] for r in target_rows], "category": [r[3] for r in target_rows],
+        "target_ms": pa.array([r[4] for r in target_rows], pa.int64()),
+    }))
+    con.execute("CREATE TEMP TABLE targets AS SELECT * FROM targets_src")
+    op = operational_sql(period, [t.leg for t in targets.legs])
+    con.execute(f"CREATE TEMP TABLE op_legs AS {op['op_legs']}")
+    make("operational_metrics", op["operational_metrics"])
+    make("operational_worst_windows", op["operational_worst_windows"])
+    say("operational metrics" + (" (illustrative targets)" if targets.illustrative else f" ({targets.source})"))
 
     sat_result: dict[str, int] = {}
     if sat is not None:
@@ -412,11 +513,24 @@ ORDER BY leg, ms_from""")
 
     data = {name: _table_data(con, name) for name in ("summary", "by_region", "by_category", "by_alert_code",
                                                       "by_dcc_alert_code", "by_day", "by_interval",
-                                                      "completeness", "latency_histogram")}
-    html = build_dashboard(data, out_dir / "index.html", title=f"Alert throughput timing, {period}", sat=sat_result)
+                                                      "completeness", "latency_histogram", "operational_metrics",
+                                                      "operational_worst_windows")}
+    targets_note = (f"Targets: {targets.source}" + (" — ILLUSTRATIVE: public sources give no alert targets; "
+                                                     "set --targets or ALERT_TIMING_TARGETS to the operator's file."
+                                                     if targets.illustrative else ""))
+    html = build_dashboard(data, out_dir / "index.html", title=f"Alert throughput timing, {period_text}",
+                           sat=sat_result, targets_note=targets_note)
     written.append(html)
     say("dashboard")
     con.close()
+    if pdf:
+        from alert_timing.pdf import PdfError, print_pdf
+
+        try:
+            written.append(print_pdf(html, out_dir / "report.pdf"))
+        except PdfError as exc:
+            raise ReportError(str(exc)) from None
+        say("report.pdf")
     return {"records": records, "windows": len(by_window), "partitions": sorted(partitions), "paths": written,
             "sat": sat_result}
 
@@ -498,8 +612,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "report",
         help="DS&A: exact statistics for a month or period, CSVs and the Q&A dashboard",
         description="Read the AST files (latest revisions) with DuckDB and write exact statistics by region, "
-                    "category, alert code, DCC alert code, day and 15-minute interval, completeness, and the "
-                    "self-contained Q&A dashboard (index.html). --sat cross-checks against SAT entries.",
+                    "category, alert code, DCC alert code, day and 15-minute interval, completeness, the "
+                    "operational metrics (operational_metrics.csv: share of alerts within target per leg, "
+                    "owner, region and category) and the self-contained Q&A dashboard (index.html). "
+                    "--sat cross-checks against SAT entries; --pdf also prints the dashboard to report.pdf.",
     )
     p.add_argument("--data-dir", required=True, help="the metrics data directory (holding ast/date=YYYY-MM-DD/)")
     p.add_argument("--month", help="a calendar month, YYYY-MM (UTC)")
@@ -507,6 +623,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="ISO", help="period end, ISO 8601 (exclusive)")
     p.add_argument("--out", required=True, help="directory for the CSVs and index.html")
     p.add_argument("--sat", metavar="FILE", help="CSV of SAT entries (response_id,time) to cross-check")
+    p.add_argument("--targets", metavar="FILE",
+                   help=f"TOML file of leg targets for operational_metrics.csv (default: ${TARGETS_ENV}, "
+                        "else the packaged illustrative targets, shared/targets.toml)")
+    p.add_argument("--pdf", action="store_true",
+                   help="also write report.pdf, the dashboard printed by headless Chromium "
+                        "(/usr/bin/chromium; `make chromium` installs it)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p
@@ -515,8 +637,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     try:
         start, end = _period(args)
+        targets_file = args.targets or os.environ.get(TARGETS_ENV) or None
+        try:
+            targets = load_targets(targets_file)
+        except TargetsError as exc:
+            raise ReportError(str(exc), 2) from None
         result = build_report(Path(args.data_dir), start, end, Path(args.out),
-                              Path(args.sat) if args.sat else None, progress=not args.quiet)
+                              Path(args.sat) if args.sat else None, progress=not args.quiet,
+                              targets=targets, period=period_label(args.month, start, end), pdf=args.pdf)
     except ReportError as exc:
         print(f"alert-timing report: {exc}", file=sys.stderr)
         return exc.code

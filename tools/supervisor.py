@@ -67,6 +67,11 @@ class Supervisor:
 
     def start_service(self, name: str, index: int = 0, **extra: str) -> subprocess.Popen:
         key = f"{name}-{index}"
+        base = self.env().get("ALERT_TIMING_PROMETHEUS_PORT", "")
+        if base.isdigit() and "ALERT_TIMING_PROMETHEUS_PORT" not in extra:
+            # one scrape port per process: the given one for the first, the next ones after it
+            ordinal = list(self.launched).index(key) if key in self.launched else len(self.launched)
+            extra["ALERT_TIMING_PROMETHEUS_PORT"] = str(int(base) + ordinal)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{key}.log", "ab") as log:  # the child keeps its own copy
             proc = subprocess.Popen([sys.executable, "-m", "alert_timing.cli", "service", name],

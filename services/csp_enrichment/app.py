@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
-from services.csp_enrichment.core import STAGE, enrich
+from services.csp_enrichment.core import STAGE, enrich, pass_on
 from services.runtime.envelopes import events_of
 from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
-from shared.events import AlertCaptured, AlertEnriched, RejectedInput
+from shared.events import AlertCaptured, AlertEnriched, OutageNotified, RejectedInput
 from shared.settings import Settings
 from shared.telemetry import Tracing, log_rejected, setup_tracing
 
@@ -19,6 +19,9 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
 
     def handle(batch: list[Inbound], out: Emitter) -> None:
         for msg, event in events_of(batch, STAGE, out):
+            if isinstance(event, OutageNotified):  # no GBCS inside: on to dsp-mapping as it is
+                out.event(s.ENRICHED, pass_on(event))
+                continue
             if not isinstance(event, AlertCaptured):
                 continue
             result = enrich(event, offset)

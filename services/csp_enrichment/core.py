@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import binascii
 
+import msgspec
+
 from shared import gbcs
 from shared import subjects as s
 from shared.events import (
@@ -11,6 +13,7 @@ from shared.events import (
     FLAG_CSP_RECEIVED_MAPPED,
     AlertCaptured,
     AlertEnriched,
+    OutageNotified,
     RejectedInput,
     ServiceResponseSeen,
     encoder,
@@ -66,6 +69,13 @@ def enrich(event: AlertCaptured, csp_north_offset_ms: int = 0) -> AlertEnriched 
         flags=tuple(flags),
         trace=event.trace,
     )
+
+
+def pass_on(event: OutageNotified) -> OutageNotified:
+    """A power-outage notification carries the CSP's own times and no GBCS: it goes on to
+    dsp-mapping unchanged, under an id of this stage (its envelope must not look like a copy
+    of the captured one to JetStream's de-duplication)."""
+    return msgspec.structs.replace(event, event_id=f"enr:{event.region}:outage:{event.response_id}")
 
 
 def _reject(event: AlertCaptured, reason: str, message: str) -> RejectedInput:

@@ -9,12 +9,21 @@ from __future__ import annotations
 import msgspec
 import structlog
 
-from services.dsp_mapping.core import STAGE, clock_tick, deliveries, delivery_attempt, notice
+from services.dsp_mapping.core import (
+    DCC_ALERT_CODES,
+    STAGE,
+    clock_tick,
+    deliveries,
+    delivery_attempt,
+    notice,
+    outage_deliveries,
+)
 from services.runtime.envelopes import events_of
 from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
+from shared.csp_notifications import load as load_notifications
 from shared.dcc_rules import RuleTable
-from shared.events import AlertEnriched, ClockTick, DeliveryAttempted, encoder
+from shared.events import AlertEnriched, ClockTick, DeliveryAttempted, DeliveryExpected, OutageNotified, encoder
 from shared.settings import Settings
 from shared.telemetry import Tracing, log_rejected, setup_tracing, trace_fields
 
@@ -23,17 +32,26 @@ log = structlog.get_logger()
 
 def build(settings: Settings, tracing: Tracing | None = None) -> Service:
     rules = RuleTable.load(settings.dcc_rules)
+    outage = load_notifications(settings.csp_notifications)
+    dcc_codes = DCC_ALERT_CODES | {outage.dcc_alert_code}
     partitions = settings.metrics_partitions
     tracing = tracing or setup_tracing(STAGE)
 
     def handle_alerts(batch: list[Inbound], out: Emitter) -> None:
         for msg, event in events_of(batch, STAGE, out):
-            if not isinstance(event, AlertEnriched):
+            made: list[DeliveryExpected]
+            if isinstance(event, OutageNotified):
+                made = outage_deliveries(event, outage)
+                if not made:
+                    log.debug("power outage too short for a DCC alert", response_id=event.response_id,
+                              outage_duration_s=event.outage_duration_s, **trace_fields(event.trace))
+            elif isinstance(event, AlertEnriched):
+                made, flags = deliveries(event, rules)
+                if flags:
+                    log.debug("alert to the ACB raises no DCC alert", response_id=event.response_id,
+                              alert_code=event.alert_code, subject=msg.subject, **trace_fields(event.trace))
+            else:
                 continue
-            made, flags = deliveries(event, rules)
-            if flags:
-                log.debug("alert to the ACB raises no DCC alert", response_id=event.response_id,
-                          alert_code=event.alert_code, subject=msg.subject, **trace_fields(event.trace))
             for expected in made:
                 if tracing.enabled:  # one span per delivery: the DCC alerts are children of the device alert
                     expected = msgspec.structs.replace(expected, trace=tracing.step(
@@ -54,7 +72,7 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
                     out.event(s.CLOCK, event)
                     continue
             else:
-                event = delivery_attempt(msg, settings)
+                event = delivery_attempt(msg, settings, dcc_codes)
                 if isinstance(event, DeliveryAttempted):
                     parent = msg.headers.get("traceparent")
                     if parent and tracing.enabled:  # the delivery side handed the context back

@@ -4,7 +4,10 @@
   delivered as is (``delivery_id == response_id``); an alert to the Access Control Broker
   raises the DCC alerts the rule table names, each its own delivery
   (``<responseId>:<code>:<n>``) that keeps the parent's ``response_id``.
-- ``delivery_attempt``: one line of the DSP delivery log, validated.
+- ``outage_deliveries``: a CSP's power-outage notification -> DCC Alert AD1 to the network
+  operator (``<notificationId>:AD1:1``) when the outage lasted long enough, else nothing.
+- ``delivery_attempt``: one line of the DSP delivery log, validated (outcome
+  ``throttled``: discarded under Alert Storm Protection, never passed to the Service User).
 - ``clock_tick``: the DSP gateway's clock heartbeat.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 from services.runtime.service import Inbound
 from services.runtime.validation import InvalidInput, reject, json_object, optional_text, text_field, timestamp
 from shared import subjects as s
+from shared.csp_notifications import PowerOutageShape
 from shared.dcc_rules import RuleTable
 from shared.events import (
     FLAG_NO_DCC_RULE,
@@ -22,14 +26,17 @@ from shared.events import (
     DeliverNotice,
     DeliveryAttempted,
     DeliveryExpected,
+    OutageNotified,
     RejectedInput,
 )
 from shared.gbcs import ACB_EUI
 from shared.settings import Settings
 
 STAGE = s.DSP_MAPPING
-DCC_ALERT_CODES = frozenset({"N39", "N53", "N54", "N62"})
-OUTCOMES = frozenset({"acknowledged", "failed"})
+DCC_ALERT_CODES = frozenset({"N39", "N53", "N54", "N62", "AD1"})
+OUTCOMES = frozenset({"acknowledged", "failed", "throttled"})
+#: The largest ``throttledAlertCount`` taken as true (an unsigned 32-bit count).
+MAX_THROTTLED_COUNT = 2**32 - 1
 
 
 def deliveries(alert: AlertEnriched, rules: RuleTable) -> tuple[list[DeliveryExpected], list[str]]:
@@ -71,6 +78,34 @@ def _expected(alert: AlertEnriched, delivery_id: str, category: str, dcc_code: s
     )
 
 
+def outage_deliveries(note: OutageNotified, shape: PowerOutageShape) -> list[DeliveryExpected]:
+    """The DCC Alert a power-outage notification raises: one, when the outage lasted at least
+    ``shape.min_duration_s``; none for a shorter one."""
+    if note.outage_duration_s < shape.min_duration_s:
+        return []
+    delivery_id = f"{note.response_id}:{shape.dcc_alert_code}:1"
+    return [DeliveryExpected(
+        event_id=f"exp:{delivery_id}",
+        delivery_id=delivery_id,
+        response_id=note.response_id,
+        region=note.region,
+        comms_hub_id=note.comms_hub_id,
+        category="dcc_alert",
+        alert_code=None,
+        dcc_alert_code=shape.dcc_alert_code,
+        message_code=None,
+        originator=None,
+        recipient=shape.service_user,
+        service_user_id=shape.service_user,
+        device_alert_time=None,
+        chf_received=note.chf_received,
+        csp_received=note.csp_received,
+        csp_sent=note.csp_sent,
+        dsp_received=note.dsp_received,
+        trace=note.trace,
+    )]
+
+
 def notice(expected: DeliveryExpected) -> DeliverNotice:
     return DeliverNotice(
         delivery_id=expected.delivery_id,
@@ -80,34 +115,56 @@ def notice(expected: DeliveryExpected) -> DeliverNotice:
     )
 
 
-def delivery_attempt(msg: Inbound, settings: Settings) -> DeliveryAttempted | RejectedInput:
+def delivery_attempt(msg: Inbound, settings: Settings,
+                     dcc_alert_codes: frozenset[str] = DCC_ALERT_CODES) -> DeliveryAttempted | RejectedInput:
     try:
         obj = json_object(msg.data, max_bytes=settings.max_message_bytes, max_depth=settings.max_json_depth)
         delivery_id = text_field(obj, "deliveryId", max_len=160)
         dcc_code = optional_text(obj, "dccAlertCode")
-        if dcc_code is not None and dcc_code not in DCC_ALERT_CODES:
-            raise InvalidInput("bad_field", f"`dccAlertCode` {dcc_code!r:.20} is not one of {sorted(DCC_ALERT_CODES)}")
+        if dcc_code is not None and dcc_code not in dcc_alert_codes:
+            raise InvalidInput("bad_field", f"`dccAlertCode` {dcc_code!r:.20} is not one of {sorted(dcc_alert_codes)}")
         outcome = obj.get("outcome")
         if outcome not in OUTCOMES:
-            raise InvalidInput("bad_field", f"`outcome` must be one of {sorted(OUTCOMES)}")
-        passed = timestamp(obj, "suPassedTimestamp", required=True)
-        acknowledged = timestamp(obj, "suAcknowledgedTimestamp", required=False)
+            raise InvalidInput("bad_outcome", f"`outcome` {outcome!r:.30} is not one of {sorted(OUTCOMES)}")
+        count = throttled_count(obj)
+        if outcome == "throttled":
+            # Discarded by storm protection: never passed, so no SU times; and not forwarded,
+            # so no count of alerts held back either.
+            for name in ("suPassedTimestamp", "suAcknowledgedTimestamp", "throttledAlertCount"):
+                if obj.get(name) is not None:
+                    raise InvalidInput("bad_field", f"`{name}` must be null when outcome is throttled")
+            passed = acknowledged = None
+        else:
+            passed = timestamp(obj, "suPassedTimestamp", required=True)
+            acknowledged = timestamp(obj, "suAcknowledgedTimestamp", required=False)
         if outcome == "acknowledged" and acknowledged is None:
             raise InvalidInput("missing_field", "`suAcknowledgedTimestamp` is required when outcome is acknowledged")
         if outcome == "failed":
             acknowledged = None
         return DeliveryAttempted(
-            event_id=f"att:{delivery_id}:{passed}:{outcome}",
+            event_id=f"att:{delivery_id}:{passed}:{outcome}" + ("" if count is None else f":{count}"),
             delivery_id=delivery_id,
             response_id=text_field(obj, "responseId"),
             dcc_alert_code=dcc_code,
             service_user_id=text_field(obj, "serviceUserId"),
-            su_passed=passed,  # type: ignore[arg-type]
+            su_passed=passed,
             su_acknowledged=acknowledged,
             outcome=outcome,  # type: ignore[arg-type]
+            throttled_count=count,
         )
     except InvalidInput as exc:
         return reject(msg, exc.reason, str(exc), stage=STAGE)
+
+
+def throttled_count(obj: dict[str, object]) -> int | None:
+    """``throttledAlertCount``: absent or null, or a whole number from 0 to 2^32 - 1."""
+    value = obj.get("throttledAlertCount")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_THROTTLED_COUNT:
+        raise InvalidInput("bad_throttled_count", "`throttledAlertCount` must be a whole number from 0 to "
+                           f"{MAX_THROTTLED_COUNT}, got {value!r:.30}")
+    return value
 
 
 def clock_tick(msg: Inbound, settings: Settings) -> ClockTick | RejectedInput:

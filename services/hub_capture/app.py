@@ -7,6 +7,7 @@ import msgspec
 from services.hub_capture.core import capture
 from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
+from shared.csp_notifications import load as load_notifications
 from shared.events import RejectedInput
 from shared.settings import Settings
 from shared.telemetry import Tracing, log_rejected, setup_tracing
@@ -14,10 +15,11 @@ from shared.telemetry import Tracing, log_rejected, setup_tracing
 
 def build(settings: Settings, tracing: Tracing | None = None) -> Service:
     tracing = tracing or setup_tracing(s.HUB_CAPTURE)
+    outage = load_notifications(settings.csp_notifications)
 
     def handle(batch: list[Inbound], out: Emitter) -> None:
         for msg in batch:
-            event = capture(msg, settings)
+            event = capture(msg, settings, outage)
             if isinstance(event, RejectedInput):
                 log_rejected(event)
                 out.rejected(event)

@@ -1,4 +1,5 @@
-"""Pure core of hub-capture: one inbound CSP message -> AlertCaptured or RejectedInput."""
+"""Pure core of hub-capture: one inbound CSP message -> AlertCaptured, OutageNotified (a CSP's
+power-outage notification, on any feed) or RejectedInput."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from services.runtime.validation import (
     timestamp,
 )
 from shared import subjects as s
-from shared.events import AlertCaptured, RejectedInput
+from shared.csp_notifications import PowerOutageShape
+from shared.events import AlertCaptured, OutageNotified, RejectedInput
 from shared.settings import Settings
 from shared.timefmt import TimestampError, parse_csp
 
@@ -30,13 +32,21 @@ FEED_FIELDS = {
 }
 
 
-def capture(msg: Inbound, settings: Settings) -> AlertCaptured | RejectedInput:
+DEFAULT_OUTAGE_SHAPE = PowerOutageShape()
+#: The longest outage a notification may state (a year): beyond it the figure is not believable.
+MAX_OUTAGE_S = 366 * 86_400
+
+
+def capture(msg: Inbound, settings: Settings,
+            outage: PowerOutageShape = DEFAULT_OUTAGE_SHAPE) -> AlertCaptured | OutageNotified | RejectedInput:
     region = s.IN_CSP.get(msg.subject)
     try:
         if region is None:
             raise InvalidInput("unknown_subject", f"no CSP feed is published on {msg.subject}")
         obj = json_object(msg.data, max_bytes=settings.max_message_bytes, max_depth=settings.max_json_depth)
         dsp_received, source = dsp_received_of(msg)
+        if outage.is_notification(obj):
+            return _outage(obj, msg, region, dsp_received, source, outage)
         if region == "north":
             return _north(obj, msg, dsp_received, source, settings)
         return _feed(obj, msg, region, dsp_received, source, settings)
@@ -87,3 +97,31 @@ def _feed(obj: dict[str, Any], msg: Inbound, region: str, dsp_received: int, sou
     )
 
 
+def _outage(obj: dict[str, Any], msg: Inbound, region: str, dsp_received: int, source: str,
+            shape: PowerOutageShape) -> OutageNotified:
+    kind = obj.get(shape.type_field)
+    if kind != shape.type_value:
+        raise InvalidInput("bad_notification",
+                           f"`{shape.type_field}` {kind!r:.40} is not a known notification ({shape.type_value!r})")
+    notification_id = text_field(obj, shape.id_field)
+    duration = obj.get(shape.duration_field)
+    if duration is None:
+        raise InvalidInput("missing_field", f"`{shape.duration_field}` is missing")
+    if isinstance(duration, bool) or not isinstance(duration, int) or not 0 <= duration <= MAX_OUTAGE_S:
+        raise InvalidInput("bad_notification", f"`{shape.duration_field}` must be whole seconds from 0 to "
+                           f"{MAX_OUTAGE_S}, got {duration!r:.40}")
+    return OutageNotified(
+        event_id=f"cap:{region}:outage:{notification_id}",
+        response_id=notification_id,
+        region=region,  # type: ignore[arg-type]
+        comms_hub_id=comms_hub_id(obj),
+        outage_duration_s=duration,
+        chf_received=timestamp(obj, shape.chf_received_field, required=False),
+        csp_received=timestamp(obj, shape.csp_received_field, required=True),  # type: ignore[arg-type]
+        csp_sent=timestamp(obj, shape.csp_sent_field, required=True),  # type: ignore[arg-type]
+        dsp_received=dsp_received,
+        dsp_received_source=source,  # type: ignore[arg-type]
+        source_seq=msg.stream_seq,
+        extra={k: v for k, v in obj.items() if k not in shape.fields},
+        trace=msg.headers.get(TRACE_HEADER),
+    )

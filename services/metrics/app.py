@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
+from services.metrics.delivery import Deliverer, DeliveryConfigError, landing_from_settings
 from services.metrics.rebuild import read_events
 from services.runtime.envelopes import events_of
 from services.runtime.service import Binding, Emitter, Inbound, Service, binding
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
-from shared.events import LEGS, AstRecord, DeliveryAttempted, DeliveryExpected, encoder, record_id
+from shared.events import (
+    LEGS,
+    AstRecord,
+    DeliveryAttempted,
+    DeliveryExpected,
+    delivered_decoder,
+    encoder,
+    record_id,
+)
 from shared.settings import Settings
 from shared.telemetry import Metrics, TraceIndex, Tracing, setup_metrics, setup_tracing
 
@@ -48,18 +59,35 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
     """Everything one step of the core produced, as messages and files. ``partition`` names the
     reports (``Nats-Msg-Id``) and, with more than one partition (``partitions``; default: the
     settings), the files."""
+    counted: Counter[tuple[str, str, str]] = Counter()
     for record in output.records:
         headers = None
         if telemetry is not None:
             headers = _observe(record, *telemetry)
+            counted[(record.status, record.region, record.category)] += 1
         out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers)
+    if telemetry is not None and counted:
+        metrics = telemetry[1]
+
+        def count_records() -> None:  # once per batch, when JetStream has the records
+            for (status, region, category), n in counted.items():
+                metrics.add("alert_timing.records", n, status=status, region=region, category=category)
+
+        out.when_stored.append(count_records)
     latest: dict[str, ClosedWindow] = {}
     for closed in output.closed:
         report = closed.report
         out.single(report_subject, encoder.encode(report), report_id(report.window_start, report.revision, partition))
-        if telemetry is not None:
-            telemetry[1].add("alert_timing.windows.closed" if report.revision == 1 else "alert_timing.windows.revised", 1)
         latest[report.window_start] = closed
+    if telemetry is not None and output.closed:
+        windows = telemetry[1]
+        first = sum(1 for closed in output.closed if closed.report.revision == 1)
+
+        def count_windows() -> None:
+            windows.add("alert_timing.windows.closed", first)
+            windows.add("alert_timing.windows.revised", len(output.closed) - first)
+
+        out.when_stored.append(count_windows)
     if data_dir is not None:
         # Files for the latest revision of each window this step touched: every revision is
         # on ast.report.15m, but a burst of late records rewrites a window's files once.
@@ -74,13 +102,12 @@ def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict
     """The join span (child of the delivery's trace: one trace from the device alert to its
     record), the journey trace of a complete record, leg histograms (complete records, so a
     revision of an unfinished one does not count its legs twice; clock skew left out)."""
-    metrics.add("alert_timing.records", 1, status=record.status, region=record.region)
     complete = record.status == "complete"
     if metrics.histograms and complete:
         for leg in LEGS:
             value = getattr(record, leg)
             if value is not None and value >= 0:
-                metrics.record("alert_timing.leg", value, leg=leg, region=record.region)
+                metrics.record("alert_timing.leg", value, leg=leg, region=record.region, category=record.category)
     if not tracing.enabled:
         return None
     parent = traces.pop(record.delivery_id, None) if complete else traces.get(record.delivery_id)
@@ -119,6 +146,8 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
     metrics = metrics or setup_metrics(s.METRICS)
     traces: dict[str, str] = TraceIndex()  # delivery id -> trace context, only while tracing is on
     telemetry = (tracing, metrics, traces)
+    metrics.declare("alert_timing.windows.closed")
+    metrics.declare("alert_timing.windows.revised")
 
     for p in partitions_owned(settings):
         core = cores[p] = MetricsCore(metrics_config(settings))
@@ -175,6 +204,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
         # they are kept and published again (same Nats-Msg-Ids) before anything newer, never
         # dropped: dropping them lost the windows' reports until a later revision.
         unsent: list[bus.Outgoing] = []
+        when_stored: list[Callable[[], None]] = []  # their counters, once stored
         while True:
             await asyncio.sleep(1.0)
             if service.js is None or service.stopping:
@@ -186,10 +216,14 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                     emit(core.on_wall_clock(now, last_input["wall_ms"], last_input["log_wall_ms"]), out, data_dir,
                          p, telemetry=telemetry)
                     unsent.extend(out.messages())
+                    when_stored.extend(out.when_stored)
             if unsent:
                 try:
                     await bus.publish_all(service.js, unsent, settings.publish_ack_timeout_s)
                     unsent = []
+                    for stored in when_stored:
+                        stored()
+                    when_stored.clear()
                 except Exception as exc:  # noqa: BLE001 - transient or not, they are kept and retried
                     log.warning("wall-clock close not published yet; retrying", messages=len(unsent),
                                 error=str(exc))
@@ -201,7 +235,46 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
 
     service.app.on_startup(_connect_first(service, rebuild))
     service.app.after_startup(start_clock)
+    if settings.delivery_url:
+        deliverer = _deliverer(service, settings, data_dir, list(cores), metrics)
+
+        async def start_delivery() -> None:
+            ticker["delivery"] = asyncio.create_task(deliverer.run())
+
+        service.app.after_startup(start_delivery)
     return service
+
+
+def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions: list[int],
+               metrics: Metrics) -> Deliverer:
+    """Window files to DS&A's landing zone (``ALERT_TIMING_DELIVERY_URL``), see ``delivery``."""
+    try:
+        landing = landing_from_settings(settings.delivery_url or "", settings.delivery_key,
+                                        settings.delivery_known_hosts)
+    except DeliveryConfigError as exc:
+        raise SystemExit(f"alert-timing metrics: {exc}") from None
+
+    async def publish(messages: list[bus.Outgoing]) -> None:
+        if service.js is None:
+            raise RuntimeError("not connected to NATS yet")
+        await bus.publish_all(service.js, messages, settings.publish_ack_timeout_s)
+
+    async def read_delivered(partition: int) -> set[str]:
+        stems: set[str] = set()
+        async for msgs in read_messages(service.broker.connection, s.STREAM_OUT, [s.delivered(partition)], 1):
+            for m in msgs:
+                event = delivered_decoder.decode(m.data)
+                if event.landing == landing.name:
+                    stems.add(event.file_set)
+        return stems
+
+    def gauge(name: str, value: float, partition: int) -> None:
+        metrics.set_level(name, value, partition=str(partition))
+
+    log.info("window files are delivered", landing=landing.name, partitions=partitions)
+    return Deliverer(landing, data_dir, partitions, publish, read_delivered,
+                     retry_max_s=settings.delivery_retry_max_s, horizon_days=settings.delivery_horizon_days,
+                     gauge=gauge)
 
 
 async def _await_held_messages(js, partition: int, info):  # type: ignore[no-untyped-def]

@@ -127,7 +127,7 @@ def compact(e: DeliveryExpected) -> DeliveryExpected:
 
 _pack_encoder = msgspec.msgpack.Encoder()
 _pack_decoder = msgspec.msgpack.Decoder(
-    tuple[str, str, int, str, str | None, str | None, str, str, str, str,
+    tuple[str, str, int, str, str | None, str | None, str | None, str | None, str, str,
           int | None, int | None, int | None, int, int, tuple[str, ...]]
 )
 
@@ -185,8 +185,8 @@ def expected_from_record(record: AstRecord, base_flags: tuple[str, ...]) -> Deli
         category=record.category,
         alert_code=record.alert_code,
         dcc_alert_code=record.dcc_alert_code,
-        message_code=record.message_code or "",
-        originator=record.originator or "",
+        message_code=record.message_code,
+        originator=record.originator,
         recipient=record.recipient or "",
         service_user_id=record.service_user_id or "",
         device_alert_time=parse_iso_ms(record.device_alert_time),

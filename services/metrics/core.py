@@ -23,6 +23,16 @@ Join (key ``delivery_id``)
     published again as revision n+1, an identical one is not published at all. The latest
     record is therefore a function of the set of events, not of their order.
 
+Throttled deliveries (Alert Storm Protection)
+    An attempt with outcome ``throttled`` (no su_passed, no su_acknowledged) says the DSP
+    discarded the alert: it resolves its delivery at once, like an acknowledgement, with
+    status ``throttled``, null SU points and SU legs, and it never times out as
+    ``no_handshake``. The log line moves no clock (it has no time). Throttled is what the
+    DSP said, so it stands over any other attempt of the same delivery. A throttled
+    delivery is counted in its window (``alerts`` and ``throttled``) and kept out of every
+    leg's statistics. ``throttled_count`` of a record is the greatest
+    ``throttledAlertCount`` of its attempts (None when none carried one).
+
 Handshake timeout
     An expected delivery with no acknowledged attempt once the watermark reaches
     ``dsp_received + handshake_timeout_ms`` gets a ``no_handshake`` record (su_passed from
@@ -33,7 +43,8 @@ Deliveries never expected (``delivery_without_alert``)
     watermark reaches ``su_passed + handshake_timeout_ms``. An AST record cannot be made for
     them (region, category and the Comms Hub are unknown and the record schema requires
     them), so they produce no record: they are counted in the window of their earliest
-    ``su_passed``, in the ``all`` row only, as ``alerts`` + ``incomplete`` +
+    ``su_passed`` (throttled attempts only: of the event time when the first arrived), in
+    the ``all`` row only, as ``alerts`` + ``incomplete`` +
     ``delivery_without_alert``. If the expectation turns up later they become an ordinary
     record in the window of its ``dsp_received`` and leave the count (a revised report
     when that window had closed).
@@ -230,8 +241,10 @@ class _Delivery:
 
     ``exp``: the expectation while no record exists (then dropped: the record holds it);
     ``flags``: the expectation's own flags; ``attempts``: distinct attempts as
-    (su_passed, su_acknowledged, acknowledged); ``record``: the latest record published;
-    ``window``: for a delivery without alert, the window where it is counted.
+    (su_passed, su_acknowledged, acknowledged, throttled_count), su_passed None for a
+    throttled one; ``record``: the latest record published; ``window``: for a delivery
+    without alert, the window where it is counted; ``at``: for a delivery without alert
+    whose attempts are all throttled (no time of their own), the event time it arrived at.
 
     The common cases are stored without this wrapper: a pending delivery with no attempt
     is its ``DeliveryExpected`` (or, once swept, that expectation packed into ``bytes``); a
@@ -239,14 +252,15 @@ class _Delivery:
     ``AstRecord``.
     """
 
-    __slots__ = ("exp", "flags", "attempts", "record", "window")
+    __slots__ = ("exp", "flags", "attempts", "record", "window", "at")
 
     def __init__(self) -> None:
         self.exp: DeliveryExpected | None = None
         self.flags: tuple[str, ...] = ()
-        self.attempts: tuple[tuple[int, int | None, bool], ...] = ()
+        self.attempts: tuple[Attempt, ...] = ()
         self.record: AstRecord | None = None
         self.window: int | None = None
+        self.at: int | None = None
 
 
 class _Window:
@@ -261,6 +275,10 @@ class _Window:
         self.event_ids: list[str] = []
         self.revision = 0
 
+
+#: One distinct attempt: (su_passed, su_acknowledged, acknowledged, throttled_count);
+#: su_passed None: throttled.
+Attempt = tuple[int | None, int | None, bool, int | None]
 
 _NEVER = float("inf")
 _BUCKET_MS = 1000
@@ -468,7 +486,7 @@ class MetricsCore:
         if d.window is not None:  # it was counted as a delivery without alert
             self._drop_orphan(did, d)
             self._pending += 1
-        if any(a[2] for a in d.attempts) or e.dsp_received + self._timeout <= self._wm:
+        if any(a[2] or a[0] is None for a in d.attempts) or e.dsp_received + self._timeout <= self._wm:
             self._resolve(did, e, d.attempts, out)
         else:
             d.exp = e
@@ -476,27 +494,36 @@ class MetricsCore:
             self._add_deadline(did, e.dsp_received + self._timeout)
         return e.dsp_received
 
-    def _on_attempted(self, a: DeliveryAttempted, out: list[AstRecord]) -> int:
+    def _on_attempted(self, a: DeliveryAttempted, out: list[AstRecord]) -> int | None:
         did = a.delivery_id
         passed = a.su_passed
         acked_at = a.su_acknowledged
         acked = a.outcome == "acknowledged"
-        key = (passed, acked_at, acked)
-        t = passed if acked_at is None or acked_at < passed else acked_at
+        key = (passed, acked_at, acked, a.throttled_count)
+        if passed is None:  # throttled: final, and no time of its own
+            final = True
+            t = None
+        else:
+            final = acked
+            t = passed if acked_at is None or acked_at < passed else acked_at
         d = self._deliveries.get(did)
         if d is None:  # not (yet) expected
             d = _Delivery()
             d.attempts = (key,)
             self._deliveries[did] = d
             self._pending += 1
-            self._add_deadline(did, passed + self._timeout)
+            if passed is None:
+                d.at = self._arrival_time()
+            at = self._orphan_time(d)
+            if at is not None:
+                self._add_deadline(did, at + self._timeout)
             return t
         kind = type(d)
         if kind is bytes:
             d = unpack(did, d)
             kind = DeliveryExpected
         if kind is DeliveryExpected:
-            if acked:
+            if final:
                 self._resolve(did, d, (key,), out)
             else:
                 w = _Delivery()
@@ -514,15 +541,23 @@ class MetricsCore:
         if d.record is not None:
             self._revise(did, d, out)
         elif d.exp is not None:
-            if acked:
+            if final:
                 self._resolve(did, d.exp, d.attempts, out)
         elif d.window is not None:  # a delivery without alert, already counted
             if self._orphan_start(d) != d.window:
                 self._drop_orphan(did, d)
                 self._count_orphan(did, d)
         else:  # a delivery without alert, pending
-            self._add_deadline(did, min(x[0] for x in d.attempts) + self._timeout)
+            at = self._orphan_time(d)
+            if at is not None:
+                self._add_deadline(did, at + self._timeout)
         return t
+
+    def _arrival_time(self) -> int | None:
+        """Now, in event time, for a log line with no time of its own (a throttled one)."""
+        if self._event_time is not None:
+            return self._event_time
+        return int(self._alert_clock) if self._alert_clock != -_NEVER else None
 
     def _on_response(self, e: ServiceResponseSeen, closed: list[ClosedWindow]) -> int:
         if e.event_id in self._counted:
@@ -569,22 +604,30 @@ class MetricsCore:
 
     # ------------------------------------------------------------------- records
 
-    def _build(self, e: DeliveryExpected, attempts: tuple[tuple[int, int | None, bool], ...],
+    def _build(self, e: DeliveryExpected, attempts: tuple[Attempt, ...],
                revision: int, did: str) -> AstRecord:
         chf = e.chf_received
         cr = e.csp_received
         cs = e.csp_sent
         dr = e.dsp_received
         n = len(attempts)
+        throttled = False
+        count = None
         if n == 1:
-            sp, sa, acked = attempts[0]
-            if not acked:
+            sp, sa, acked, count = attempts[0]
+            if sp is None:
+                throttled = True
+            elif not acked:
                 sa = None
         elif n == 0:
             sp = sa = None
             acked = False
         else:
-            sp = min(x[0] for x in attempts)
+            passed = [x[0] for x in attempts if x[0] is not None]
+            throttled = len(passed) < n
+            counts = [x[3] for x in attempts if x[3] is not None]
+            count = max(counts) if counts else None
+            sp = min(passed) if passed else None
             acks = [(x[1] is None, x[1] or 0, x[0]) for x in attempts if x[2]]
             if acks:
                 best = min(acks)
@@ -593,6 +636,9 @@ class MetricsCore:
             else:
                 sa = None
                 acked = False
+        if throttled:  # discarded by storm protection: never passed, whatever else was logged
+            sp = sa = None
+            acked = False
         transit = dr - cs
         skew = transit < 0
         hub = None if cr is None or chf is None else cr - chf
@@ -616,7 +662,9 @@ class MetricsCore:
             e2e = sa - chf
             if e2e < 0:
                 skew = True
-        if not acked:
+        if throttled:
+            status = "throttled"
+        elif not acked:
             status = "no_handshake"
         elif cr is not None and sp is not None and sa is not None:
             status = "complete"
@@ -661,9 +709,10 @@ class MetricsCore:
             status=status,
             flags=list(RECORD_FLAGS[(e.flags, chf is None, skew)]),
             delivery_attempts=n,
+            throttled_count=count,
         )
 
-    def _resolve(self, did: str, e: DeliveryExpected, attempts: tuple[tuple[int, int | None, bool], ...],
+    def _resolve(self, did: str, e: DeliveryExpected, attempts: tuple[Attempt, ...],
                  out: list[AstRecord]) -> None:
         """First record of a pending expected delivery (acknowledged, or timed out)."""
         rec = self._build(e, attempts, 1, did)
@@ -692,7 +741,7 @@ class MetricsCore:
         d.record = rec
         d.flags = tuple(f for f in rec.flags if f not in DERIVED_FLAGS)
         if rec.delivery_attempts:
-            d.attempts = ((parse_iso_ms(rec.su_passed), parse_iso_ms(rec.su_acknowledged), True),)  # type: ignore[assignment]
+            d.attempts = ((parse_iso_ms(rec.su_passed), parse_iso_ms(rec.su_acknowledged), True, rec.throttled_count),)
         self._deliveries[did] = d
         return d
 
@@ -713,11 +762,17 @@ class MetricsCore:
 
     # ------------------------------------------------------------------- orphans
 
+    @staticmethod
+    def _orphan_time(d: _Delivery) -> int | None:
+        """A delivery without alert's time: its earliest su_passed, else (throttled attempts
+        only) the event time its first one arrived at."""
+        return min((x[0] for x in d.attempts if x[0] is not None), default=d.at)
+
     def _orphan_start(self, d: _Delivery) -> int:
-        return window_start_of(min(x[0] for x in d.attempts), self._w)
+        return window_start_of(self._orphan_time(d), self._w)  # type: ignore[arg-type]
 
     def _count_orphan(self, did: str, d: _Delivery) -> None:
-        w = self._window_for(min(x[0] for x in d.attempts))
+        w = self._window_for(self._orphan_time(d))  # type: ignore[arg-type]
         if w is None:
             self._too_late += 1
             del self._deliveries[did]
@@ -806,7 +861,8 @@ class MetricsCore:
             return d.exp.dsp_received + self._timeout
         if d.window is not None:
             return None
-        return min(x[0] for x in d.attempts) + self._timeout
+        at = self._orphan_time(d)
+        return None if at is None else at + self._timeout
 
     def _advance(self, records: list[AstRecord], closed: list[ClosedWindow]) -> None:
         wm = self._wm
@@ -957,7 +1013,10 @@ class MetricsCore:
                 statuses["incomplete"],
                 [r.chf_received for r in g].count(None),
                 sum([FLAG_CLOCK_SKEW in r.flags for r in g]),
+                statuses["throttled"],
             ]
+            if counts[-1]:  # throttled deliveries are in no leg's statistics
+                g = [r for r in g if r.status != "throttled"]
             legs = [
                 summarise([v for v in [r.hub_to_csp_ms for r in g] if v is not None and v >= 0]),
                 summarise([v for v in [r.csp_to_dsp_ms for r in g] if v is not None and v >= 0]),
@@ -986,11 +1045,11 @@ class MetricsCore:
     def _row(self, region: str, category: str, keys: list[tuple[str, str]],
              summary: dict[tuple[str, str], tuple[list[int], list[LegSummary]]],
              orphans: int, responses: int, rejected: int) -> ReportRow:
-        totals = [0, 0, 0, 0, 0, 0]
+        totals = [0, 0, 0, 0, 0, 0, 0]
         for key in keys:
             for i, n in enumerate(summary[key][0]):
                 totals[i] += n
-        alerts, complete, no_handshake, incomplete, missing, skew = totals
+        alerts, complete, no_handshake, incomplete, missing, skew, throttled = totals
         stats = self._sketcher.stats
         legs = {
             name: stats(merge_summaries([summary[key][1][i] for key in keys]) if keys else (0, 0, {}, None, None, 0))
@@ -1003,6 +1062,7 @@ class MetricsCore:
             complete=complete,
             no_handshake=no_handshake,
             incomplete=incomplete + orphans,
+            throttled=throttled,
             missing_hub_timestamp=missing,
             clock_skew=skew,
             delivery_without_alert=orphans,

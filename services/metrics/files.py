@@ -27,7 +27,7 @@ from shared.timefmt import from_ms
 __all__ = ["PARQUET_SCHEMA", "file_stem", "partition_tag", "records_table", "window_dir", "write_window"]
 
 _INT_FIELDS = {"v", "revision", "comms_hub_id", "hub_to_csp_ms", "csp_to_dsp_ms", "dsp_to_su_ms",
-               "su_handshake_ms", "end_to_end_ms", "delivery_attempts"}
+               "su_handshake_ms", "end_to_end_ms", "delivery_attempts", "throttled_count"}
 
 
 def _field_type(name: str) -> pa.DataType:

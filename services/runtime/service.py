@@ -108,6 +108,8 @@ class Emitter:
     def __init__(self) -> None:
         self.envelopes: dict[str, list[AnyEvent]] = {}
         self.singles: list[Outgoing] = []
+        #: Run once JetStream has stored the batch's outputs (e.g. counting what was published).
+        self.when_stored: list[Callable[[], None]] = []
 
     def event(self, subject: str, event: AnyEvent) -> None:
         self.envelopes.setdefault(subject, []).append(event)
@@ -149,7 +151,8 @@ class Binding:
 
     @property
     def subject(self) -> str:
-        return ",".join(self.spec.filter_subjects)
+        """The durable's filter subjects, sorted (a stable label and log field)."""
+        return ",".join(sorted(self.spec.filter_subjects))
 
 
 def binding(settings: Settings, durable: str, handle: BatchHandler) -> Binding:
@@ -274,6 +277,11 @@ class Service:
                                         settings.publish_ack_timeout_s, on_dead=self._dead_lettered)
         self.consumers = [PullConsumer(self, b) for b in self.bindings]
         self._lag_task: asyncio.Task[None] | None = None
+        for b in self.bindings:
+            self.metrics.declare("alert_timing.dead_letters", service=name, stream=b.stream, durable=b.durable)
+            self.metrics.declare("alert_timing.messages.in", service=name, subject=b.subject)
+        self.metrics.declare("alert_timing.messages.out", service=name)
+        self.metrics.declare("alert_timing.messages.rejected", service=name)
         self.app.after_startup(self._started)
         self.app.on_shutdown(self._quiesce)
 
@@ -384,6 +392,8 @@ class Service:
                 with contextlib.suppress(Exception):
                     await m.nak()
             return
+        for stored in emitter.when_stored:
+            stored()
         await self._ack(msgs)
         rejected = sum(1 for o in out if o.subject.startswith(s.REJECTED))
         self.counters["batches"] += 1

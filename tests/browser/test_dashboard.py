@@ -1,5 +1,6 @@
 """The Q&A dashboard rendered by a real headless Chromium: every chart draws, no script errors,
-nothing fetched from the network; a screenshot is kept for people to look at."""
+nothing fetched from the network; a screenshot is kept for people to look at; ``report --pdf``
+prints it to a PDF that opens with its pages and title."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from alert_timing import report
 from alert_timing.dashboard import CHARTS
@@ -39,8 +41,12 @@ def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.Complete
     )
 
 
+PERIOD = ["--from", "2023-06-01T10:00:00Z", "--to", "2023-06-01T12:00:00Z"]
+TITLE = "Alert throughput timing, 2023-06-01T10:00:00.000Z to 2023-06-01T12:00:00.000Z"
+
+
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two hours of alerts over three regions, with a storm, timeouts and a missing hub timestamp."""
     rng = random.Random(9)
     data_dir = tmp_path_factory.mktemp("data")
@@ -63,9 +69,13 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Path:
                               handshake=handshake))
     events.append(tick("12:30:00.000"))
     _write(data_dir, core.apply(events).closed)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def dashboard(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    assert report.main(["--data-dir", str(data_dir), "--from", "2023-06-01T10:00:00Z",
-                        "--to", "2023-06-01T12:00:00Z", "--out", str(out), "--quiet"]) == 0
+    assert report.main(["--data-dir", str(data_dir), *PERIOD, "--out", str(out), "--quiet"]) == 0
     return out / "index.html"
 
 
@@ -102,3 +112,23 @@ def test_charts_draw_in_headless_chromium(dashboard: Path, tmp_path: Path) -> No
     keep = REPO / "var" / "screenshots" / "dashboard.png"
     keep.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, keep)
+
+
+def test_report_pdf_printed_by_headless_chromium(data_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    if _chromium() is None:
+        pytest.skip("Chromium is not installed (expected at /usr/bin/chromium; `make` installs it)")
+    out = tmp_path / "out"
+    assert report.main(["--data-dir", str(data_dir), *PERIOD, "--out", str(out), "--quiet", "--pdf"]) == 0
+    assert str(out / "report.pdf") in capsys.readouterr().out
+    assert f"<title>{TITLE}</title>" in (out / "index.html").read_text(encoding="utf-8")
+    pdf = PdfReader(out / "report.pdf")
+    assert pdf.metadata is not None and pdf.metadata.title == TITLE
+    assert len(pdf.pages) >= 4  # summary, ten charts and the operational section do not fit on fewer
+    text = " ".join(page.extract_text() for page in pdf.pages)
+    for expected in ("Q&A dashboard", "Operational metrics: share within target", "ILLUSTRATIVE",
+                     "Worst 15-minute windows", "Share of alerts within target"):
+        assert expected in text, expected
+    keep = REPO / "var" / "screenshots" / "report.pdf"
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "report.pdf", keep)

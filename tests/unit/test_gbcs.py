@@ -68,7 +68,9 @@ def signed_block(
     content: bytes = b"",
     content_length: bytes | None = None,
     signature: bytes = b"",
+    pre_command: bool = False,
 ) -> bytes:
+    """A general-signing block; ``pre_command`` leaves out the signature length byte."""
     return (
         b"\xdf\x09"
         + bytes([cra])
@@ -82,8 +84,7 @@ def signed_block(
         + other_information
         + (ber(len(content)) if content_length is None else content_length)
         + content
-        + ber(len(signature))
-        + signature
+        + (b"" if pre_command else ber(len(signature)) + signature)
     )
 
 
@@ -139,6 +140,12 @@ ENCRYPTED_RESPONSE = signed_block(
 )
 COMMAND_FRAME = signed_block(cra=1, counter=7, originator=SUPPLIER, recipient=DEVICE, other_information=b"\x00\x62\x01", content=b"\xd9\x01")
 VALID_FRAMES = [DLMS_FRAME, MAC_FRAME, GBZ_FRAME, ASN1_FRAME, ENCRYPTED_RESPONSE, COMMAND_FRAME]
+# A pre-command as the DCC returns it for signing: CS02b-like, ASN.1 content, nothing after the content.
+PRE_COMMAND_CONTENT = b"\x30\x06\x02\x01\x02\xa2\x01\x00"
+PRE_COMMAND_FRAME = signed_block(
+    cra=1, counter=0x3EC, originator=SUPPLIER, recipient=DEVICE, other_information=b"\x01\x02",
+    content=PRE_COMMAND_CONTENT, pre_command=True,
+)
 
 
 def test_dlms_alert_without_mac_header() -> None:
@@ -194,6 +201,43 @@ def test_encrypted_content_keeps_the_header() -> None:
 def test_encrypted_alert_has_no_code() -> None:
     decoded = decode(signed_block(content=ENCRYPTED_CONTENT))
     assert (decoded.cra_flag, decoded.alert_code, decoded.alert_time, decoded.encrypted) == ("alert", None, None, True)
+
+
+def test_unsigned_pre_command_has_no_signature_length() -> None:
+    assert PRE_COMMAND_FRAME[-len(PRE_COMMAND_CONTENT) - 1 :] == b"\x08" + PRE_COMMAND_CONTENT
+    expected = message(
+        cra_flag="command", originator_counter=0x3EC, originator=SUPPLIER_EUI, recipient=DEVICE_EUI,
+        message_code="0102", alert_code=None, alert_time=None, pre_command=True,
+    )
+    assert decode(PRE_COMMAND_FRAME) == expected
+    assert encode(expected, content=PRE_COMMAND_CONTENT) == PRE_COMMAND_FRAME
+    # The same command with signature length 00 is an (unsigned) command, not a pre-command.
+    assert decode(PRE_COMMAND_FRAME + b"\x00") == message(
+        cra_flag="command", originator_counter=0x3EC, originator=SUPPLIER_EUI, recipient=DEVICE_EUI,
+        message_code="0102", alert_code=None, alert_time=None,
+    )
+
+
+def test_smallest_pre_command_decodes() -> None:
+    frame = signed_block(cra=1, other_information=b"\x00\x62", pre_command=True)
+    assert len(frame) == 29 + 1 + 3 + 1
+    assert decode(frame).pre_command
+    with pytest.raises(GbcsError, match="truncated general-signing block"):
+        decode(frame[:-1])
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        signed_block(content=dlms_content(), pre_command=True),
+        signed_block(cra=2, other_information=b"\x00\x62", content=b"\xda\x01", pre_command=True),
+        with_mac_header(PRE_COMMAND_FRAME),
+    ],
+    ids=["alert", "response", "command-with-mac-header"],
+)
+def test_only_a_command_without_mac_header_may_end_at_its_content(frame: bytes) -> None:
+    with pytest.raises(GbcsError, match="signature length missing"):
+        decode(frame)
 
 
 def test_command_is_not_an_alert() -> None:
@@ -326,10 +370,16 @@ def test_indefinite_ber_length_is_rejected() -> None:
 # ----------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("frame", VALID_FRAMES, ids=["dlms", "mac", "gbz", "asn1", "encrypted", "command"])
+@pytest.mark.parametrize(
+    "frame", [*VALID_FRAMES, PRE_COMMAND_FRAME], ids=["dlms", "mac", "gbz", "asn1", "encrypted", "command", "pre-command"]
+)
 def test_truncated_at_every_offset(frame: bytes) -> None:
     decode(frame)
     for cut in range(len(frame)):
+        if frame is COMMAND_FRAME and cut == len(frame) - 1:
+            # Without its signature length byte a command without MAC header is a pre-command.
+            assert decode(frame[:cut]).pre_command
+            continue
         with pytest.raises(GbcsError):
             decode(frame[:cut])
 
@@ -338,6 +388,13 @@ def test_truncated_at_every_offset(frame: bytes) -> None:
 def test_trailing_bytes_are_rejected(frame: bytes) -> None:
     with pytest.raises(GbcsError):
         decode(frame + b"\x00")
+
+
+def test_bytes_after_a_pre_command() -> None:
+    with pytest.raises(GbcsError, match="signature length 1, expected 0 or 64"):
+        decode(PRE_COMMAND_FRAME + b"\x01")
+    with pytest.raises(GbcsError, match="unexpected bytes after the signature"):
+        decode(PRE_COMMAND_FRAME + b"\x00\x00")
 
 
 def replace_at(frame: bytes, offset: int, value: int) -> bytes:
@@ -461,6 +518,7 @@ GBZ_TIMES = st.integers(0, 0xFFFFFFFE).map(lambda seconds: datetime(2000, 1, 1, 
 def encodable(draw: st.DrawFn) -> tuple[GbcsMessage, dict[str, object]]:
     fmt = draw(st.sampled_from(["dlms", "gbz", "asn1", "none", "encrypted"]))
     cra = "alert" if fmt in ("dlms", "gbz", "asn1") else draw(st.sampled_from(["command", "response", "alert"]))
+    pre_command = cra == "command" and draw(st.booleans())
     alert_time = None
     deviation = None
     if fmt == "dlms":
@@ -481,13 +539,14 @@ def encodable(draw: st.DrawFn) -> tuple[GbcsMessage, dict[str, object]]:
         message_code=draw(HEX4),
         alert_code=draw(HEX4) if fmt in ("dlms", "gbz", "asn1") else None,
         alert_time=alert_time,
-        mac_header=draw(st.booleans()),
+        mac_header=False if pre_command else draw(st.booleans()),
         encrypted=fmt == "encrypted",
+        pre_command=pre_command,
     )
     options: dict[str, object] = {
         "content_format": fmt,
         "extra": extra,
-        "signature": draw(st.none() | st.binary(min_size=64, max_size=64)),
+        "signature": None if pre_command else draw(st.none() | st.binary(min_size=64, max_size=64)),
         "date_time": draw(st.none() | HUNDREDTHS_TIMES),
         "supplementary": draw(st.binary(max_size=30)),
         "deviation": deviation,
@@ -527,7 +586,7 @@ def test_fuzz_after_a_valid_header(tail: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(VALID_FRAMES), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4))
+@given(st.sampled_from([*VALID_FRAMES, PRE_COMMAND_FRAME]), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4))
 def test_fuzz_mutated_frames(frame: bytes, mutations: list[tuple[int, int]]) -> None:
     mutated = bytearray(frame)
     for offset, value in mutations:
@@ -557,6 +616,9 @@ def test_fuzz_mutated_frames(frame: bytes, mutations: list[tuple[int, int]]) -> 
         (message(encrypted=True), {"content_format": "dlms"}, "encrypted"),
         (message(), {"signature": b"short"}, "64 bytes"),
         (message(), {"content_format": "xml"}, "content_format"),
+        (message(alert_code=None, alert_time=None, pre_command=True), {"content_format": "none"}, "pre-command"),
+        (message(cra_flag="command", alert_code=None, alert_time=None, pre_command=True, mac_header=True), {}, "pre-command"),
+        (message(cra_flag="command", alert_code=None, alert_time=None, pre_command=True), {"signature": bytes(64)}, "pre-command"),
     ],
 )
 def test_encode_refuses_what_decode_could_not_return(msg: GbcsMessage, options: dict[str, object], match: str) -> None:
@@ -638,7 +700,7 @@ def test_cli_json_keys_values_and_exit_code(capsys: pytest.CaptureFixture[str], 
     for record in records:
         assert list(record) == [
             "cra_flag", "originator_counter", "originator", "recipient", "message_code",
-            "alert_code", "alert_time", "mac_header", "encrypted", "error",
+            "alert_code", "alert_time", "mac_header", "encrypted", "pre_command", "error",
         ]
     assert records[0] == {
         "cra_flag": "alert",
@@ -650,12 +712,24 @@ def test_cli_json_keys_values_and_exit_code(capsys: pytest.CaptureFixture[str], 
         "alert_time": "2023-06-01T10:15:00Z",
         "mac_header": False,
         "encrypted": False,
+        "pre_command": False,
         "error": None,
     }
     assert (records[1]["cra_flag"], records[1]["alert_code"], records[1]["encrypted"]) == ("response", None, True)
     assert (records[2]["message_code"], records[2]["mac_header"]) == ("1001", True)
     assert (records[3]["alert_code"], records[3]["originator_counter"]) == ("8F1D", 3000)
     assert records[4]["alert_time"] == "2023-06-01T10:15:00.120Z"
+
+
+def test_cli_pre_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gbcs_cli.run(parse(["gbcs", "decode", "--json", PRE_COMMAND_FRAME.hex(), COMMAND_FRAME.hex()])) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["cra_flag"], r["message_code"], r["pre_command"], r["error"]) for r in records] == [
+        ("command", "0102", True, None),
+        ("command", "0062", False, None),
+    ]
+    assert gbcs_cli.run(parse(["gbcs", "decode", PRE_COMMAND_FRAME.hex()])) == 0
+    assert "pre_command         yes" in capsys.readouterr().out
 
 
 def test_cli_json_failure_sets_error_and_nulls(capsys: pytest.CaptureFixture[str]) -> None:

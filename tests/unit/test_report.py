@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import csv
 import random
+import shutil
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from alert_timing import report
@@ -17,6 +21,7 @@ from services.metrics.core import ClosedWindow, MetricsCore
 from services.metrics.files import write_window
 from shared import subjects as s
 from shared.events import DeliveryAttempted, RejectedInput
+from shared.targets import parse_targets
 from tests.unit.test_metrics_core import SUPPLIER, at, exp, tick
 
 
@@ -191,3 +196,171 @@ def test_sat_file_needs_its_columns(dataset: Path, tmp_path: Path, capsys: pytes
                         "--sat", str(sat), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "response_id,time" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- operational metrics
+
+TARGETS = """
+[legs.su_handshake_ms]
+owner = "Service User"
+target_ms = 100
+
+[legs.end_to_end_ms]
+owner = "DCC"
+target_ms = 1000
+by_category = { dcc_alert = 2000 }
+"""
+
+
+def _sql_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in con.execute(sql).fetchall()]
+
+
+def test_operational_sql_counts_shares_and_leaves_out_throttled_and_skew() -> None:
+    """Seven hand-made records against hand-set targets; the expected counts are worked out below."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("""CREATE TABLE ast (region VARCHAR, category VARCHAR, status VARCHAR, dsp_received TIMESTAMPTZ,
+                   hub_to_csp_ms BIGINT, csp_to_dsp_ms BIGINT, dsp_to_su_ms BIGINT, su_handshake_ms BIGINT,
+                   end_to_end_ms BIGINT)""")
+    rows = [  # region, category, status, minute, handshake, end to end
+        ("north", "device_alert", "complete", 1, 50, 900),       # 1: within both
+        ("north", "device_alert", "complete", 2, 150, 1500),     # 2: outside both
+        ("north", "device_alert", "no_handshake", 3, None, None),  # 3: counts for both, outside
+        ("south", "dcc_alert", "complete", 4, 100, 1800),        # 4: within both (dcc target 2000)
+        ("south", "device_alert", "throttled", 5, 10, 10),       # 5: throttled: no latency anywhere
+        ("south", "device_alert", "complete", 6, 20, -5),        # 6: e2e clock skew: not counted; handshake within
+        ("north", "device_alert", "incomplete", 16, None, 500),  # 7: window 10:15, e2e within; no handshake leg
+    ]
+    for region, category, status, minute, handshake, e2e in rows:
+        con.execute("INSERT INTO ast VALUES (?, ?, ?, make_timestamptz(2023, 6, 1, 10, ?, 0), NULL, NULL, NULL, ?, ?)",
+                    [region, category, status, minute, handshake, e2e])
+    targets = parse_targets(TARGETS)
+    con.execute("CREATE TABLE targets (leg VARCHAR, owner VARCHAR, region VARCHAR, category VARCHAR, target_ms BIGINT)")
+    con.executemany("INSERT INTO targets VALUES (?, ?, ?, ?, ?)", targets.rows())
+    sql = report.operational_sql("2023-06", [t.leg for t in targets.legs])
+    con.execute(f"CREATE TABLE op_legs AS {sql['op_legs']}")
+    got = _sql_rows(con, sql["operational_metrics"])
+    assert got == [
+        # su_handshake_ms (target 100): north 1, 2, 3 (one within); south 4 and 6 (both within); 7 not counted
+        ("2023-06", "su_handshake_ms", "Service User", "north", "device_alert", 100, 3, 1, 0.333333),
+        ("2023-06", "su_handshake_ms", "Service User", "north", "all", 100, 3, 1, 0.333333),
+        ("2023-06", "su_handshake_ms", "Service User", "south", "dcc_alert", 100, 1, 1, 1.0),
+        ("2023-06", "su_handshake_ms", "Service User", "south", "device_alert", 100, 1, 1, 1.0),
+        ("2023-06", "su_handshake_ms", "Service User", "south", "all", 100, 2, 2, 1.0),
+        ("2023-06", "su_handshake_ms", "Service User", "all", "dcc_alert", 100, 1, 1, 1.0),
+        ("2023-06", "su_handshake_ms", "Service User", "all", "device_alert", 100, 4, 2, 0.5),
+        ("2023-06", "su_handshake_ms", "Service User", "all", "all", 100, 5, 3, 0.6),
+        # end_to_end_ms (1000, dcc_alert 2000): north 1, 2, 3, 7 (1 and 7 within); south 4 within
+        ("2023-06", "end_to_end_ms", "DCC", "north", "device_alert", 1000, 4, 2, 0.5),
+        ("2023-06", "end_to_end_ms", "DCC", "north", "all", 1000, 4, 2, 0.5),
+        ("2023-06", "end_to_end_ms", "DCC", "south", "dcc_alert", 2000, 1, 1, 1.0),
+        ("2023-06", "end_to_end_ms", "DCC", "south", "all", 2000, 1, 1, 1.0),
+        ("2023-06", "end_to_end_ms", "DCC", "all", "dcc_alert", 2000, 1, 1, 1.0),
+        ("2023-06", "end_to_end_ms", "DCC", "all", "device_alert", 1000, 4, 2, 0.5),
+        ("2023-06", "end_to_end_ms", "DCC", "all", "all", None, 5, 3, 0.6),  # two targets: none stated
+    ]
+    worst = _sql_rows(con, sql["operational_worst_windows"])
+    assert worst == [
+        ("2023-06-01T10:00:00Z", "end_to_end_ms", "DCC", None, 4, 2, 0.5),
+        ("2023-06-01T10:00:00Z", "su_handshake_ms", "Service User", 100, 5, 3, 0.6),
+        ("2023-06-01T10:15:00Z", "end_to_end_ms", "DCC", 1000, 1, 1, 1.0),
+    ]
+
+
+def test_latency_filter_is_one_expression() -> None:
+    assert report.measured("end_to_end_ms") == f"(end_to_end_ms >= 0 AND {report.LATENCY_ROWS})"
+    assert "throttled" in report.LATENCY_ROWS
+    with pytest.raises(ValueError, match="unknown leg"):
+        report.measured("end_to_end_ms; DROP TABLE ast")
+    with pytest.raises(ValueError, match="at least one leg"):
+        report.operational_sql("2023-06", [])
+
+
+def test_period_label() -> None:
+    assert report.period_label("2023-06", 0, 1) == "2023-06"
+    assert report.period_label(None, at("10:00:00.000"), at("11:00:00.000")) == (
+        "2023-06-01T10:00:00.000Z/2023-06-01T11:00:00.000Z")
+
+
+def test_report_writes_operational_metrics(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    targets = tmp_path / "targets.toml"
+    targets.write_text(TARGETS, encoding="utf-8")
+    out = tmp_path / "month"
+    monkeypatch.setenv("ALERT_TIMING_TARGETS", str(targets))  # the environment names the file ...
+    assert report.main(["--data-dir", str(dataset), "--month", "2023-06", "--out", str(out), "--quiet"]) == 0
+    assert str(out / "operational_metrics.csv") in capsys.readouterr().out
+    rows = _csv(out / "operational_metrics.csv")
+    assert list(rows[0]) == ["period", "leg", "owner", "region", "category", "target_ms", "alerts", "within_target",
+                             "share_within_target"]
+    by_slice = {(r["leg"], r["region"], r["category"]): r for r in rows}
+    assert {r["period"] for r in rows} == {"2023-06"}
+    assert {r["leg"] for r in rows} == {"su_handshake_ms", "end_to_end_ms"}
+    # north e2e 1000, 1100, ..., 2000 against 1000 ms: only the first; south (dcc, 2000 ms): 400 and 800
+    north = by_slice[("end_to_end_ms", "north", "device_alert")]
+    assert (north["owner"], north["target_ms"], north["alerts"], north["within_target"],
+            north["share_within_target"]) == ("DCC", "1000", "11", "1", "0.090909")
+    south = by_slice[("end_to_end_ms", "south", "all")]
+    assert (south["target_ms"], south["alerts"], south["within_target"]) == ("2000", "2", "2")
+    assert by_slice[("end_to_end_ms", "all", "all")]["target_ms"] == ""
+    assert by_slice[("su_handshake_ms", "all", "all")]["within_target"] == "14"  # every handshake 100 ms
+    worst = _csv(out / "operational_worst_windows.csv")
+    assert (worst[0]["interval_start"], worst[0]["leg"], worst[0]["alerts"], worst[0]["within_target"]) == (
+        "2023-06-01T10:00:00Z", "end_to_end_ms", "11", "1")
+
+    # ... and --targets wins over it; a range gives the ISO interval as the period.
+    monkeypatch.setenv("ALERT_TIMING_TARGETS", str(tmp_path / "absent.toml"))
+    out = tmp_path / "range"
+    assert report.main(["--data-dir", str(dataset), "--from", "2023-06-01T10:00:00Z", "--to", "2023-06-01T11:00:00Z",
+                        "--out", str(out), "--targets", str(targets), "--quiet"]) == 0
+    assert {r["period"] for r in _csv(out / "operational_metrics.csv")} == {
+        "2023-06-01T10:00:00.000Z/2023-06-01T11:00:00.000Z"}
+
+
+def test_report_defaults_to_the_packaged_targets(dataset: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALERT_TIMING_TARGETS", raising=False)
+    out = tmp_path / "out"
+    assert report.main(["--data-dir", str(dataset), "--month", "2023-06", "--out", str(out), "--quiet"]) == 0
+    owners = {(r["leg"], r["owner"]) for r in _csv(out / "operational_metrics.csv")}
+    assert owners == {("hub_to_csp_ms", "CSP"), ("csp_to_dsp_ms", "CSP"), ("dsp_to_su_ms", "DSP"),
+                      ("su_handshake_ms", "Service User"), ("end_to_end_ms", "DCC")}
+    assert "ILLUSTRATIVE" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_bad_targets_file_is_one_line_and_exit_2(dataset: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[legs.end_to_end_ms]\nowner = 'DCC'\ntarget_ms = -1\n", encoding="utf-8")
+    assert report.main(["--data-dir", str(dataset), "--month", "2023-06", "--out", str(tmp_path / "o"),
+                        "--targets", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "target_ms must be a positive" in err and "Traceback" not in err
+
+
+def test_throttled_records_are_not_latencies(dataset: Path, tmp_path: Path) -> None:
+    """A later revision of window 10:00 marks n10 (e2e 2000 ms, legs kept) throttled: it leaves the
+    percentiles, the histogram and the operational metrics, and stays a record."""
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    [first] = list(data.glob("ast/date=2023-06-01/ast_20230601T1000_r1.parquet"))
+    table = pq.read_table(first)
+    ids = table.column("delivery_id").to_pylist()
+    status = ["throttled" if i == "n10" else s for i, s in zip(ids, table.column("status").to_pylist(), strict=True)]
+    table = table.set_column(table.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
+    table = table.set_column(table.schema.get_field_index("revision"), "revision",
+                             pa.array([2] * table.num_rows, pa.int64()))
+    pq.write_table(table, first.with_name("ast_20230601T1000_r2.parquet"))
+    targets = tmp_path / "targets.toml"
+    targets.write_text(TARGETS, encoding="utf-8")
+    out = tmp_path / "out"
+    assert report.main(["--data-dir", str(data), "--month", "2023-06", "--out", str(out), "--targets", str(targets),
+                        "--quiet"]) == 0
+    north = {r["region"]: r for r in _csv(out / "by_region.csv")}["north"]
+    assert (north["alerts"], north["end_to_end_ms_count"], north["end_to_end_ms_max"]) == ("11", "10", "1900")
+    hist = [r for r in _csv(out / "latency_histogram.csv") if r["leg"] == "end_to_end_ms"]
+    assert sum(int(r["count"]) for r in hist) == 12
+    metrics = {(r["leg"], r["region"], r["category"]): r for r in _csv(out / "operational_metrics.csv")}
+    assert metrics[("end_to_end_ms", "north", "all")]["alerts"] == "10"
+    assert metrics[("su_handshake_ms", "north", "all")]["alerts"] == "10"

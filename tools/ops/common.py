@@ -275,6 +275,10 @@ def event_summary(event: dict) -> str:
                 ("message_code", g("message_code")), ("recipient", g("recipient"))]
         body += _times(event, ("device_alert_time", "chf_received", "csp_received", "csp_sent", "dsp_received"))
         body += [("flags", g("flags"))]
+    elif kind == "outage_notified":
+        body = [("response_id", g("response_id")), ("region", g("region")), ("hub", g("comms_hub_id")),
+                ("outage_s", g("outage_duration_s"))]
+        body += _times(event, ("chf_received", "csp_received", "csp_sent", "dsp_received"))
     elif kind == "service_response_seen":
         body = [("response_id", g("response_id")), ("region", g("region")), ("cra_flag", g("cra_flag")),
                 ("message_code", g("message_code"))] + _times(event, ("dsp_received",))
@@ -286,6 +290,8 @@ def event_summary(event: dict) -> str:
     elif kind == "delivery_attempted":
         body = [("delivery_id", g("delivery_id")), ("response_id", g("response_id")), ("outcome", g("outcome"))]
         body += _times(event, ("su_passed", "su_acknowledged"))
+        if g("throttled_count") is not None:
+            body += [("throttled_count", g("throttled_count"))]
     elif kind == "clock_tick":
         body = _times(event, ("time",))
     elif kind == "rejected_input":

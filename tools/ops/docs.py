@@ -37,11 +37,14 @@ def _csp_timestamp(description: str, nullable: bool = False) -> dict:
 
 def inbound_schemas() -> dict[str, dict]:
     """JSON Schemas of the raw inbound objects, as hub-capture and dsp-mapping validate them."""
-    from services.dsp_mapping.core import DCC_ALERT_CODES, OUTCOMES
+    from services.dsp_mapping.core import DCC_ALERT_CODES, MAX_THROTTLED_COUNT, OUTCOMES
+    from services.hub_capture.core import MAX_OUTAGE_S
     from services.runtime.validation import UINT32_MAX
+    from shared.csp_notifications import PowerOutageShape
     from shared.settings import Settings
 
     defaults = Settings()
+    outage = PowerOutageShape()
     limits = (f"Limits: the message at most {defaults.max_message_bytes} bytes (ALERT_TIMING_MAX_MESSAGE_BYTES), "
               f"JSON nested at most {defaults.max_json_depth} levels. Anything else is rejected whole "
               f"to ast.rejected.<stage> with a machine-readable reason.")
@@ -104,16 +107,59 @@ def inbound_schemas() -> dict[str, dict]:
                 "dccAlertCode": {"description": "the DCC alert delivered, or null for a device alert",
                                  "anyOf": [{"enum": sorted(DCC_ALERT_CODES)}, {"type": "null"}]},
                 "serviceUserId": text("the Service User (EUI-64)"),
-                "suPassedTimestamp": _csp_timestamp("passed to the Service User: su_passed"),
+                "suPassedTimestamp": _csp_timestamp("passed to the Service User: su_passed (null when "
+                                                    "throttled, required otherwise)", nullable=True),
                 "suAcknowledgedTimestamp": _csp_timestamp(
                     "the Service User's handshake: su_acknowledged (required when outcome is acknowledged, "
-                    "ignored when failed)", nullable=True),
-                "outcome": {"enum": sorted(OUTCOMES), "description": "acknowledged or failed"},
+                    "ignored when failed, null when throttled)", nullable=True),
+                "outcome": {"enum": sorted(OUTCOMES), "description": (
+                    "acknowledged, failed, or throttled: the DSP discarded the alert under Alert Storm "
+                    "Protection (never passed; the record's status is throttled, never no_handshake)")},
+                "throttledAlertCount": {
+                    "description": "on a forwarded alert: how many identical alerts storm protection held back "
+                                   "(DUIS ThrottledAlertCount); absent or null otherwise, and on a throttled line",
+                    "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_THROTTLED_COUNT}, {"type": "null"}]},
             },
-            "required": ["deliveryId", "responseId", "serviceUserId", "suPassedTimestamp", "outcome"],
-            "if": {"properties": {"outcome": {"const": "acknowledged"}}, "required": ["outcome"]},
-            "then": {"properties": {"suAcknowledgedTimestamp": {"type": "string"}},
-                     "required": ["suAcknowledgedTimestamp"]},
+            "required": ["deliveryId", "responseId", "serviceUserId", "outcome"],
+            "allOf": [
+                {"if": {"properties": {"outcome": {"const": "acknowledged"}}, "required": ["outcome"]},
+                 "then": {"properties": {"suAcknowledgedTimestamp": {"type": "string"}},
+                          "required": ["suPassedTimestamp", "suAcknowledgedTimestamp"]}},
+                {"if": {"properties": {"outcome": {"const": "failed"}}, "required": ["outcome"]},
+                 "then": {"properties": {"suPassedTimestamp": {"type": "string"}},
+                          "required": ["suPassedTimestamp"]}},
+                {"if": {"properties": {"outcome": {"const": "throttled"}}, "required": ["outcome"]},
+                 "then": {"properties": {"suPassedTimestamp": {"type": "null"},
+                                         "suAcknowledgedTimestamp": {"type": "null"},
+                                         "throttledAlertCount": {"type": "null"}}}},
+            ],
+            "additionalProperties": True,
+        },
+        "CspPowerOutageNotification": {
+            "title": "CspPowerOutageNotification",
+            "description": (
+                "ILLUSTRATIVE SHAPE: public sources do not say how a CSP notifies the DSP of a power outage, so "
+                "this one is ours, and its field names are configuration (shared/csp_notifications.toml, or the "
+                "file ALERT_TIMING_CSP_NOTIFICATIONS names; shown here with the packaged defaults). It may "
+                "arrive on any CSP feed; a message with the type field is a notification, not an alert. An "
+                f"outage of {outage.min_duration_s} s or more raises one DCC Alert {outage.dcc_alert_code} "
+                f"(delivery <{outage.id_field}>:{outage.dcc_alert_code}:1) to {outage.service_user}; a "
+                "shorter one raises nothing. Other fields are allowed and kept. " + limits),
+            "type": "object",
+            "properties": {
+                outage.type_field: {"const": outage.type_value, "description": "marks a power-outage notification"},
+                outage.id_field: text("unique per notification; becomes response_id downstream"),
+                "commsHubId": hub_id,
+                outage.duration_field: {"type": "integer", "minimum": 0, "maximum": MAX_OUTAGE_S,
+                                        "description": "how long the Comms Hub has been without power, seconds"},
+                outage.chf_received_field: _csp_timestamp(
+                    "a last gasp received from the Comms Hub: chf_received (optional; null hub points without)",
+                    nullable=True),
+                outage.csp_received_field: _csp_timestamp("the CSP noticed the outage: csp_received"),
+                outage.csp_sent_field: _csp_timestamp("passed to the DSP: csp_sent"),
+            },
+            "required": [outage.type_field, outage.id_field, "commsHubId", outage.duration_field,
+                         outage.csp_received_field, outage.csp_sent_field],
             "additionalProperties": True,
         },
         "ClockHeartbeat": {
@@ -152,9 +198,9 @@ def inbound_schemas() -> dict[str, dict]:
 
 
 #: Intermediate subjects: the event type inside their envelopes.
-ENVELOPES: dict[str, tuple[str, str]] = {
-    "captured": ("AlertCaptured", "CapturedBatch"),
-    "enriched": ("AlertEnriched", "EnrichedBatch"),
+ENVELOPES: dict[str, tuple[str, ...]] = {
+    "captured": ("AlertCaptured", "CapturedBatch", "OutageNotified"),
+    "enriched": ("AlertEnriched", "EnrichedBatch", "OutageNotified"),
     "responseSeen": ("ServiceResponseSeen", "ResponseSeenBatch"),
     "expected": ("DeliveryExpected", "ExpectedBatch"),
     "attempted": ("DeliveryAttempted", "AttemptedBatch"),
@@ -169,6 +215,8 @@ class Channel:
     message: str
     description: str
     parameters: dict[str, dict] = field(default_factory=dict)
+    #: Further messages the channel carries.
+    also: tuple[str, ...] = ()
 
 
 def channels() -> list[Channel]:
@@ -178,18 +226,23 @@ def channels() -> list[Channel]:
     stage = {"stage": {"description": "the stage that could not use the input", "enum": list(s.SERVICES)}}
     return [
         Channel("inCspNorth", s.IN_CSP_NORTH, "CspNorthRni",
-                "CSP North RNI messages, the bytes exactly as sent."),
+                "CSP North RNI messages and power-outage notifications, the bytes exactly as sent.",
+                also=("CspPowerOutage",)),
         Channel("inCspCentral", s.IN_CSP_CENTRAL, "CspCentralFeed",
-                "CSP Central feed messages, the bytes exactly as sent."),
+                "CSP Central feed messages and power-outage notifications, the bytes exactly as sent.",
+                also=("CspPowerOutage",)),
         Channel("inCspSouth", s.IN_CSP_SOUTH, "CspSouthFeed",
-                "CSP South feed messages, the bytes exactly as sent."),
+                "CSP South feed messages and power-outage notifications, the bytes exactly as sent.",
+                also=("CspPowerOutage",)),
         Channel("inDspDelivery", s.IN_DSP_DELIVERY, "DeliveryLogLine",
                 "The DSP delivery log, one line per message, as written."),
         Channel("inDspClock", s.IN_DSP_CLOCK, "ClockHeartbeat", "The DSP gateway's clock heartbeat."),
         Channel("captured", s.CAPTURED, "CapturedBatch",
-                "Alerts captured by hub-capture: parsed, validated, timing points captured."),
+                "Alerts captured by hub-capture: parsed, validated, timing points captured; and CSP "
+                "power-outage notifications (OutageNotified)."),
         Channel("enriched", s.ENRICHED, "EnrichedBatch",
-                "Alerts with the GBCS header decoded and CSP times mapped."),
+                "Alerts with the GBCS header decoded and CSP times mapped; power-outage notifications "
+                "passed on unchanged."),
         Channel("responseSeen", s.RESPONSE_SEEN, "ResponseSeenBatch",
                 "GBCS Service Responses seen on the alert interface: counted, not reported as alerts."),
         Channel("expected", f"{s.EXPECTED}.{{partition}}", "ExpectedBatch",
@@ -203,6 +256,11 @@ def channels() -> list[Channel]:
                 "The AST log: one delivered alert's timing points and legs; a late fact gives revision n+1."),
         Channel("report15m", s.REPORT_15M, "WindowReport",
                 "One 15-minute window (by dsp_received), revision n; a late event gives revision n+1."),
+        Channel("delivered", f"{s.DELIVERED}.{{partition}}", "WindowDelivered",
+                "A window revision's files arrived at the DS&A landing zone (File Gateway), checksums last.",
+                partition),
+        Channel("deliveryBacklog", f"{s.DELIVERY_BACKLOG}.{{partition}}", "DeliveryBacklog",
+                "What a metrics partition still has to deliver to DS&A (the last one counts).", partition),
         Channel("rejected", f"{s.REJECTED}.{{stage}}", "RejectedInput",
                 "Inputs a stage could not use, kept whole with a machine-readable reason.", stage),
         Channel("deadLetter", f"{s.DEAD_LETTER}.{{stage}}", "DeadLetter",
@@ -218,6 +276,7 @@ SENDERS: list[tuple[str, str]] = [
     (s.DSP_MAPPING, "deliver"), (s.DSP_MAPPING, "expected"), (s.DSP_MAPPING, "attempted"),
     (s.DSP_MAPPING, "clock"), (s.DSP_MAPPING, "rejected"),
     (s.METRICS, "record"), (s.METRICS, "report15m"), (s.METRICS, "rejected"),
+    (s.METRICS, "delivered"), (s.METRICS, "deliveryBacklog"),
 ]
 #: The parties outside the services.
 EXTERNAL: list[tuple[str, str, str, str]] = [
@@ -229,6 +288,7 @@ EXTERNAL: list[tuple[str, str, str, str]] = [
     ("service-users", "receive", "deliver", "the Service User side answers each delivery in the delivery log"),
     ("dsa", "receive", "record", "DS&A / regulator reporting reads the AST log"),
     ("dsa", "receive", "report15m", "DS&A / regulator reporting reads the 15-minute reports"),
+    ("dsa", "receive", "delivered", "DS&A learns which window files reached its File Gateway"),
 ]
 
 
@@ -266,7 +326,8 @@ def event_schemas() -> dict[str, dict]:
     """JSON Schemas of the events and contract objects (from the msgspec structs)."""
     from shared import events as ev
 
-    types: list[Any] = [ev.Batch, ev.DeliverNotice, ev.AstRecord, ev.RejectedInput]
+    types: list[Any] = [ev.Batch, ev.DeliverNotice, ev.AstRecord, ev.RejectedInput, ev.WindowDelivered,
+                        ev.DeliveryBacklog]
     report = getattr(ev, "WindowReport", None)
     if report is not None:
         types.append(report)
@@ -289,15 +350,19 @@ def event_schemas() -> dict[str, dict]:
     if report is None:
         components["WindowReport"] = {"title": "WindowReport", "type": "object",
                                       "description": "15-minute window report (schema not published yet)"}
-    for event, envelope in ENVELOPES.values():
+    for event, envelope, *others in ENVELOPES.values():
+        kinds = [event, *others]
+        items: dict[str, Any] = {"$ref": SCHEMA_REF.format(name=event)}
+        if others:
+            items = {"oneOf": [{"$ref": SCHEMA_REF.format(name=k)} for k in kinds], "discriminator": "type"}
         components[envelope] = {
             "title": envelope,
-            "description": f"Envelope of {event} events: several events in one message (fewer broker round "
-                           f"trips). Each event carries its own `v` and deterministic `event_id`.",
+            "description": f"Envelope of {' and '.join(kinds)} events: several events in one message (fewer "
+                           f"broker round trips). Each event carries its own `v` and deterministic `event_id`.",
             "type": "object",
             "properties": {
                 "v": {"type": "integer", "default": ev.SCHEMA_VERSION, "description": "envelope schema version"},
-                "events": {"type": "array", "items": {"$ref": SCHEMA_REF.format(name=event)}},
+                "events": {"type": "array", "items": items},
             },
             "required": ["events"],
         }
@@ -310,6 +375,7 @@ def asyncapi_document() -> dict:
 
     from shared import bus
     from shared import events as ev
+    from shared.csp_notifications import PowerOutageShape
     from shared.settings import DEFAULT_NATS_URL
 
     try:
@@ -350,7 +416,14 @@ def asyncapi_document() -> dict:
     log_example = {"deliveryId": "R1", "responseId": "R1", "dccAlertCode": None,
                    "serviceUserId": "90-B3-D5-1F-30-01-00-00", "suPassedTimestamp": "20230601101502.700",
                    "suAcknowledgedTimestamp": "20230601101503.100", "outcome": "acknowledged"}
+    throttled_example = {"deliveryId": "R2", "responseId": "R2", "dccAlertCode": None,
+                         "serviceUserId": "90-B3-D5-1F-30-01-00-00", "suPassedTimestamp": None,
+                         "suAcknowledgedTimestamp": None, "outcome": "throttled"}
     dsp_header = {"Dsp-Received-Timestamp": "20230601101502.500"}
+    outage = PowerOutageShape()
+    outage_example = {outage.type_field: outage.type_value, outage.id_field: "PO-000001", "commsHubId": 1234567,
+                      outage.duration_field: 240, outage.csp_received_field: "20230601101500.000",
+                      outage.csp_sent_field: "20230601101500.120"}
     messages = {
         "CspNorthRni": message("CspNorthRni", "CSP North RNI message", "An alert (or Service Response) from "
                                "CSP North", "CspNorthRniMessage", inbound=True, correlation="responseId",
@@ -363,10 +436,14 @@ def asyncapi_document() -> dict:
                                 examples=[{"headers": dsp_header, "payload": feed_example}]),
         "DeliveryLogLine": message("DeliveryLogLine", "DSP delivery log line", "One delivery attempt",
                                    "DeliveryLogLine", inbound=True, correlation="responseId",
-                                   examples=[{"payload": log_example}]),
+                                   examples=[{"payload": log_example}, {"payload": throttled_example}]),
         "ClockHeartbeat": message("ClockHeartbeat", "DSP clock heartbeat", "The DSP gateway's time",
                                   "ClockHeartbeat", inbound=True,
                                   examples=[{"payload": {"time": "20230601103000.000"}}]),
+        "CspPowerOutage": message("CspPowerOutage", "CSP power-outage notification (illustrative shape)",
+                                  "A Comms Hub without power, from any CSP: DCC Alert AD1 for 3 minutes or more",
+                                  "CspPowerOutageNotification", inbound=True, correlation=outage.id_field,
+                                  examples=[{"headers": dsp_header, "payload": outage_example}]),
         "DeliverNotice": message("DeliverNotice", "Deliver notice", "One alert passed to a Service User",
                                  "DeliverNotice", correlation="responseId"),
         "AstRecord": message("AstRecord", "AST record", "One delivered alert's timing points and legs",
@@ -376,8 +453,12 @@ def asyncapi_document() -> dict:
         "RejectedInput": message("RejectedInput", "Rejected input", "An input a stage could not use",
                                  "RejectedInput"),
         "DeadLetter": message("DeadLetter", "Dead letter", "An input a consumer gave up on", "RejectedInput"),
+        "WindowDelivered": message("WindowDelivered", "Window delivered", "A window's files at the DS&A landing zone",
+                                   "WindowDelivered"),
+        "DeliveryBacklog": message("DeliveryBacklog", "Delivery backlog", "Window files still to deliver to DS&A",
+                                   "DeliveryBacklog"),
     }
-    for event, envelope in ENVELOPES.values():
+    for event, envelope, *_ in ENVELOPES.values():
         messages[envelope] = message(envelope, f"{event} envelope", f"{event} events in a batch envelope",
                                      envelope)
 
@@ -388,7 +469,7 @@ def asyncapi_document() -> dict:
             "address": c.address,
             "title": c.address,
             "description": c.description,
-            "messages": {c.message: {"$ref": f"#/components/messages/{c.message}"}},
+            "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in (c.message, *c.also)},
             "x-jetstream-stream": stream_of[c.id],
         }
         if c.parameters:
@@ -403,7 +484,7 @@ def asyncapi_document() -> dict:
         operations[op_id] = {
             "action": action,
             "channel": {"$ref": f"#/channels/{channel_id}"},
-            "messages": [{"$ref": f"#/channels/{channel_id}/messages/{c.message}"}],
+            "messages": [{"$ref": f"#/channels/{channel_id}/messages/{m}"} for m in (c.message, *c.also)],
             "summary": summary,
             "tags": [{"name": actor}],
             **(extra or {}),

@@ -7,15 +7,23 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+
 from alert_timing.ops.common import (
     PROG,
     close,
     connect,
     describe,
     load_settings,
+    now_ms,
     server_said,
 )
 from shared import subjects as s
+from shared.events import backlog_decoder
+from shared.timefmt import parse_iso
 
 
 def _ts(value: object) -> str | None:
@@ -27,8 +35,6 @@ def _ts(value: object) -> str | None:
 
 
 async def collect_status(nc, partitions: int) -> dict:  # type: ignore[no-untyped-def]
-    import nats.errors
-    import nats.js.errors
     from nats.js.errors import NotFoundError
 
     from shared import bus
@@ -95,7 +101,24 @@ async def collect_status(nc, partitions: int) -> dict:  # type: ignore[no-untype
             info = await js.stream_info(s.STREAM_EVENTS, subjects_filter=f"{prefix}.>")
             result[key] = {subject[len(prefix) + 1:]: count
                            for subject, count in sorted((info.state.subjects or {}).items())}
+    if s.STREAM_OUT in existing:
+        result["delivery"] = await delivery_backlogs(js, partitions)
     return result
+
+
+async def delivery_backlogs(js: JetStreamContext, partitions: int) -> list[dict[str, Any]]:
+    """The last backlog each metrics partition published (none: delivery is not configured)."""
+    found = []
+    for p in range(partitions):
+        try:
+            msg = await js.get_last_msg(s.STREAM_OUT, s.delivery_backlog(p))
+        except nats.js.errors.NotFoundError:
+            continue
+        backlog = msgspec.to_builtins(backlog_decoder.decode(msg.data or b""))
+        oldest = backlog.get("oldest_written_at")
+        backlog["oldest_age_s"] = round((now_ms() - parse_iso(oldest)) / 1000) if oldest else None
+        found.append(backlog)
+    return found
 
 
 def _filters(config) -> list[str]:  # type: ignore[no-untyped-def]
@@ -161,6 +184,12 @@ def status_text(result: dict, url: str) -> str:
         counts = result[key]
         text = ", ".join(f"{stage} {n:,}" for stage, n in counts.items()) if counts else "none"
         lines.append(f"{label + ':':<24}{text}")
+    for d in result.get("delivery", []):
+        behind = (f"{d['pending']} window file sets pending, oldest {d['oldest_file_set']} "
+                  f"({d['oldest_age_s']} s)") if d["pending"] else "nothing pending"
+        error = f"; last error: {d['last_error']}" if d.get("last_error") else ""
+        lines.append(f"{'delivery p' + str(d['partition']) + ':':<24}{d['landing']}: {behind}, "
+                     f"{d['delivered']:,} delivered (as of {d['at']}){error}")
     if result["problems"]:
         lines += ["", "problems: " + "; ".join(result["problems"])]
     return "\n".join(lines)

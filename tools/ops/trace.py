@@ -259,8 +259,14 @@ def delivery_summaries(journey: Journey) -> list[dict]:
             "su_handshake": _minus(points["su_acknowledged"], points["su_passed"]),
             "end_to_end": _minus(points["su_acknowledged"], points["chf_received"]),
         }
+        throttled = any(a.get("outcome") == "throttled" for a in tries)
+        if throttled:  # discarded by storm protection: never passed, whatever else was logged
+            points["su_passed"] = points["su_acknowledged"] = None
+            legs["dsp_to_su"] = legs["su_handshake"] = legs["end_to_end"] = None
         if not exp:
             status = "delivery_without_alert"
+        elif throttled:
+            status = "throttled"
         elif su_ack is not None:
             status = "complete"
         elif su_passed is not None:

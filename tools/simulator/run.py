@@ -16,6 +16,7 @@ from nats.js import JetStreamContext, api
 from alert_timing.simulator.traffic import Traffic, TrafficConfig, generate, service_user_answers
 from shared import bus
 from shared import subjects as s
+from shared.csp_notifications import load as load_notifications
 from shared.dcc_rules import RuleTable
 from shared.events import AstRecord, DeliverNotice, deliver_decoder, record_decoder
 from shared.settings import Settings
@@ -184,8 +185,11 @@ async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, s
                 if received is None or notice.delivery_id in seen:
                     continue
                 seen.add(notice.delivery_id)
-                lines.extend(service_user_answers(notice.delivery_id, notice.response_id, notice.dcc_alert_code,
-                                                  notice.service_user_id, received, seed))
+                lines.extend(service_user_answers(
+                    notice.delivery_id, notice.response_id, notice.dcc_alert_code, notice.service_user_id,
+                    received, seed, throttled=notice.delivery_id in traffic.throttled,
+                    throttled_count=traffic.throttled_counts.get(notice.delivery_id),
+                    always_acknowledge=traffic.always_acknowledge))
             # The log does not arrive in order, but not wildly out of it either: lines are
             # shuffled within about a minute of their event time (DISORDER_MS).
             lines.sort(key=lambda ln: ln.su_passed + rng.randrange(DISORDER_MS))
@@ -196,9 +200,12 @@ async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, s
 
 
 async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float | None = None,
-                      wait_s: float = 120.0, show: bool = True, close_windows: bool = True) -> RunResult:
-    rules = RuleTable.load(settings.dcc_rules)
-    traffic = generate(config, rules)
+                      wait_s: float = 120.0, show: bool = True, close_windows: bool = True,
+                      traffic: Traffic | None = None) -> RunResult:
+    """Publish ``traffic`` (default: generated from ``config``), answer its deliveries as the
+    Service Users, and wait for every record it should give."""
+    if traffic is None:
+        traffic = generate(config, RuleTable.load(settings.dcc_rules), load_notifications(settings.csp_notifications))
     result = RunResult(traffic)
     expected = traffic.expected_deliveries
     nc = await bus.connect(settings, "simulator")
@@ -286,7 +293,7 @@ def windows_due(traffic: Traffic, partitions: int = 1) -> dict[int, set[str]]:
             held[0], held[1] = min(held[0], w), max(held[1], w)
 
     for i in traffic.inputs:
-        if i.kind == "alert":
+        if i.kind in ("alert", "outage"):
             for d in i.deliveries:
                 note(s.partition_of(d, partitions), i.dsp_received)
         elif i.kind == "service_response":

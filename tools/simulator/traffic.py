@@ -5,14 +5,17 @@ CSP; CSP North stamps ~350 ms of processing later (its `timestamp` is when the a
 *left*); some hubs send no HubTimestamp; a share of Service Responses shares the
 interface; alerts to the Access Control Broker fan out to DCC alerts; Service Users
 acknowledge after realistic delays, some after a failed first attempt, some never; an
-outage storm puts a burst into one quarter hour; a few hub clocks run ahead (clock skew).
-Frames are real GBCS built by ``shared.gbcs``.
+outage storm puts a burst into one quarter hour, from devices that repeat themselves, so the
+DSP's Alert Storm Protection throttles the repeats (``storm_protection``); the CSPs notify
+some power outages (DCC Alert AD1 for three minutes or more); a few hub clocks run ahead
+(clock skew). Frames are real GBCS built by ``shared.gbcs``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from shared import subjects as s
+from shared.csp_notifications import PowerOutageShape
 from shared.dcc_rules import RuleTable
 from shared.gbcs import ACB_EUI, build_alert, build_response
 from shared.timefmt import format_csp, from_ms, to_ms
@@ -65,6 +69,15 @@ class TrafficConfig:
     storm_at_ms: int = 7 * 3_600_000 + 30 * 60_000  # 07:30 into the span
     malformed_share: float = 0.0
     duplicate_share: float = 0.0
+    #: CSP power-outage notifications, as a share of alerts (half of them in the storm).
+    outage_share: float = 0.0
+    #: Alert Storm Protection, as the DSP runs it: identical alerts (same device, same code)
+    #: within this period of the one forwarded are discarded; the next one forwarded says how
+    #: many were (throttledAlertCount). Codes in the exclusion list are never throttled.
+    storm_period_ms: int = 300_000
+    storm_excluded_codes: tuple[str, ...] = ("8F35", "8F36")
+    #: Storm alerts come from this many alerts per device on average (repeats get throttled).
+    storm_repeats: int = 4
     csp_north_processing_ms: int = 350
     #: Send no Dsp-Received-Timestamp header: the JetStream store time stands for it (live runs).
     stream_time_is_dsp_received: bool = False
@@ -78,19 +91,29 @@ class Inbound:
     data: bytes
     headers: dict[str, str]
     response_id: str
-    kind: str  # alert | service_response | malformed | duplicate
+    kind: str  # alert | outage (a CSP power-outage notification) | service_response | malformed | duplicate
     dsp_received: int
     deliveries: tuple[str, ...] = ()
+    alert_code: str | None = None
+    comms_hub_id: int | None = None
+    recipient: str | None = None
+    #: SIT scenario: the row of the pass/fail table this input belongs to.
+    label: str | None = None
 
 
 @dataclass
 class Traffic:
     inputs: list[Inbound] = field(default_factory=list)
     dsp_received: dict[str, int] = field(default_factory=dict)  # response id -> DSP receipt
+    #: Alert Storm Protection's decisions: deliveries discarded, and the count a forwarded one carries.
+    throttled: frozenset[str] = frozenset()
+    throttled_counts: dict[str, int] = field(default_factory=dict)
+    #: Every Service User acknowledges every delivery the first time (the SIT scenario).
+    always_acknowledge: bool = False
 
     @property
     def expected_deliveries(self) -> set[str]:
-        return {d for i in self.inputs if i.kind == "alert" for d in i.deliveries}
+        return {d for i in self.inputs if i.kind in ("alert", "outage") for d in i.deliveries}
 
     def count(self, kind: str) -> int:
         return sum(1 for i in self.inputs if i.kind == kind)
@@ -104,7 +127,7 @@ def _pick(rng: random.Random, options: tuple) -> tuple:
     return rng.choices(options, weights=[o[-1] for o in options])[0]
 
 
-def generate(config: TrafficConfig, rules: RuleTable) -> Traffic:
+def generate(config: TrafficConfig, rules: RuleTable, outage: PowerOutageShape | None = None) -> Traffic:
     rng = random.Random(config.seed)
     traffic = Traffic()
     storm_n = int(config.alerts * config.storm_share)
@@ -113,17 +136,118 @@ def generate(config: TrafficConfig, rules: RuleTable) -> Traffic:
         + [config.start_ms + config.storm_at_ms + rng.randrange(900_000) for _ in range(storm_n)]
     )
     storm_start = config.start_ms + config.storm_at_ms
+    # The storm's devices: each sends several alerts (its supply flapping), so repeats are many.
+    pool = [_region_and_hub(random.Random(config.seed * 1_000_003 + k))
+            for k in range(max(1, storm_n // max(1, config.storm_repeats)))]
     for n, hub_ms in enumerate(times):
         in_storm = storm_start <= hub_ms < storm_start + 900_000 and rng.random() < 0.8
-        traffic.inputs.append(_one(rng, config, rules, n, hub_ms, in_storm, traffic))
+        device = pool[rng.randrange(len(pool))] if in_storm else None
+        traffic.inputs.append(_one(rng, config, rules, n, hub_ms, in_storm, traffic, device))
+    if outage is not None and config.outage_share > 0:
+        _add_outages(config, outage, traffic, pool)
     _add_faults(rng, config, traffic)
+    traffic.throttled, traffic.throttled_counts = storm_protection(
+        traffic.inputs, config.storm_period_ms, config.storm_excluded_codes)
     return traffic
 
 
+def _region_and_hub(rng: random.Random) -> tuple[str, int]:
+    region = rng.choices([r for r, _ in REGIONS], weights=[w for _, w in REGIONS])[0]
+    return region, rng.randrange(1, 2**32)
+
+
+def storm_protection(inputs: list[Inbound], period_ms: int,
+                     excluded: tuple[str, ...] = ()) -> tuple[frozenset[str], dict[str, int]]:
+    """What the DSP's Alert Storm Protection does to the Device Alerts it passes straight to
+    Service Users, in the order it receives them: the first alert of a (device, alert code)
+    is forwarded and opens a period; identical alerts within ``period_ms`` of it are discarded
+    (throttled); the first one after the period is forwarded, opens the next period and
+    carries how many were discarded in the last one. Codes in ``excluded`` are never
+    throttled. Returns the throttled delivery ids, and forwarded delivery id -> count (only
+    where the count is above zero)."""
+    skip = {c.upper() for c in excluded}
+    periods: dict[tuple[int, str], list[int]] = {}  # (device, code) -> [period start, discarded]
+    throttled: set[str] = set()
+    counts: dict[str, int] = {}
+    alerts = [i for i in inputs if i.kind == "alert" and i.alert_code is not None and i.comms_hub_id is not None
+              and i.deliveries == (i.response_id,) and i.alert_code.upper() not in skip]
+    for i in sorted(alerts, key=lambda i: (i.dsp_received, i.response_id)):
+        key = (i.comms_hub_id, i.alert_code.upper())  # type: ignore[union-attr]
+        period = periods.get(key)
+        if period is not None and i.dsp_received - period[0] < period_ms:
+            throttled.add(i.response_id)
+            period[1] += 1
+            continue
+        if period is not None and period[1]:
+            counts[i.response_id] = period[1]
+        periods[key] = [i.dsp_received, 0]
+    return frozenset(throttled), counts
+
+
+def outage_notification(shape: PowerOutageShape, *, notification_id: str, hub_id: int, duration_s: int,
+                        chf_received: int | None, csp_received: int, csp_sent: int) -> bytes:
+    """A CSP's power-outage notification in the configured (illustrative) shape."""
+    body: dict[str, object] = {
+        shape.type_field: shape.type_value, shape.id_field: notification_id, "commsHubId": hub_id,
+        shape.duration_field: duration_s, shape.csp_received_field: format_csp(csp_received),
+        shape.csp_sent_field: format_csp(csp_sent),
+    }
+    if chf_received is not None:
+        body[shape.chf_received_field] = format_csp(chf_received)
+    return msgspec.json.encode(body)
+
+
+def outage_input(config: TrafficConfig, shape: PowerOutageShape, *, region: str, notification_id: str,
+                 hub_id: int, duration_s: int, csp_received: int, rng: random.Random,
+                 label: str | None = None) -> tuple[Inbound, int]:
+    """One notification on a CSP feed, and its DSP receipt."""
+    csp_sent = csp_received + rng.randrange(50, 300)
+    dsp_received = csp_sent + rng.randrange(20, 200)
+    chf = csp_received - rng.randrange(500, 3_000) if rng.random() < 0.3 else None  # a last gasp, sometimes
+    data = outage_notification(shape, notification_id=notification_id, hub_id=hub_id, duration_s=duration_s,
+                               chf_received=chf, csp_received=csp_received, csp_sent=csp_sent)
+    raised = (f"{notification_id}:{shape.dcc_alert_code}:1",) if duration_s >= shape.min_duration_s else ()
+    return Inbound(
+        subject=FEEDS[region], data=data,
+        headers={} if config.stream_time_is_dsp_received else {"Dsp-Received-Timestamp": format_csp(dsp_received)},
+        response_id=notification_id, kind="outage", dsp_received=dsp_received, deliveries=raised,
+        comms_hub_id=hub_id, recipient=shape.service_user, label=label,
+    ), dsp_received
+
+
+def _add_outages(config: TrafficConfig, shape: PowerOutageShape, traffic: Traffic,
+                 pool: list[tuple[str, int]]) -> None:
+    """Power-outage notifications: half for the storm's devices (the cut behind the storm), half
+    through the day; some outages are shorter than the DCC Alert's threshold."""
+    rng = random.Random(config.seed * 7_919 + 1)
+    n = int(config.alerts * config.outage_share)
+    made: list[Inbound] = []
+    for k in range(n):
+        if k % 2 == 0:
+            region, hub = pool[rng.randrange(len(pool))]
+            at = config.start_ms + config.storm_at_ms + rng.randrange(900_000)
+        else:
+            region, hub = _region_and_hub(rng)
+            at = config.start_ms + rng.randrange(config.span_ms)
+        duration = rng.choice((60, 120, 180, 240, 600, 1_800, 7_200))
+        notification_id = f"PO{config.seed:04d}{k:08d}"
+        inbound, dsp_received = outage_input(config, shape, region=region, notification_id=notification_id,
+                                             hub_id=hub, duration_s=duration, csp_received=at, rng=rng)
+        traffic.dsp_received[notification_id] = dsp_received
+        made.append(inbound)
+    made.sort(key=lambda i: i.dsp_received)
+    traffic.inputs = list(heapq.merge(traffic.inputs, made, key=lambda i: i.dsp_received))
+
+
+FEEDS = {"north": s.IN_CSP_NORTH, "central": s.IN_CSP_CENTRAL, "south": s.IN_CSP_SOUTH}
+
+
 def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hub_ms: int,
-         in_storm: bool, traffic: Traffic) -> Inbound:
+         in_storm: bool, traffic: Traffic, device: tuple[str, int] | None = None) -> Inbound:
     region = rng.choices([r for r, _ in REGIONS], weights=[w for _, w in REGIONS])[0]
     hub_id = rng.randrange(1, 2**32)
+    if device is not None:
+        region, hub_id = device
     device = f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}-{(hub_id >> 8) & 0xFF:02X}-{hub_id & 0xFF:02X}"
     response_id = f"{region[0].upper()}{config.seed:04d}{n:09d}"
     wan_ms = int(rng.lognormvariate(7.5, 0.4))  # ~1.8 s median WAN + hub
@@ -173,6 +297,9 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
         kind="service_response" if is_response else "alert",
         dsp_received=dsp_received,
         deliveries=deliveries,
+        alert_code=code,
+        comms_hub_id=hub_id,
+        recipient=recipient,
     )
 
 
@@ -213,11 +340,20 @@ class LogLine:
 
 
 def service_user_answers(delivery_id: str, response_id: str, dcc_alert_code: str | None,
-                         service_user_id: str, dsp_received: int, seed: int) -> list[LogLine]:
-    """Deterministic per delivery: the same notice always gets the same answers."""
+                         service_user_id: str, dsp_received: int, seed: int, *, throttled: bool = False,
+                         throttled_count: int | None = None, always_acknowledge: bool = False) -> list[LogLine]:
+    """Deterministic per delivery: the same notice always gets the same answers. A throttled
+    delivery is one log line saying so (never passed); a forwarded one that storm protection
+    counted repeats for carries ``throttledAlertCount`` on its lines."""
+    if throttled:
+        body: dict[str, object] = {
+                "deliveryId": delivery_id, "responseId": response_id, "dccAlertCode": dcc_alert_code,
+                "serviceUserId": service_user_id, "suPassedTimestamp": None, "suAcknowledgedTimestamp": None,
+                "outcome": "throttled"}
+        return [LogLine(msgspec.json.encode(body), f"log:{delivery_id}:throttled", dsp_received)]
     rng = random.Random(int.from_bytes(hashlib.blake2b(f"{seed}:{delivery_id}".encode(), digest_size=8).digest(), "big"))
     passed = dsp_received + rng.randrange(30, 300) + (rng.randrange(50, 400) if dcc_alert_code else 0)
-    roll = rng.random()
+    roll = 0.0 if always_acknowledge else rng.random()
     attempts: list[tuple[int, int | None]] = []
     if roll < 0.90:
         attempts.append((passed, passed + int(rng.lognormvariate(5.5, 0.7))))
@@ -240,6 +376,8 @@ def service_user_answers(delivery_id: str, response_id: str, dcc_alert_code: str
             "suAcknowledgedTimestamp": format_csp(acked) if acked is not None else None,
             "outcome": "acknowledged" if acked is not None else "failed",
         }
+        if throttled_count is not None:
+            body["throttledAlertCount"] = throttled_count
         lines.append(LogLine(msgspec.json.encode(body), f"log:{delivery_id}:{su_passed}", su_passed))
     return lines
 

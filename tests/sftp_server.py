@@ -1,0 +1,108 @@
+"""A real OpenSSH ``sshd`` on a free loopback port, serving SFTP from a temporary directory.
+
+Throw-away host and user keys are made per server; the client's ``known_hosts`` holds the host
+key. ``read_only=True`` serves SFTP with ``internal-sftp -R`` (every write refused), so a test can
+make the gateway refuse and then accept again by restarting it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def available() -> bool:
+    return Path(SSHD).exists() and shutil.which("ssh-keygen") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+class SftpServer:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.root = workdir / "landing"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.user = getpass.getuser()
+        self.host_key = keygen(workdir / "host_ed25519")
+        self.user_key = keygen(workdir / "user_ed25519")
+        (workdir / "authorized_keys").write_text(Path(f"{self.user_key}.pub").read_text())
+        host_pub = Path(f"{self.host_key}.pub").read_text().split()
+        self.known_hosts = workdir / "known_hosts"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"sftp://{self.user}@127.0.0.1:{self.port}{self.root}"
+
+    def env(self) -> dict[str, str]:
+        return {"ALERT_TIMING_DELIVERY_URL": self.url, "ALERT_TIMING_DELIVERY_KEY": str(self.user_key),
+                "ALERT_TIMING_DELIVERY_KNOWN_HOSTS": str(self.known_hosts)}
+
+    def start(self, read_only: bool = False) -> None:
+        config = self.workdir / "sshd_config"
+        config.write_text("\n".join([
+            f"Port {self.port}",
+            "ListenAddress 127.0.0.1",
+            f"HostKey {self.host_key}",
+            f"PidFile {self.workdir / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self.workdir / 'authorized_keys'}",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            "StrictModes no",
+            "UsePAM no",
+            f"Subsystem sftp internal-sftp{' -R' if read_only else ''}",
+            "LogLevel ERROR",
+            "",
+        ]))
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(exist_ok=True)  # the privilege separation directory
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
+                                     stderr=(self.workdir / "sshd.log").open("ab"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited: {(self.workdir / 'sshd.log').read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sshd did not listen within 10 s")
+
+    def stop(self) -> None:
+        """The gateway goes away: the listener and every open session (a real outage)."""
+        if self.proc is not None and self.proc.poll() is None:
+            sessions = psutil.Process(self.proc.pid).children(recursive=True)
+            for proc in [*sessions, psutil.Process(self.proc.pid)]:
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self, read_only: bool = False) -> None:
+        self.stop()
+        self.start(read_only=read_only)
