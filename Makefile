@@ -49,7 +49,7 @@ docker-compose: ## docker-compose to validate compose.yaml (Debian package), whe
 	@docker-compose version --short
 
 demo: install ## run the whole pipeline on an embedded nats-server with a simulated day of traffic
-	$(BIN)/alert-timing up --simulate --data-dir var/demo
+	$(BIN)/alert-timing up --simulate --fresh --data-dir var/demo
 
 check: install ## lint (ruff), types (mypy over services/ and shared/), layers (import-linter)
 	$(BIN)/ruff check .

@@ -317,6 +317,9 @@ def cmd_bench(args) -> int:  # type: ignore[no-untyped-def]
     from shared.telemetry import setup_logging
 
     setup_logging("bench", "WARNING")
+    if args.alerts < 1 or args.latency_seconds <= 0:
+        print("alert-timing bench: --alerts must be at least 1 and --latency-seconds more than 0", file=sys.stderr)
+        return 2
     results = run(args.alerts, args.latency_seconds, args.skip_limit)
     if args.json:
         print(json.dumps(results, sort_keys=True))

@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from shared import settings as settings_mod
 from shared import subjects as s
@@ -36,14 +37,60 @@ def _nats_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nats-url", help="NATS server URL(s), comma-separated (default: $NATS_URL)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument as one line (``alert-timing simulate: argument --alerts: ...``)
+    instead of the usage block; ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind: type[int] | type[float]) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def share(text: str) -> float:
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 up to (not including) 1, not {text}")
+    return value
+
+
 # --------------------------------------------------------------------------- commands
 
 
 def cmd_service(args: argparse.Namespace) -> int:
     import importlib
 
+    from alert_timing.ops.common import close, connect
+
     setup_logging(args.name)
     settings = settings_mod.load(nats_url=args.nats_url)
+
+    async def reachable() -> None:  # one line and exit 2 now, not reconnect attempts forever
+        await close(await connect(settings, "service"))
+
+    _run(reachable())
     module = importlib.import_module(SERVICE_BUILDERS[args.name])
     service = module.build(settings)
     _run(service.run())
@@ -81,13 +128,16 @@ def _traffic_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _simulate_args(p: argparse.ArgumentParser, default_alerts: int) -> None:
-    p.add_argument("--alerts", type=int, default=default_alerts, help="alerts to send (default %(default)s)")
-    p.add_argument("--rate", type=float, default=None, help="inputs per second (default: as fast as acked)")
+    p.add_argument("--alerts", type=positive_int, default=default_alerts, help="alerts to send (default %(default)s)")
+    p.add_argument("--rate", type=positive_float, default=None, help="inputs per second (default: as fast as acked)")
     p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same traffic")
-    p.add_argument("--span-hours", type=float, default=24.0, help="event-time span of the traffic (default a day)")
-    p.add_argument("--malformed-share", type=float, default=0.0, help="share of malformed inputs (e.g. 0.01)")
-    p.add_argument("--duplicate-share", type=float, default=0.0, help="share of duplicated inputs (e.g. 0.05)")
-    p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for every record (default %(default)s)")
+    p.add_argument("--span-hours", type=positive_float, default=24.0,
+                   help="event-time span of the traffic (default a day)")
+    p.add_argument("--malformed-share", type=share, default=0.0, help="share of malformed inputs (e.g. 0.01)")
+    p.add_argument("--duplicate-share", type=share, default=0.0, help="share of duplicated inputs (e.g. 0.05)")
+    p.add_argument("--wait", type=positive_float, default=300.0,
+                   help="seconds to wait for every record (default %(default)s); a run that cannot complete "
+                        "(nothing moves and every stage is idle) stops earlier")
     p.add_argument("--outage-share", type=float, default=0.002,
                    help="CSP power-outage notifications per alert (DCC Alert AD1 when 3 min or more; "
                         "default %(default)s)")
@@ -146,9 +196,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     result = _run(run_traffic(settings, config, rate=args.rate, wait_s=args.wait))
     print_summary(result, time.perf_counter() - started)
     if not result.complete:
-        print("not every alert came out within --wait", file=sys.stderr)
+        print_incomplete("simulate", result)
         return 1
     return 0
+
+
+def print_incomplete(command: str, result) -> None:  # type: ignore[no-untyped-def]
+    """What a run that did not complete is missing, then one closing line (stderr)."""
+    for line in result.missing:
+        print(f"  {line}", file=sys.stderr)
+    print(f"alert-timing {command}: {result.stopped or 'not every alert came out within --wait'}", file=sys.stderr)
 
 
 def _simulate_sit(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
@@ -177,7 +234,7 @@ def _simulate_sit(args: argparse.Namespace, settings: settings_mod.Settings) -> 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from alert_timing.simulator.run import run_traffic
-    from alert_timing.supervisor import Supervisor, parse_replicas, run_bootstrap, wait_for_signal
+    from alert_timing.supervisor import Supervisor, clear_data_dir, parse_replicas, run_bootstrap, wait_for_signal
 
     setup_logging("up", "WARNING")
     data_dir = Path(args.data_dir)
@@ -195,6 +252,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"alert-timing up: {exc}", file=sys.stderr)
         return 2
+    if args.fresh:
+        if args.nats_url:
+            print("alert-timing up: --fresh clears the embedded nats-server's store; with --nats-url there is "
+                  "none of ours to clear", file=sys.stderr)
+            return 2
+        try:
+            print(clear_data_dir(data_dir))
+        except ValueError as exc:
+            print(f"alert-timing up: {exc}", file=sys.stderr)
+            return 2
+    elif args.simulate and any((data_dir / "ast").glob("date=*")):
+        print(f"note: {data_dir} holds an earlier run; alerts of the same --seed were recorded then and will "
+              f"not come out again (--fresh clears it first)", file=sys.stderr)
     code = 0
     try:
         url = sup.start_server()
@@ -209,16 +279,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"partitions   {settings.metrics_partitions} ({owners})")
         if args.simulate:
             started = time.perf_counter()
-            result = _run(run_traffic(settings, _traffic_config(args), rate=args.rate, wait_s=args.wait))
+            result = _run(run_traffic(settings, _traffic_config(args), rate=args.rate, wait_s=args.wait,
+                                      logs=sup.log_dir, alive=sup.check))
             print_summary(result, time.perf_counter() - started)
             dead = sup.check()
             if dead:
-                print(f"services that died: {', '.join(dead)}", file=sys.stderr)
+                print(f"services that died: {', '.join(dead)} (logs in {sup.log_dir})", file=sys.stderr)
                 code = 1
             if not result.complete:
-                print("not every alert came out within --wait", file=sys.stderr)
+                print_incomplete("up", result)
                 code = 1
-            code = max(code, _demo_report(data_dir))
+            else:
+                code = max(code, _demo_report(data_dir))
         if args.keep or not args.simulate:
             print(f"running; NATS_URL={url}  (Ctrl-C to stop)")
             wait_for_signal()
@@ -249,16 +321,17 @@ def _demo_report(data_dir: Path) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from alert_timing.ops.common import connect
     from shared import bus
 
     settings = settings_mod.load(nats_url=args.nats_url)
     path = Path(args.file)
-    if not path.exists():
+    if not path.is_file():
         print(f"alert-timing ingest: no such file: {path}", file=sys.stderr)
         return 2
 
     async def go() -> int:
-        nc = await bus.connect(settings, "ingest")
+        nc = await connect(settings, "ingest")
         js = nc.jetstream()
         sent = 0
         batch: list[bus.Outgoing] = []
@@ -288,7 +361,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="alert-timing",
         description="Alert throughput timing for the GB smart-metering network (NATS JetStream services).",
     )
@@ -301,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="var", help="JetStream store, logs and AST files (default %(default)s)")
     p.add_argument("--simulate", action="store_true", help="push simulated traffic, print a summary, stop")
     p.add_argument("--keep", action="store_true", help="keep running after --simulate (for tail/trace/status)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from an empty --data-dir: clear the store, metrics state, logs and AST files a "
+                        "previous `up` left there (refused for a directory `up` did not make; `make demo` uses it)")
     p.add_argument("--replicas", action="append", metavar="SERVICE=N",
                    help="run N processes of SERVICE (repeatable, e.g. --replicas dsp-mapping=2); replicas share "
                         "the service's durable consumers; metrics: 1 (owning every partition) or one per partition")
@@ -349,12 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from alert_timing.ops.common import one_line
+
     parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return 130
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's name, not the program's
+        print(f"alert-timing {args.command}: unrecognized arguments: {' '.join(extra)} "
+              f"(see alert-timing {args.command} --help)", file=sys.stderr)
+        return 2
+    # Every command: a problem (NATS unreachable, a bad value, a missing file) is one line, exit 2.
+    return one_line(args.command, args.func)(args)
 
 
 if __name__ == "__main__":

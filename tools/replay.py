@@ -7,10 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-from services.metrics.app import emit, metrics_config
-from services.metrics.core import MetricsCore
-from services.metrics.rebuild import read_events
-from services.runtime.service import Emitter
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import sequence_at
@@ -24,7 +20,15 @@ async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None,
     given, onto ``<publish_prefix>.record`` / ``<publish_prefix>.report.15m``), leaving the
     live consumers untouched."""
 
-    nc = await bus.connect(settings, "replay")
+    # Here, not at the top: every `alert-timing` command builds its parser from this module,
+    # and the metrics service's imports (faststream and the rest) cost seconds each time.
+    from alert_timing.ops.common import connect
+    from services.metrics.app import emit, metrics_config
+    from services.metrics.core import MetricsCore
+    from services.metrics.rebuild import read_events
+    from services.runtime.service import Emitter
+
+    nc = await connect(settings, "replay")  # fails fast (one line) when NATS cannot be reached
     js = nc.jetstream(timeout=settings.publish_ack_timeout_s)
     totals = {"events": 0, "records": 0, "reports": 0, "seconds": 0.0}
     try:
@@ -84,6 +88,9 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
 def cmd_replay(args) -> int:  # type: ignore[no-untyped-def]
 
     settings = load(nats_url=args.nats_url)
+    if args.partitions is not None and args.partitions < 1:
+        print("alert-timing replay: --partitions must be at least 1", file=sys.stderr)
+        return 2
     for value in (args.start, args.end):
         if value:
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ class Supervisor:
         if self.nats_url:
             return self.nats_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / MARKER).write_text(MARKER_TEXT)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.server = bus.EmbeddedNats(self.data_dir / "jetstream", log_file=self.log_dir / "nats-server.log").start()
         self.nats_url = self.server.url
@@ -132,6 +134,37 @@ class Supervisor:
             self.server = None
 
 
+#: Left in a data directory by `up` with its own nats-server: what `up --fresh` may clear.
+MARKER = ".alert-timing-up"
+MARKER_TEXT = "made by `alert-timing up`; `alert-timing up --fresh` clears this directory\n"
+#: What `up` writes in its data directory (a directory holding just these, from before the marker).
+UP_ENTRIES = frozenset({MARKER, "jetstream", "logs", "ast", "report"})
+
+
+def clear_data_dir(data_dir: Path) -> str:
+    """Empty a data directory `up` made (its marker, or nothing but what `up` writes), for a
+    run from a clean store; one line saying what was done. Raises ValueError for any other
+    directory: a directory given by hand is never wiped on a guess."""
+    if not data_dir.exists():
+        return f"fresh run: {data_dir} is new"
+    if not data_dir.is_dir():
+        raise ValueError(f"--fresh: {data_dir} is not a directory")
+    entries = sorted(p.name for p in data_dir.iterdir())
+    if not entries:
+        return f"fresh run: {data_dir} is empty"
+    if MARKER not in entries and not set(entries) <= UP_ENTRIES:
+        others = [e for e in entries if e not in UP_ENTRIES]
+        raise ValueError(f"--fresh will not clear {data_dir}: `alert-timing up` did not make it (it holds "
+                         f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); remove it yourself "
+                         f"or give another --data-dir")
+    for entry in data_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return f"fresh run: cleared {data_dir} (the last run's JetStream store, metrics state, logs and AST files)"
+
+
 def metrics_assignment(partitions: int, replicas: int) -> list[int | None]:
     """The partition each metrics replica owns (None: every partition): one replica owns all,
     or there is one replica per partition."""
@@ -158,7 +191,9 @@ def parse_replicas(items: list[str] | None) -> dict[str, int]:
 
 
 async def bootstrap(settings: Settings) -> list[str]:
-    nc = await bus.connect(settings, "bootstrap")
+    from alert_timing.ops.common import connect
+
+    nc = await connect(settings, "bootstrap")  # fails fast (one line) when NATS cannot be reached
     try:
         # The settings' timeout, not nats-py's 5 s: creating replicated streams on a loaded
         # cluster takes longer than that.

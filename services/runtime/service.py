@@ -268,7 +268,7 @@ class Service:
         self.app = FastStream(self.broker, logger=logger)
         self.js: JetStreamContext | None = None
         self.counters: dict[str, int] = {"batches": 0, "in": 0, "out": 0, "rejected": 0, "retried": 0,
-                                         "dead_lettered": 0}
+                                         "dead_lettered": 0, "handed_back": 0}
         #: Set on SIGTERM: a batch that cannot be published any more is handed back, not retried.
         self.stopping = False
         from services.runtime.deadletter import DeadLetters
@@ -342,6 +342,7 @@ class Service:
                 if self.stopping or nc.is_closed:
                     log.warning("acks not confirmed before shutdown; the batch may be redelivered",
                                 service=self.name, messages=len(msgs), error=str(exc))
+                    self.counters["handed_back"] += len(msgs)
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY_S)
@@ -388,6 +389,7 @@ class Service:
                 await msgs[0].nak(delay=RETRY_DELAY_S * 5)
             return
         if not published:  # shutting down: hand the batch back for a replica or the next start
+            self.counters["handed_back"] += len(msgs)
             for m in msgs:
                 with contextlib.suppress(Exception):
                     await m.nak()
@@ -430,10 +432,19 @@ class Service:
             await asyncio.wait_for(self._quiesce(), self.settings.drain_timeout_s * 0.75)
         except TimeoutError:
             log.warning("batch in hand not finished in time", service=self.name)
+        nc = self.broker.connection
+        not_drained: dict[str, str] = {}
         try:
             await asyncio.wait_for(self.app.stop(), self.settings.drain_timeout_s)
         except TimeoutError:
             log.warning("drain timed out; unacked messages will be redelivered", service=self.name)
+        except Exception as exc:  # noqa: BLE001 - reconnecting or gone: closed undrained, not a traceback
+            not_drained["drain_error"] = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 5)
+        handed_back = self.counters["handed_back"]
+        log.info(f"drain: handed back {handed_back} unacked messages", service=self.name, handed_back=handed_back,
+                 **not_drained)
         log.info("service stopped", service=self.name, **self.counters)
         self.tracing.shutdown()
         self.metrics.shutdown()

@@ -60,3 +60,37 @@ def test_sigterm_mid_run_drains_and_exits_zero(tmp_path: Path, baseline: tuple[O
     # The batch in hand was acked and the fetched rest handed back: nothing waits for ack_wait.
     assert all(n == 0 for pending in left.values() for n in pending.values()), left
     check(outcome, baseline[0])
+
+
+def test_sigterm_while_reconnecting_logs_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """The broker is gone and the service is reconnecting when SIGTERM comes: no drain is
+    possible. It still stops cleanly (exit 0), with no traceback in its log and one line
+    saying what it handed back."""
+    import time
+
+    from alert_timing.supervisor import Supervisor, run_bootstrap
+    from shared.settings import load
+
+    server = bus.EmbeddedNats(tmp_path / "jetstream").start()
+    settings = load(nats_url=server.url, data_dir=str(tmp_path))
+    sup = Supervisor(settings, tmp_path, server.url)
+    try:
+        run_bootstrap(settings)
+        proc = sup.start_service(s.METRICS)
+        log = tmp_path / "logs" / f"{s.METRICS}-0.log"
+        deadline = time.monotonic() + 120
+        while "service started" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "service started" in log.read_text(), log.read_text()
+        server.stop()
+        while "Connection broken" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        code = sup.signal_service(f"{s.METRICS}-0", signal.SIGTERM, settings.drain_timeout_s + 10)
+    finally:
+        sup.stop()
+        server.stop()
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text, text
+    drained = [line for line in text.splitlines() if "drain: handed back" in line]
+    assert len(drained) == 1 and "ConnectionReconnectingError" in drained[0], text

@@ -55,8 +55,11 @@ def describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-async def connect(settings, command: str, *, follow: bool = False):  # type: ignore[no-untyped-def]
-    """Connect, failing fast with the real cause when the server cannot be reached."""
+async def connect(settings, command: str, *, follow: bool = False,  # type: ignore[no-untyped-def]
+                  reconnect_attempts: int | None = None):
+    """Connect, failing fast with the real cause when the server cannot be reached. Once
+    connected, reconnect ``reconnect_attempts`` times (-1: forever) when the connection is lost;
+    by default forever when following live traffic, else 10 (a short blip)."""
     import nats.errors
 
     from shared import bus
@@ -89,7 +92,9 @@ async def connect(settings, command: str, *, follow: bool = False):  # type: ign
         cause = errors[-1] if errors else exc
         raise OpsError(f"cannot reach NATS at {settings.nats_url}: {describe(cause)}") from None
     # Once connected, ride out broker restarts (a live tail) or short blips (a scan).
-    nc.options["max_reconnect_attempts"] = -1 if follow else 10
+    if reconnect_attempts is None:
+        reconnect_attempts = -1 if follow else 10
+    nc.options["max_reconnect_attempts"] = reconnect_attempts
     notices["connected"] = True
     holder["nc"] = nc
     return nc
@@ -110,8 +115,19 @@ def command(name: str, body: Callable[[argparse.Namespace], Any], interrupted: i
     """Run an async command body: one-line errors, exit status, Ctrl-C and closed pipes."""
 
     def invoke(args: argparse.Namespace) -> int:
+        return int(asyncio.run(body(args)) or 0)
+
+    return one_line(name, invoke, interrupted)
+
+
+def one_line(name: str, run_command: Callable[[argparse.Namespace], int | None],
+             interrupted: int = 130) -> Callable[[argparse.Namespace], int]:
+    """Run any command: a problem is one line on stderr (``alert-timing NAME: ...``) and exit
+    status 2 (or the OpsError's code), never a traceback; Ctrl-C and closed pipes quietly."""
+
+    def invoke(args: argparse.Namespace) -> int:
         try:
-            return int(asyncio.run(body(args)) or 0)
+            return int(run_command(args) or 0)
         except BaseExceptionGroup as group:  # from a task group: report the first real cause
             leaf: BaseException = group
             while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
@@ -121,6 +137,8 @@ def command(name: str, body: Callable[[argparse.Namespace], Any], interrupted: i
     def run(args: argparse.Namespace) -> int:
         import nats.errors
         import nats.js.errors
+
+        from shared import bus
 
         try:
             return invoke(args)
@@ -145,8 +163,17 @@ def command(name: str, body: Callable[[argparse.Namespace], Any], interrupted: i
         except (nats.errors.TimeoutError, TimeoutError):
             note(f"{PROG} {name}: NATS did not answer in time{server_said()}")
             return 2
-        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+        except OSError as exc:
+            if exc.filename is not None:  # a file or directory of the command's, not the connection
+                note(f"{PROG} {name}: {exc.strerror or describe(exc)}: {exc.filename}")
+            else:
+                note(f"{PROG} {name}: NATS request failed: {describe(exc)}{server_said()}")
+            return 2
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
             note(f"{PROG} {name}: NATS request failed: {describe(exc)}{server_said()}")
+            return 2
+        except bus.PublishError as exc:
+            note(f"{PROG} {name}: {exc}{server_said()}")
             return 2
         except Exception as exc:  # noqa: BLE001 - the promise is one line, not a traceback
             note(f"{PROG} {name}: unexpected error: {type(exc).__name__}: {describe(exc)}")

@@ -7,7 +7,9 @@ import contextlib
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 import nats.errors
@@ -40,11 +42,21 @@ class RunResult:
     first_publish: float = 0.0
     last_record: float = 0.0
     complete: bool = False
+    #: When not complete: what is missing, one line each (records, windows, stages behind, logs)
+    missing: list[str] = field(default_factory=list)
+    #: When not complete: why the wait ended, one line
+    stopped: str = ""
 
 
 def progress(text: str) -> None:
     print(f"\r{text:<78}", end="", file=sys.stderr, flush=True)
 
+
+#: Seconds between two looks at the services' consumers (pending per stage) while waiting.
+PENDING_POLL_S = 2.0
+#: A run stops as unable to complete when nothing has moved and every stage has been idle
+#: (nothing pending) this long beyond the wall-clock window close (``idle_close_after_s``).
+STALL_MARGIN_S = 15.0
 
 #: Seconds a follower goes without a message before it checks that its consumer still exists.
 FOLLOWER_CHECK_S = 3.0
@@ -199,16 +211,70 @@ async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, s
         await sub.unsubscribe()
 
 
+async def stage_pending(js: JetStreamContext, partitions: int) -> dict[str, tuple[int, int]] | None:
+    """Each service consumer's (pending, ack pending); None when they cannot be read now
+    (the broker away, a consumer missing)."""
+    out: dict[str, tuple[int, int]] = {}
+    for spec in bus.consumer_specs(partitions):
+        try:
+            info = await js.consumer_info(spec.stream, spec.durable, timeout=2.0)
+        except Exception:  # noqa: BLE001 - unknown now; the next look tries again
+            return None
+        out[spec.durable] = (info.num_pending or 0, info.num_ack_pending or 0)
+    return out
+
+
+def behind(pending: dict[str, tuple[int, int]] | None) -> str:
+    """The stage furthest behind, for the progress line."""
+    if pending is None:
+        return "stages: not readable"
+    name, (waiting, unacked) = max(pending.items(), key=lambda kv: sum(kv[1]))
+    if waiting + unacked == 0:
+        return "every stage idle"
+    return f"behind: {name} {waiting + unacked:,} pending"
+
+
+def what_is_missing(result: RunResult, due: dict[int, set[str]], pending: dict[str, tuple[int, int]] | None,
+                    logs: Path | None) -> list[str]:
+    """A run that did not complete, in lines a newcomer can act on."""
+    expected = result.traffic.expected_deliveries
+    lines = []
+    missing = sorted(expected - result.records.keys())
+    if missing:
+        lines.append(f"records missing: {len(missing):,} of {len(expected):,} (e.g. {', '.join(missing[:3])})")
+    if result.answered < len(expected):
+        lines.append(f"deliveries never offered to the Service Users: {len(expected) - result.answered:,} of "
+                     f"{len(expected):,} (dsp-mapping did not send them on ast.deliver)")
+    windows = [(p, w) for p, ws in sorted(due.items()) for w in sorted(ws) if (p, w) not in result.partition_reports]
+    if windows:
+        lines.append(f"15-minute reports missing: {len(windows):,} of {sum(len(w) for w in due.values()):,} "
+                     f"(e.g. partition {windows[0][0]} window {windows[0][1]})")
+    if pending is None:
+        lines.append("stages: their consumers could not be read")
+    else:
+        lines.append("stages (pending / ack pending): "
+                     + ", ".join(f"{name} {waiting:,}/{unacked:,}" for name, (waiting, unacked) in pending.items()))
+    lines.append(f"logs: {logs}" if logs else "logs: see the services' own logs")
+    return lines
+
+
 async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float | None = None,
                       wait_s: float = 120.0, show: bool = True, close_windows: bool = True,
+                      logs: Path | None = None, alive: Callable[[], list[str]] | None = None,
                       traffic: Traffic | None = None) -> RunResult:
     """Publish ``traffic`` (default: generated from ``config``), answer its deliveries as the
-    Service Users, and wait for every record it should give."""
+    Service Users, and wait for every record it should give (and window report).
+    The wait ends early, not complete, when the run cannot complete any more: every stage idle
+    and nothing moving, or (``alive`` names them) services died. ``result.missing`` and
+    ``result.stopped`` then say what is missing and why it stopped; ``logs`` is where to look."""
+    from alert_timing.ops.common import connect
+
     if traffic is None:
         traffic = generate(config, RuleTable.load(settings.dcc_rules), load_notifications(settings.csp_notifications))
     result = RunResult(traffic)
     expected = traffic.expected_deliveries
-    nc = await bus.connect(settings, "simulator")
+    # Fails fast (one line) when NATS cannot be reached; once connected, rides out restarts.
+    nc = await connect(settings, "simulate", reconnect_attempts=-1)
     js = nc.jetstream(timeout=settings.publish_ack_timeout_s)
     try:
         deliver_from = (await js.stream_info(s.STREAM_EVENTS)).state.last_seq + 1
@@ -226,7 +292,34 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
         deadline = time.monotonic() + wait_s
         clock_sent = False
         due = windows_due(traffic, settings.metrics_partitions)
-        while time.monotonic() < deadline:
+        stall_s = settings.idle_close_after_s + STALL_MARGIN_S
+        pending: dict[str, tuple[int, int]] | None = None
+        looked = moved = time.monotonic()
+        seen: tuple[int, ...] = ()
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                result.stopped = f"stopped: not every alert came out within --wait {wait_s:g} s"
+                break
+            dead = alive() if alive else []
+            if dead:
+                result.stopped = f"stopped: services died: {', '.join(dead)}"
+                break
+            if now - looked >= PENDING_POLL_S:
+                looked = now
+                pending = await stage_pending(js, settings.metrics_partitions)
+                if pending is None or any(sum(v) for v in pending.values()):
+                    moved = now  # a stage is working (or cannot be seen): not stalled
+            state = (result.answered, len(result.records), result.record_messages, len(result.partition_reports),
+                     result.rejected)
+            if state != seen:
+                seen, moved = state, now
+            if now - moved >= stall_s:
+                result.stopped = (f"stopped: this run cannot complete: nothing moved for {now - moved:.0f} s with "
+                                  f"every stage idle (most often an earlier run of the same --seed on this store "
+                                  f"recorded these alerts already: start from a clean store, `up --fresh`, or "
+                                  f"give another --seed)")
+                break
             if su.done():
                 su.result()  # the Service User side failed: say why now, not at the deadline
             for m in await _fetch(records, 2000, 0.2):
@@ -246,7 +339,8 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
             result.rejected += len(await _fetch(rejected, 1000, 0.01))
             if show:
                 progress(f"deliveries answered {result.answered}/{len(expected)}, "
-                         f"records {len(result.records)}, reports {len(result.reports)}")
+                         f"records {len(result.records)}/{len(expected)}, reports {len(result.reports)}"
+                         + (f"; {behind(pending)}" if pending is not None else ""))
             if close_windows and not clock_sent and result.answered >= len(expected):
                 # The DSP gateway's clock moves on past the last window, its lateness and
                 # the handshake timeout, so every window closes by event time.
@@ -258,6 +352,9 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
             if expected.issubset(result.records) and (not close_windows or _all_windows(result, due)):
                 result.complete = True
                 break
+        if not result.complete:
+            pending = await stage_pending(js, settings.metrics_partitions)
+            result.missing = what_is_missing(result, due if close_windows else {}, pending, logs)
         stop.set()
         await su
         await records.unsubscribe()
