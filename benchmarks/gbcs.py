@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.gbcs import (
@@ -33,7 +33,7 @@ _DISTINCT_FRAMES = 5_000
 def build_mix(count: int = _DISTINCT_FRAMES, seed: int = 122) -> list[bytes]:
     """``count`` distinct frames in the benchmark's proportions (deterministic for a seed)."""
     rng = random.Random(seed)
-    start = datetime(2023, 6, 1, tzinfo=timezone.utc)
+    start = datetime(2023, 6, 1, tzinfo=UTC)
     frames: list[bytes] = []
     for n in range(count):
         device = f"00-DB-12-34-56-{rng.randrange(256):02X}-{rng.randrange(256):02X}-{rng.randrange(256):02X}"

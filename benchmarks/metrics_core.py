@@ -15,19 +15,22 @@ from __future__ import annotations
 import argparse
 import gc
 import heapq
+import multiprocessing
 import os
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import msgspec
+import psutil
 
 from services.metrics.core import MetricsConfig, MetricsCore
-from shared.events import AnyEvent, DeliveryAttempted, DeliveryExpected, ServiceResponseSeen
+from shared.events import AnyEvent, DeliveryAttempted, DeliveryExpected, Region, ServiceResponseSeen
 
 DAY0 = 1_685_577_600_000  # 2023-06-01T00:00:00Z
-REGIONS = ("north", "central", "south")
+REGIONS: tuple[Region, ...] = ("north", "central", "south")
 CODES = ("8F3F", "810D", "8F0F", "8F72", "8F35", "8F57", "8F1D", "8F12")
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 ACB = "90-B3-D5-1F-30-00-00-02"
@@ -43,7 +46,7 @@ def expectation(i: int, dsp_received: int, rng: random.Random) -> DeliveryExpect
         event_id=f"exp:{i:010d}:8a1f3c9be2d04f17",
         delivery_id=f"{i:010d}-8a1f3c9be2d04f17" + (":N53" if dcc else ""),
         response_id=f"{i:010d}-8a1f3c9be2d04f17",
-        region=region,  # type: ignore[arg-type]
+        region=region,
         comms_hub_id=1_000_000_000 + i,
         category="dcc_alert" if dcc else "device_alert",
         alert_code=CODES[i % len(CODES)],
@@ -101,31 +104,27 @@ def synthetic_events(n: int, span_ms: int = 86_400_000, seed: int = 7) -> list[A
 
 
 def _rss() -> int:
-    try:
-        import psutil
+    return int(psutil.Process(os.getpid()).memory_info().rss)
 
-        return int(psutil.Process(os.getpid()).memory_info().rss)
-    except ImportError:  # pragma: no cover
-        with open(f"/proc/{os.getpid()}/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+class _TimedCore(MetricsCore):
+    """The core with the time spent closing windows (reports with their sketches) added up."""
+
+    closing_seconds = 0.0
+
+    def _closed_window(self, w: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return super()._closed_window(w)
+        finally:
+            self.closing_seconds += time.perf_counter() - t0
 
 
 def throughput(n: int, batch: int = 512) -> dict[str, Any]:
     """``MetricsCore.apply`` over ``n`` records in batches of ``batch`` events. Also timed
     apart: closing windows (reports with their sketches), the windowing + sketch stage."""
     events = synthetic_events(n)
-    core = MetricsCore(MetricsConfig())
-    closing = [0.0]
-    close_window = core._closed_window
-
-    def timed_close(w: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return close_window(w)
-        finally:
-            closing[0] += time.perf_counter() - t0
-
-    core._closed_window = timed_close  # type: ignore[method-assign]
+    core = _TimedCore(MetricsConfig())
     gc.collect()
     records = reports = 0
     started = time.perf_counter()
@@ -141,8 +140,8 @@ def throughput(n: int, batch: int = 512) -> dict[str, Any]:
         "windows_closed": reports,
         "seconds": round(seconds, 3),
         "records_per_s": round(n / seconds),
-        "window_close_seconds": round(closing[0], 3),
-        "window_close_records_per_s": round(n / closing[0]) if closing[0] else None,
+        "window_close_seconds": round(core.closing_seconds, 3),
+        "window_close_records_per_s": round(n / core.closing_seconds) if core.closing_seconds else None,
     }
 
 
@@ -177,16 +176,15 @@ def run_bench(n: int = 500_000, pending: int = 1_000_000) -> dict[str, Any]:
     process (so memory the throughput run left to the allocator does not hide it)."""
     result: dict[str, Any] = {"throughput": throughput(n)}
     if pending:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
             result["pending_memory"] = pool.submit(pending_memory, pending).result()
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alert_timing_benchmarks.metrics_core", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m alert_timing_benchmarks.metrics_core", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--pending", type=int, default=1_000_000, help="0 to skip the memory figure")
     args = parser.parse_args(argv)

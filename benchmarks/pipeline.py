@@ -3,6 +3,7 @@ embedded nats-server. Prints a table; ``--json`` prints one JSON object."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -22,9 +23,14 @@ from nats.js import api
 from alert_timing.simulator.run import run_traffic
 from alert_timing.simulator.traffic import TrafficConfig
 from alert_timing.supervisor import Supervisor, run_bootstrap
+from services.metrics.app import metrics_config
+from services.metrics.core import MetricsCore
+from services.metrics.rebuild import read_events
 from shared import bus
 from shared import subjects as s
+from shared.eventlog import read_messages
 from shared.settings import load
+from shared.telemetry import setup_logging
 
 RELAY_HOPS = 4  # in -> captured -> enriched -> expected -> record, as the pipeline hops
 
@@ -67,10 +73,13 @@ async def _limit(url: str, n: int) -> float:
     for hop in range(RELAY_HOPS):
         await js.add_consumer("BENCH", api.ConsumerConfig(durable_name=f"relay{hop}", filter_subject=f"bench.h{hop}",
                                                           ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=20000))
-    relays = [subprocess.Popen([sys.executable, "-c", RELAY, url, str(hop), str(n)]) for hop in range(RELAY_HOPS)]
+    # Started, then only polled: nothing here waits on them until the run is over.
+    relays = [subprocess.Popen([sys.executable, "-c", RELAY, url, str(hop), str(n)])  # noqa: ASYNC220
+              for hop in range(RELAY_HOPS)]
     last = await js.pull_subscribe(f"bench.h{RELAY_HOPS}", stream="BENCH", config=api.ConsumerConfig(
         ack_policy=api.AckPolicy.NONE, filter_subject=f"bench.h{RELAY_HOPS}", mem_storage=True))
-    payload = b'{"responseId":"N0001000000001","commsHubId":123456789,"payload":"' + b"A" * 200 + b'","timestamp":"20230601101502.450"}'
+    payload = (b'{"responseId":"N0001000000001","commsHubId":123456789,"payload":"' + b"A" * 200
+               + b'","timestamp":"20230601101502.450"}')
     started = time.perf_counter()
 
     async def produce() -> None:
@@ -83,9 +92,9 @@ async def _limit(url: str, n: int) -> float:
     while got < n:
         try:
             got += len(await last.fetch(1000, timeout=2))
-        except Exception:
+        except TimeoutError:
             if any(r.poll() is not None and r.returncode for r in relays):
-                raise RuntimeError("a relay failed")
+                raise RuntimeError("a relay failed") from None
     elapsed = time.perf_counter() - started
     await producer
     for r in relays:
@@ -156,10 +165,7 @@ def cpu_us_per_alert(before: dict[str, float], after: dict[str, float], alerts: 
 async def _latency(url: str, since_in: int, since_out: int) -> tuple[float, float]:
     """DSP-received (JetStream store time of the input) -> the record's store time."""
     nc = await nats.connect(url)
-    js = nc.jetstream()
     received: dict[str, float] = {}
-    from shared.eventlog import read_messages
-
     async for msgs in read_messages(nc, s.STREAM_IN, list(s.IN_CSP), since_in):
         for m in msgs:
             body = msgspec.json.decode(m.data)
@@ -189,14 +195,9 @@ async def _last_seq(url: str, stream: str) -> int:
 
 
 async def _replay(url: str) -> float:
-    from services.metrics.app import metrics_config
-    from services.metrics.core import MetricsCore
-    from services.metrics.rebuild import read_events
-
     nc = await nats.connect(url)
-    js = nc.jetstream()
     core = MetricsCore(metrics_config(load()))
-    subjects = [spec for spec in bus.consumer_specs(1) if spec.service == s.METRICS][0].filter_subjects
+    subjects = next(spec for spec in bus.consumer_specs(1) if spec.service == s.METRICS).filter_subjects
     count = 0
     started = time.perf_counter()
     async for events in read_events(nc, subjects, 1):
@@ -212,7 +213,7 @@ async def _replay(url: str) -> float:
 
 def pending_rss_mb(n: int = 1_000_000) -> float:
     code = ("from alert_timing_benchmarks.metrics_core import pending_memory; import json; "
-            "print(json.dumps(pending_memory(%d)['process_rss_mib']))" % n)
+            f"print(json.dumps(pending_memory({n})['process_rss_mib']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if out.returncode:
         say(out.stderr[-2000:])
@@ -299,23 +300,22 @@ def print_table(r: dict) -> None:
         rows.append((f"peak RSS {name} (MB)", mb, ""))
     print(f"{'measure':<34}{'value':>14}  target")
     for name, value, target in rows:
-        print(f"{name:<34}{str(value):>14}  {target}")
+        print(f"{name:<34}{value!s:>14}  {target}")
 
 
-def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="measure throughput, latency, memory and replay on an embedded nats-server",
                        description="Limit (bare relay), pipeline throughput, latency at half load, "
                                    "peak RSS per service, 1M-pending memory and replay speed, in one run.")
     p.add_argument("--alerts", type=int, default=200_000, help="alerts for the throughput runs (default %(default)s)")
-    p.add_argument("--latency-seconds", type=float, default=20.0, help="length of the half-load run (default %(default)s)")
+    p.add_argument("--latency-seconds", type=float, default=20.0,
+                   help="length of the half-load run (default %(default)s)")
     p.add_argument("--skip-limit", action="store_true", help="skip the bare-relay limit run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
 
 
-def cmd_bench(args) -> int:  # type: ignore[no-untyped-def]
-    from shared.telemetry import setup_logging
-
+def cmd_bench(args: argparse.Namespace) -> int:
     setup_logging("bench", "WARNING")
     if args.alerts < 1 or args.latency_seconds <= 0:
         print("alert-timing bench: --alerts must be at least 1 and --latency-seconds more than 0", file=sys.stderr)

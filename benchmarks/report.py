@@ -22,6 +22,8 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alert_timing import report
+from alert_timing.report import month_bounds  # the report's own notion of a month
 from shared.events import LEGS, RECORD_FIELDS, WindowReport, encoder
 from shared.timefmt import format_iso
 
@@ -59,7 +61,8 @@ WITH base AS (
         ['north', 'central', 'south'][1 + i % 3] AS region,
         i % 10 = 0 AS dcc,
         CASE WHEN (dsp % 86400000) BETWEEN 10800000 AND 12600000 AND u5 > 0.3 THEN '8F57'
-             ELSE ['8F3F', '810D', '8F0F', '8F72', '8F35', '8F1D', '8F12', '8F66'][1 + ((h // 7) % 8)::BIGINT] END AS code
+             ELSE ['8F3F', '810D', '8F0F', '8F72', '8F35', '8F1D', '8F12', '8F66'][1 + ((h // 7) % 8)::BIGINT]
+        END AS code
     FROM draws
 )
 SELECT
@@ -110,8 +113,6 @@ def _empty_leg() -> dict[str, Any]:
 def generate(data_dir: Path, records: int, month: str = MONTH, seed: int = 42, progress: bool = True) -> int:
     """Write ``records`` synthetic AST records for ``month`` under ``data_dir/ast``; return the
     number of window files written."""
-    from alert_timing.report import month_bounds  # the report's own notion of a month
-
     start, end = month_bounds(month)
     days = (end - start) // 86_400_000
     per_day = max(1, records // days)
@@ -169,10 +170,8 @@ def generate(data_dir: Path, records: int, month: str = MONTH, seed: int = 42, p
 
 def run_bench(records: int = 10_000_000, data_dir: Path | None = None, keep: bool = False) -> dict[str, Any]:
     """Generate ``records`` records for a month, time ``report --month`` over them."""
-    from alert_timing import report
-
     own = data_dir is None
-    root = Path(tempfile.mkdtemp(prefix="ast-bench-")) if own else Path(data_dir)  # type: ignore[arg-type]
+    root = Path(tempfile.mkdtemp(prefix="ast-bench-")) if data_dir is None else Path(data_dir)
     try:
         if not (root / "ast").exists():
             t0 = time.perf_counter()
@@ -189,7 +188,9 @@ def run_bench(records: int = 10_000_000, data_dir: Path | None = None, keep: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alert_timing_benchmarks.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m alert_timing_benchmarks.report", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--records", type=int, default=10_000_000)
     parser.add_argument("--dir", type=Path, default=None, help="generate into (or reuse) this directory")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")

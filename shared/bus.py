@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -26,7 +28,7 @@ from shared.settings import Settings
 
 
 #: nats-py's ``nats.connect`` keywords.
-ConnectOptions = dict[str, object]
+ConnectOptions = dict[str, Any]
 
 
 def connect_options(settings: Settings, name: str) -> ConnectOptions:
@@ -46,17 +48,15 @@ def connect_options(settings: Settings, name: str) -> ConnectOptions:
     if settings.nats_creds:
         kwargs["user_credentials"] = settings.nats_creds
     if settings.nats_tls_ca:
-        import ssl
-
         kwargs["tls"] = ssl.create_default_context(cafile=settings.nats_tls_ca)
     return kwargs
 
 
-async def connect(settings: Settings, name: str, **options: object) -> Client:
+async def connect(settings: Settings, name: str, **options: Any) -> Client:
     """Connect with ``connect_options``, and any keyword of ``nats.connect`` on top."""
     kwargs = connect_options(settings, name)
     kwargs.update(options)
-    return await nats.connect(**kwargs)  # type: ignore[arg-type]
+    return await nats.connect(**kwargs)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -104,20 +104,17 @@ def metrics_durable(partition: int) -> str:
 
 
 def stream_configs(settings: Settings) -> list[api.StreamConfig]:
-    common = {
-        "retention": api.RetentionPolicy.LIMITS,
-        "storage": api.StorageType.FILE,
-        "num_replicas": settings.stream_replicas,
-        "max_age": settings.stream_max_age_s,
-        "duplicate_window": settings.duplicate_window_s,
-        "discard": api.DiscardPolicy.OLD,
-    }
     return [
         api.StreamConfig(
             name=name,
             subjects=list(subs),
             max_msg_size=MAX_INBOUND_BYTES if name == s.STREAM_IN else MAX_PAYLOAD,
-            **common,
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=settings.stream_replicas,
+            max_age=settings.stream_max_age_s,
+            duplicate_window=settings.duplicate_window_s,
+            discard=api.DiscardPolicy.OLD,
         )
         for name, subs in s.STREAM_SUBJECTS.items()
     ]
@@ -127,6 +124,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
     """Create or update every stream and durable consumer. The one place that owns their config."""
     done = []
     for config in stream_configs(settings):
+        assert config.name is not None  # stream_configs names every stream
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)
@@ -135,7 +133,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
             await js.add_stream(config)
             done.append(f"stream {config.name} created")
     for spec in consumer_specs(settings.metrics_partitions):
-        config = api.ConsumerConfig(
+        consumer = api.ConsumerConfig(
             durable_name=spec.durable,
             name=spec.durable,
             ack_policy=api.AckPolicy.EXPLICIT,
@@ -145,7 +143,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
             max_ack_pending=spec.max_ack_pending,
             filter_subjects=list(spec.filter_subjects),
         )
-        await js.add_consumer(spec.stream, config)
+        await js.add_consumer(spec.stream, consumer)
         done.append(f"consumer {spec.stream}/{spec.durable}")
     return done
 
@@ -179,7 +177,7 @@ async def publish_all(
                 headers.update(m.headers)
             futures.append(await js.publish_async(m.subject, m.payload, headers=headers))
         await asyncio.wait_for(asyncio.gather(*futures), timeout)
-    except (TimeoutError, asyncio.TimeoutError) as exc:
+    except TimeoutError as exc:
         raise PublishError(f"{len(messages)} publishes not acknowledged within {timeout}s") from exc
     except Exception as exc:  # an API error from the stream (e.g. no stream, too large), a lost connection
         raise PublishError(f"publish failed: {exc}") from exc

@@ -47,7 +47,7 @@ class DccRule(msgspec.Struct, frozen=True):
 class RuleTable:
     """Device Alert code -> the DCC Alerts it raises, in order."""
 
-    __slots__ = ("_rules", "_default", "source")
+    __slots__ = ("_default", "_rules", "source")
 
     def __init__(
         self,
@@ -202,7 +202,8 @@ def _parse_rule(
             extra = sorted(set(entry) - {"code", "service_user"})
             if extra or "code" not in entry:
                 raise RuleTableError(
-                    f"{source}: {where}: dcc_alerts entry {position} must be {{ code = \"N..\", service_user = \"...\" }}"
+                    f"{source}: {where}: dcc_alerts entry {position} must be "
+                    f'{{ code = "N..", service_user = "..." }}'
                 )
             code = entry["code"]
             if "service_user" in entry:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 
@@ -25,8 +27,8 @@ SCAN_MAX_BYTES = 16 * 1024 * 1024
 SCAN_REPLY_TIMEOUT_S = 15.0
 
 
-async def scan_messages(nc, stream: str, filters: Sequence[str], first_seq: int,  # type: ignore[no-untyped-def]
-                        last_seq: int, batch: int = SCAN_BATCH) -> AsyncIterator[list]:
+async def scan_messages(nc: Client, stream: str, filters: Sequence[str], first_seq: int,
+                        last_seq: int, batch: int = SCAN_BATCH) -> AsyncIterator[list[Msg]]:
     """Messages of ``stream`` matching ``filters`` from ``first_seq`` to ``last_seq``, in batches.
 
     The same ephemeral pull consumer as ``services.metrics.replay.read_messages``, read with
@@ -34,8 +36,6 @@ async def scan_messages(nc, stream: str, filters: Sequence[str], first_seq: int,
     for each message with its own timeout task, which made a 1M-message scan about four
     times slower. Only the last message of a batch has its metadata parsed.
     """
-    from nats.js import api
-
     if last_seq < max(first_seq, 1):
         return
     js = nc.jetstream(timeout=10)
@@ -75,7 +75,7 @@ async def scan_messages(nc, stream: str, filters: Sequence[str], first_seq: int,
             ahead.cancel()
             try:
                 await ahead
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - its failure is not this read's
                 pass
         try:
             await asyncio.wait_for(js.delete_consumer(stream, consumer.name), 2)
@@ -83,13 +83,13 @@ async def scan_messages(nc, stream: str, filters: Sequence[str], first_seq: int,
             pass
 
 
-async def _pull(nc, subject: str, request: bytes, batch: int, stream: str) -> tuple[list, tuple[str, ...]]:  # type: ignore[no-untyped-def]
+async def _pull(nc: Client, subject: str, request: bytes, batch: int, stream: str) -> tuple[list[Msg], tuple[str, ...]]:
     """One ``no_wait`` pull request: the messages it brought and the status that ended it, if any."""
-    got: list = []
+    got: list[Msg] = []
     status: list[str] = []
     done = asyncio.Event()
 
-    async def on_msg(msg) -> None:  # type: ignore[no-untyped-def]
+    async def on_msg(msg: Msg) -> None:
         headers = msg.headers or {}
         if not msg.data and "Status" in headers:
             status[:] = [headers.get("Status", ""), headers.get("Description", "")]
@@ -118,8 +118,8 @@ async def _pull(nc, subject: str, request: bytes, batch: int, stream: str) -> tu
     return got, tuple(s_ for s_ in status if s_)
 
 
-async def read_messages(nc, stream: str, filter_subjects: Sequence[str], first_seq: int,  # type: ignore[no-untyped-def]
-                        last_seq: int | None = None) -> AsyncIterator[list]:
+async def read_messages(nc: Client, stream: str, filter_subjects: Sequence[str], first_seq: int,
+                        last_seq: int | None = None) -> AsyncIterator[list[Msg]]:
     """Raw messages of ``stream`` matching ``filter_subjects`` from ``first_seq`` up to
     ``last_seq`` (default: the stream's last message now), in stream order."""
     info = await nc.jetstream().stream_info(stream)
@@ -137,7 +137,7 @@ async def sequence_at(js: JetStreamContext, stream: str, start_time_iso: str) ->
     config = api.ConsumerConfig(
         ack_policy=api.AckPolicy.NONE,
         deliver_policy=api.DeliverPolicy.BY_START_TIME,
-        opt_start_time=moment.isoformat().replace("+00:00", "Z"),
+        opt_start_time=moment,
         inactive_threshold=10.0,
         mem_storage=True,
     )

@@ -10,7 +10,7 @@ milliseconds; the outbound contract objects (``ast.deliver``, ``ast.record``,
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -20,6 +20,8 @@ Region = Literal["north", "central", "south"]
 Category = Literal["device_alert", "dcc_alert"]
 Status = Literal["complete", "no_handshake", "incomplete", "throttled"]
 Outcome = Literal["acknowledged", "failed", "throttled"]
+#: Where dsp_received came from: the gateway's header, or JetStream's store time.
+DspReceivedSource = Literal["header", "stream"]
 
 # Flags a record can carry.
 FLAG_MISSING_HUB_TIMESTAMP = "missing_hub_timestamp"
@@ -35,7 +37,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     event_id: str
 
 
-class AlertCaptured(Event, tag="alert_captured"):
+class AlertCaptured(Event, frozen=True, tag="alert_captured"):
     """hub-capture: an inbound CSP message, parsed and validated, timing points captured."""
 
     response_id: str
@@ -46,13 +48,13 @@ class AlertCaptured(Event, tag="alert_captured"):
     csp_received: int | None  # CSP Central/South feed; None for North (mapped downstream)
     csp_sent: int  # North `timestamp`; Central/South cspSentTimestamp
     dsp_received: int
-    dsp_received_source: Literal["header", "stream"]
+    dsp_received_source: DspReceivedSource
     source_seq: int
     extra: dict[str, Any] = {}
     trace: str | None = None  # W3C traceparent of the alert's trace
 
 
-class AlertEnriched(Event, tag="alert_enriched"):
+class AlertEnriched(Event, frozen=True, tag="alert_enriched"):
     """csp-enrichment: the alert with its GBCS header decoded and CSP times mapped."""
 
     response_id: str
@@ -71,7 +73,7 @@ class AlertEnriched(Event, tag="alert_enriched"):
     trace: str | None = None
 
 
-class OutageNotified(Event, tag="outage_notified"):
+class OutageNotified(Event, frozen=True, tag="outage_notified"):
     """hub-capture: a CSP's notification of a power outage (shape: ``shared.csp_notifications``).
 
     Passed on by csp-enrichment (no GBCS inside); dsp-mapping raises DCC Alert AD1 for an outage
@@ -86,13 +88,13 @@ class OutageNotified(Event, tag="outage_notified"):
     csp_received: int
     csp_sent: int
     dsp_received: int
-    dsp_received_source: Literal["header", "stream"]
+    dsp_received_source: DspReceivedSource
     source_seq: int
     extra: dict[str, Any] = {}
     trace: str | None = None
 
 
-class ServiceResponseSeen(Event, tag="service_response_seen"):
+class ServiceResponseSeen(Event, frozen=True, tag="service_response_seen"):
     """csp-enrichment: a GBCS Service Response (or command) on the alert interface, passed over."""
 
     response_id: str
@@ -102,7 +104,7 @@ class ServiceResponseSeen(Event, tag="service_response_seen"):
     dsp_received: int
 
 
-class DeliveryExpected(Event, tag="delivery_expected"):
+class DeliveryExpected(Event, frozen=True, tag="delivery_expected"):
     """dsp-mapping: one alert the DSP passes to a Service User (device alert or DCC alert)."""
 
     delivery_id: str
@@ -125,7 +127,7 @@ class DeliveryExpected(Event, tag="delivery_expected"):
     trace: str | None = None
 
 
-class DeliveryAttempted(Event, tag="delivery_attempted"):
+class DeliveryAttempted(Event, frozen=True, tag="delivery_attempted"):
     """dsp-mapping: one line of the DSP delivery log, validated.
 
     ``outcome`` ``throttled``: the DSP discarded the alert under Alert Storm Protection, so it
@@ -143,13 +145,13 @@ class DeliveryAttempted(Event, tag="delivery_attempted"):
     throttled_count: int | None = None
 
 
-class ClockTick(Event, tag="clock_tick"):
+class ClockTick(Event, frozen=True, tag="clock_tick"):
     """The DSP gateway's clock, so event time moves on when traffic stops."""
 
     time: int
 
 
-class RejectedInput(Event, tag="rejected_input"):
+class RejectedInput(Event, frozen=True, tag="rejected_input"):
     """An input a stage could not use, kept whole (``raw`` is Base64 in JSON) with the reason."""
 
     stage: str
@@ -250,7 +252,31 @@ TIMING_POINTS = (
     "su_acknowledged",
 )
 
-LEGS = ("hub_to_csp_ms", "csp_to_dsp_ms", "dsp_to_su_ms", "su_handshake_ms", "end_to_end_ms")
+
+
+class Leg(NamedTuple):
+    """A timing leg: ``end - start`` in milliseconds, held in the record's ``field``."""
+
+    name: str  # as the operations commands show it
+    start: str  # the timing point it runs from
+    end: str  # the timing point it runs to
+
+    @property
+    def field(self) -> str:
+        return f"{self.name}_ms"
+
+
+#: The legs, defined here only: the metrics core computes them, the report and the operations
+#: commands read and show them.
+LEG_SPANS: tuple[Leg, ...] = (
+    Leg("hub_to_csp", "chf_received", "csp_received"),
+    Leg("csp_to_dsp", "csp_sent", "dsp_received"),
+    Leg("dsp_to_su", "dsp_received", "su_passed"),
+    Leg("su_handshake", "su_passed", "su_acknowledged"),
+    Leg("end_to_end", "chf_received", "su_acknowledged"),
+)
+#: The records' leg fields, in order.
+LEGS = tuple(leg.field for leg in LEG_SPANS)
 
 RECORD_FIELDS = tuple(f for f in AstRecord.__struct_fields__)
 

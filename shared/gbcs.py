@@ -48,7 +48,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 import msgspec
@@ -82,7 +82,7 @@ NETWORK_OPERATOR_EUI: Final = "90-B3-D5-1F-30-02-00-00"
 ContentFormat = Literal["dlms", "gbz", "asn1", "none", "encrypted"]
 CONTENT_FORMATS: Final[tuple[str, ...]] = ("dlms", "gbz", "asn1", "none", "encrypted")
 
-_UTC: Final = timezone.utc
+_UTC: Final = UTC
 _GBZ_EPOCH: Final = datetime(2000, 1, 1, tzinfo=_UTC)
 _GBZ_TIME_NOT_SET: Final = 0xFFFFFFFF
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
+from typing import cast
 
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
@@ -28,7 +29,7 @@ LegSummary = tuple[int, int, dict[int, int], int | None, int | None, int]
 # --------------------------------------------------------------------------- sketches
 
 
-class _BinKeys(dict):  # type: ignore[type-arg]
+class _BinKeys(dict[int, int | None]):
     """value -> DDSketch bin key (None for 0), computed once per value."""
 
     def __init__(self, mapping: LogarithmicMapping) -> None:
@@ -57,8 +58,8 @@ class Sketcher:
         if not values:
             return (0, 0, {}, None, None, 0)
         bins = Counter(map(self._keys.__getitem__, values))
-        zero = bins.pop(None, 0)
-        return (len(values), zero, bins, min(values), max(values), sum(values))
+        zero = bins.pop(None, 0)  # what is left is keyed by int only
+        return (len(values), zero, cast(dict[int, int], bins), min(values), max(values), sum(values))
 
     def stats(self, summary: LegSummary) -> LegStats:
         count, zero, bins, lo, hi, total = summary
@@ -84,9 +85,9 @@ def merge_summaries(parts: list[LegSummary]) -> LegSummary:
         total += t
         for k, n in b.items():
             bins[k] = bins.get(k, 0) + n
-        if lo is None or mn < lo:  # type: ignore[operator]
+        if mn is not None and (lo is None or mn < lo):
             lo = mn
-        if hi is None or mx > hi:  # type: ignore[operator]
+        if mx is not None and (hi is None or mx > hi):
             hi = mx
     return (count, zero, bins, lo, hi, total)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import zlib
 
+from shared.events import Region
+
 PREFIX = "ast"
 
 # Inbound: raw bytes from the sources.
@@ -18,7 +20,7 @@ IN_DSP_DELIVERY = "ast.in.dsp-delivery"
 #: The DSP gateway's clock heartbeat: moves event time on when traffic stops.
 IN_DSP_CLOCK = "ast.in.dsp-clock"
 
-IN_CSP = {
+IN_CSP: dict[str, Region] = {
     IN_CSP_NORTH: "north",
     IN_CSP_CENTRAL: "central",
     IN_CSP_SOUTH: "south",

@@ -3,11 +3,24 @@ OpenTelemetry traces and metrics."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+import msgspec
 import structlog
+from opentelemetry import trace as otel_trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from structlog.types import EventDict
+
+from shared.events import TIMING_POINTS
+from shared.timefmt import parse_iso
 
 
 def setup_logging(service: str, level: str | None = None) -> None:
@@ -38,7 +51,7 @@ def setup_logging(service: str, level: str | None = None) -> None:
 
 
 def _service(name: str) -> structlog.types.Processor:
-    def add(_: object, __: str, event: dict) -> dict:
+    def add(_: object, __: str, event: EventDict) -> EventDict:
         event.setdefault("service", name)
         return event
 
@@ -57,17 +70,6 @@ def _service(name: str) -> structlog.types.Processor:
 # header of per-message subjects (inputs, ast.deliver, ast.record) and, inside batch
 # envelopes, in each event's `trace` field (a header holds one context, an envelope many).
 
-import hashlib  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
-
-import msgspec  # noqa: E402
-from opentelemetry import trace as otel_trace  # noqa: E402
-from opentelemetry.context import Context  # noqa: E402
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator  # noqa: E402
-
 _propagator = TraceContextTextMapPropagator()
 _log = structlog.get_logger()
 
@@ -84,8 +86,7 @@ JOURNEY_LEGS = (
     ("DSP to Service User", "dsp_received", "su_passed"),
     ("Service User handshake", "su_passed", "su_acknowledged"),
 )
-JOURNEY_POINTS = ("device_alert_time", "chf_received", "csp_received", "csp_sent", "dsp_received",
-                  "su_passed", "su_acknowledged")
+JOURNEY_POINTS = TIMING_POINTS
 
 
 def _sdk_disabled() -> bool:
@@ -180,8 +181,6 @@ class Tracing:
         outlier = e2e is not None and e2e >= self.journey_outlier_ms
         if not outlier and not sampled(record.delivery_id, self.journey_ratio):
             return False
-        from shared.timefmt import parse_iso
-
         at = {name: parse_iso(v) for name in JOURNEY_POINTS if (v := getattr(record, name)) is not None}
         if len(at) < 2:
             return False
@@ -213,10 +212,6 @@ class Tracing:
                 span.end(end_time=max(at[a], at[b]) * ns)
         root.end(end_time=max(at.values()) * ns)
         return True
-
-    def set_level(self, name: str, value: float, **attributes: str) -> None:
-        if self.provider is not None:
-            self.levels[(name, tuple(sorted(attributes.items())))] = value
 
     def shutdown(self) -> None:
         if self.provider is not None:
@@ -334,7 +329,7 @@ def setup_tracing(service: str, exporter: Any = None) -> Tracing:
     return Tracing(service, provider.get_tracer("alert-timing"), provider, ratio, outlier)
 
 
-def add_trace_ids(_: object, __: str, event: dict) -> dict:
+def add_trace_ids(_: object, __: str, event: EventDict) -> EventDict:
     """structlog: the current span's ids on every log line (a line about one alert passes
     its own, see ``trace_fields``)."""
     if "trace_id" in event:
@@ -352,9 +347,9 @@ def add_trace_ids(_: object, __: str, event: dict) -> dict:
 class _Ids(msgspec.Struct):
     """The identities a rejected input may carry (CSP North, CSP feeds, delivery log, events)."""
 
-    responseId: str | None = None  # noqa: N815 - wire names
-    messageId: str | None = None  # noqa: N815
-    deliveryId: str | None = None  # noqa: N815
+    responseId: str | None = None
+    messageId: str | None = None
+    deliveryId: str | None = None
     response_id: str | None = None
     delivery_id: str | None = None
     trace: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -44,6 +45,18 @@ def from_ms(ms: int) -> datetime:
 def format_csp(ms: int) -> str:
     """Epoch milliseconds to ``YYYYMMDDHHMMSS.SSS``."""
     return from_ms(ms).strftime("%Y%m%d%H%M%S") + f".{ms % 1000:03d}"
+
+
+@overload
+def format_iso(ms: int) -> str: ...
+
+
+@overload
+def format_iso(ms: None) -> None: ...
+
+
+@overload
+def format_iso(ms: int | None) -> str | None: ...
 
 
 def format_iso(ms: int | None) -> str | None:

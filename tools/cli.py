@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import statistics
 import sys
 import time
+from collections.abc import Coroutine
 from datetime import date, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
+from alert_timing import report
+from alert_timing.ops.common import close, connect
+from alert_timing.simulator.run import RunResult, run_traffic
+from alert_timing.simulator.traffic import TrafficConfig
+from alert_timing.sketch_check import compare, print_comparison
+from alert_timing.supervisor import Supervisor, clear_data_dir, parse_replicas, run_bootstrap, wait_for_signal
+from shared import bus
 from shared import settings as settings_mod
 from shared import subjects as s
+from shared.events import LEGS
 from shared.telemetry import setup_logging
+
+T = TypeVar("T")
 
 SERVICE_BUILDERS = {
     s.HUB_CAPTURE: "services.hub_capture.app",
@@ -24,7 +36,7 @@ SERVICE_BUILDERS = {
 }
 
 
-def _run(coro):  # type: ignore[no-untyped-def]
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
 
@@ -80,10 +92,6 @@ def share(text: str) -> float:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    import importlib
-
-    from alert_timing.ops.common import close, connect
-
     setup_logging(args.name)
     settings = settings_mod.load(nats_url=args.nats_url)
 
@@ -98,8 +106,6 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from alert_timing.supervisor import run_bootstrap
-
     setup_logging("bootstrap")
     settings = settings_mod.load(nats_url=args.nats_url)
     for line in run_bootstrap(settings):
@@ -107,9 +113,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _traffic_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from alert_timing.simulator.traffic import TrafficConfig
-
+def _traffic_config(args: argparse.Namespace) -> TrafficConfig:
     excluded = tuple(c.strip().upper() for c in args.storm_exclude.split(",") if c.strip())
     if any(len(c) != 4 or any(ch not in "0123456789ABCDEF" for ch in c) for c in excluded):
         raise ValueError(f"--storm-exclude {args.storm_exclude!r}: alert codes are 4 hex digits, comma-separated")
@@ -149,9 +153,7 @@ def _simulate_args(p: argparse.ArgumentParser, default_alerts: int) -> None:
                         "illustrative: the DSP's own list is configuration)")
 
 
-def print_summary(result, seconds: float) -> None:  # type: ignore[no-untyped-def]
-    from shared.events import LEGS
-
+def print_summary(result: RunResult, seconds: float) -> None:
     traffic = result.traffic
     records = list(result.records.values())
     print()
@@ -181,8 +183,6 @@ def print_summary(result, seconds: float) -> None:  # type: ignore[no-untyped-de
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from alert_timing.simulator.run import run_traffic
-
     setup_logging("simulator", "WARNING")
     settings = settings_mod.load(nats_url=args.nats_url)
     try:
@@ -233,9 +233,6 @@ def _simulate_sit(args: argparse.Namespace, settings: settings_mod.Settings) -> 
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from alert_timing.simulator.run import run_traffic
-    from alert_timing.supervisor import Supervisor, clear_data_dir, parse_replicas, run_bootstrap, wait_for_signal
-
     setup_logging("up", "WARNING")
     data_dir = Path(args.data_dir)
     if args.partitions is not None and args.partitions < 1:
@@ -300,9 +297,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _demo_report(data_dir: Path) -> int:
-    from alert_timing import report
-    from alert_timing.sketch_check import compare, print_comparison
-
     out = data_dir / "report"
     days = sorted(p.name[5:] for p in (data_dir / "ast").glob("date=*"))
     if not days:
@@ -321,9 +315,6 @@ def _demo_report(data_dir: Path) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from alert_timing.ops.common import connect
-    from shared import bus
-
     settings = settings_mod.load(nats_url=args.nats_url)
     path = Path(args.file)
     if not path.is_file():
@@ -336,7 +327,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         sent = 0
         batch: list[bus.Outgoing] = []
         try:
-            with path.open("rb") as fh:
+            # A local file read a line at a time between publishes: nothing else runs meanwhile.
+            with path.open("rb") as fh:  # noqa: ASYNC230
                 for n, line in enumerate(fh, start=1):
                     line = line.rstrip(b"\r\n")
                     if not line.strip():
@@ -415,10 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", default=s.IN_CSP_NORTH, choices=list(s.IN_CSP), help="inbound subject")
     p.set_defaults(func=cmd_ingest)
 
-    import importlib
-
-    for module in ("alert_timing.gbcs_cli", "alert_timing.report", "alert_timing.replay", "alert_timing_benchmarks.pipeline", "alert_timing.ops",
-                   "alert_timing.soak"):
+    for module in ("alert_timing.gbcs_cli", "alert_timing.report", "alert_timing.replay",
+                   "alert_timing_benchmarks.pipeline", "alert_timing.ops", "alert_timing.soak"):
         mod = importlib.import_module(module)
         (getattr(mod, "add_parsers", None) or mod.add_parser)(sub)
     return parser

@@ -77,7 +77,7 @@ def _histogram(data: dict[str, dict[str, list[Any]]], leg: str) -> tuple[list[fl
     lo = _col(data, "latency_histogram", "ms_from")
     hi = _col(data, "latency_histogram", "ms_to")
     n = _col(data, "latency_histogram", "count")
-    rows = sorted((float(a), float(b), int(c)) for g, a, b, c in zip(legs, lo, hi, n) if g == leg)
+    rows = sorted((float(a), float(b), int(c)) for g, a, b, c in zip(legs, lo, hi, n, strict=True) if g == leg)
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
@@ -183,7 +183,7 @@ def _volume_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     no_hs = [int(v or 0) for v in _col(data, "by_interval", "no_handshake")]
     throttled = [int(v or 0) for v in _col(data, "by_interval", "throttled")] or [0] * len(alerts)
     rejected = [int(v or 0) for v in _col(data, "by_interval", "rejected")]
-    delivered = [a - b - c for a, b, c in zip(alerts, no_hs, throttled)]
+    delivered = [a - b - c for a, b, c in zip(alerts, no_hs, throttled, strict=True)]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=delivered, name="acknowledged or incomplete", mode="lines", stackgroup="a",
                              line=dict(color="#2a9d8f", width=1)))
@@ -214,9 +214,9 @@ def _region_category_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     regions = [str(v) for v in _col(data, "by_region", "region")]
     categories = [str(v) for v in _col(data, "by_category", "category")]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("by region (CSP)", "by category"))
-    _bars(fig, [f"{r}<br>{n:,} alerts" for r, n in zip(regions, _col(data, "by_region", "alerts"))], "by_region",
-          data, 1, 1, True)
-    _bars(fig, [f"{c}<br>{n:,} alerts" for c, n in zip(categories, _col(data, "by_category", "alerts"))],
+    _bars(fig, [f"{r}<br>{n:,} alerts" for r, n in zip(regions, _col(data, "by_region", "alerts"), strict=True)],
+          "by_region", data, 1, 1, True)
+    _bars(fig, [f"{c}<br>{n:,} alerts" for c, n in zip(categories, _col(data, "by_category", "alerts"), strict=True)],
           "by_category", data, 1, 2, False)
     layout = dict(_LAYOUT)
     layout["margin"] = dict(l=60, r=30, t=90, b=60)
@@ -232,7 +232,7 @@ def _codes_figure(data: dict[str, dict[str, list[Any]]], table: str, key: str, t
     names = _col(data, table, "alert_name") if named else [None] * len(codes)
     counts = [int(v or 0) for v in _col(data, table, "alerts")]
     p95 = [_num(v) for v in _col(data, table, "end_to_end_ms_p95")]
-    rows = sorted(zip(counts, codes, names, p95), key=lambda r: (-r[0], r[1]))[:25]
+    rows = sorted(zip(counts, codes, names, p95, strict=True), key=lambda r: (-r[0], r[1]))[:25]
     rows.reverse()
     labels = [f"{c} {n}"[:60] if n else c for _, c, n, _ in rows]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.6, 0.4],
@@ -348,17 +348,21 @@ def _summary_html(data: dict[str, dict[str, list[Any]]], sat: dict[str, int] | N
         return f"{100.0 * int(s.get(key) or 0) / alerts:.2f} %" if alerts else "–"
 
     tiles = [
-        ("alerts", n("alerts")), ("complete", n("complete")), ("no handshake", f"{n('no_handshake')} ({pct('no_handshake')})"),
+        ("alerts", n("alerts")), ("complete", n("complete")),
+        ("no handshake", f"{n('no_handshake')} ({pct('no_handshake')})"),
         ("throttled", f"{n('throttled')} ({pct('throttled')})"),
         ("missing HubTimestamp", f"{n('missing_hub_timestamp')} ({pct('missing_hub_timestamp')})"),
         ("clock skew", n("clock_skew")), ("rejected inputs", n("rejected")),
-        ("end-to-end p50 / p95 / p99 (ms)", f"{ms('end_to_end_ms_p50')} / {ms('end_to_end_ms_p95')} / {ms('end_to_end_ms_p99')}"),
+        ("end-to-end p50 / p95 / p99 (ms)",
+         f"{ms('end_to_end_ms_p50')} / {ms('end_to_end_ms_p95')} / {ms('end_to_end_ms_p99')}"),
     ]
-    cells = "".join(f'<div class="tile"><div class="k">{html.escape(k)}</div><div class="v">{html.escape(v)}</div></div>'
-                    for k, v in tiles)
+    cells = "".join(
+        f'<div class="tile"><div class="k">{html.escape(k)}</div><div class="v">{html.escape(v)}</div></div>'
+        for k, v in tiles)
     rows = "".join(
         f"<tr><td>{html.escape(LEG_TITLES[leg])}</td><td>{n(leg + '_count')}</td><td>{ms(leg + '_p50')}</td>"
-        f"<td>{ms(leg + '_p90')}</td><td>{ms(leg + '_p95')}</td><td>{ms(leg + '_p99')}</td><td>{ms(leg + '_max')}</td></tr>"
+        f"<td>{ms(leg + '_p90')}</td><td>{ms(leg + '_p95')}</td><td>{ms(leg + '_p99')}</td>"
+        f"<td>{ms(leg + '_max')}</td></tr>"
         for leg in LEGS)
     table = ("<table><thead><tr><th>leg</th><th>count</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th>"
              f"<th>max</th></tr></thead><tbody>{rows}</tbody></table>")

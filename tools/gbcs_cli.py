@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -106,7 +106,7 @@ def decode_items(items: list[str]) -> list[tuple[str, GbcsMessage | None, str | 
             results.append((item, None, str(exc)))
         except OSError as exc:
             results.append((item, None, f"cannot read {item}: {exc.strerror or exc}"))
-        except Exception as exc:  # never a traceback for a user: report and go on
+        except Exception as exc:  # noqa: BLE001 - never a traceback for a user: report and go on
             results.append((item, None, f"unexpected {type(exc).__name__}: {exc}"))
     return results
 
@@ -141,7 +141,7 @@ def format_time(moment: datetime | None) -> str | None:
     """ISO 8601 UTC: ``2023-06-01T10:15:00Z``, or ``2023-06-01T10:15:00.120Z`` when not whole seconds."""
     if moment is None:
         return None
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     text = utc.strftime("%Y-%m-%dT%H:%M:%S")
     if utc.microsecond:
         text += f".{utc.microsecond // 1000:03d}"

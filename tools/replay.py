@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -10,11 +11,11 @@ from pathlib import Path
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import sequence_at
-from shared.settings import load
+from shared.settings import Settings, load
 from shared.timefmt import TimestampError, parse_iso
 
 
-async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None, partitions: int,
+async def replay(settings: Settings, data_dir: Path, start_iso: str | None, end_iso: str | None, partitions: int,
                  publish_prefix: str | None = None, show: bool = True) -> dict:
     """Rebuild records and 15-minute reports from the event log into ``data_dir`` (and, if
     given, onto ``<publish_prefix>.record`` / ``<publish_prefix>.report.15m``), leaving the
@@ -69,7 +70,7 @@ async def replay(settings, data_dir, start_iso: str | None, end_iso: str | None,
     return totals
 
 
-def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "replay", help="rebuild records and 15-minute reports from the event log into a new output",
         description="Read the metrics inputs back from the event log (by store time, resolved to a "
@@ -85,8 +86,7 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     p.set_defaults(func=cmd_replay)
 
 
-def cmd_replay(args) -> int:  # type: ignore[no-untyped-def]
-
+def cmd_replay(args: argparse.Namespace) -> int:
     settings = load(nats_url=args.nats_url)
     if args.partitions is not None and args.partitions < 1:
         print("alert-timing replay: --partitions must be at least 1", file=sys.stderr)

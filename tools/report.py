@@ -10,8 +10,8 @@ the latest revision of each (window, partition) is read and the partitions are c
 records by union (a delivery lives in one partition), window counts by sum. Records are
 selected by ``dsp_received`` in [from, to). Statistics are exact (``quantile_cont``, i.e.
 linear interpolation between the two nearest ranks); negative legs (clock skew) are
-counted, not used in percentiles, as in the 15-minute reports. Rejected inputs, service responses and deliveries without alert come
-from the JSON window reports (they are not records).
+counted, not used in percentiles, as in the 15-minute reports. Rejected inputs, service responses
+and deliveries without alert come from the JSON window reports (they are not records).
 
 Writes to OUTDIR: ``summary.csv``, ``by_region.csv``, ``by_category.csv``,
 ``by_alert_code.csv``, ``by_dcc_alert_code.csv``, ``by_day.csv``, ``by_interval.csv``
@@ -46,6 +46,7 @@ from typing import Any
 
 import msgspec
 
+from shared.alert_codes import ALERT_NAMES
 from shared.events import LEGS
 from shared.targets import Targets, TargetsError, load_targets
 from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
@@ -121,8 +122,8 @@ def select_files(data_dir: Path, start_ms: int, end_ms: int) -> tuple[list[Path]
     metrics partition: the files of windows starting from one window before ``start`` (a
     window holds the records of its 15 minutes by dsp_received)."""
     root = Path(data_dir) / "ast"
-    first_day = format_iso(start_ms - 900_000)[:10]  # type: ignore[index]
-    last_day = format_iso(end_ms - 1)[:10]  # type: ignore[index]
+    first_day = format_iso(start_ms - 900_000)[:10]
+    last_day = format_iso(end_ms - 1)[:10]
     latest: dict[tuple[str, int, str], tuple[int, Path]] = {}
     for folder in root.iterdir() if root.is_dir() else ():
         m = DATE_DIR_RE.match(folder.name)
@@ -401,8 +402,6 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
 
     import pyarrow as pa
 
-    from shared.alert_codes import ALERT_NAMES
-
     names_src = pa.table({"code": list(ALERT_NAMES), "name": list(ALERT_NAMES.values())})
     con.register("names_src", names_src)
     con.execute("CREATE TEMP TABLE names AS SELECT code::VARCHAR AS code, name::VARCHAR AS name FROM names_src")
@@ -439,11 +438,13 @@ FROM ({_grouped([])})""")
     say("by region and category")
     make("by_alert_code", f"""
 SELECT s.alert_code, coalesce(s.record_alert_name, n.name) AS alert_name, s.* EXCLUDE (alert_code, record_alert_name)
-FROM ({_grouped([("coalesce(alert_code, 'unknown')", "alert_code")], extra=[("max(alert_name)", "record_alert_name")])}) s
+FROM ({_grouped([("coalesce(alert_code, 'unknown')", "alert_code")],
+               extra=[("max(alert_name)", "record_alert_name")])}) s
 LEFT JOIN names n ON n.code = s.alert_code
 ORDER BY s.alerts DESC, s.alert_code""")
     say("by alert code")
-    make("by_dcc_alert_code", _grouped([("dcc_alert_code", "dcc_alert_code")], where="WHERE dcc_alert_code IS NOT NULL"))
+    make("by_dcc_alert_code",
+         _grouped([("dcc_alert_code", "dcc_alert_code")], where="WHERE dcc_alert_code IS NOT NULL"))
     say("by DCC alert code")
     make("by_day", f"""
 SELECT coalesce(d.day, w.day) AS day, d.* EXCLUDE (day),
@@ -509,6 +510,8 @@ ORDER BY leg, ms_from""")
         sat_result = _sat_check(con, Path(sat), parquet, data_dir, start_ms, end_ms, t_from, t_to, out_dir, written)
         say("SAT cross-check")
 
+    # Imported here: plotly takes about a second to import, and every `alert-timing` command
+    # (each service process too) imports this module to build its parser.
     from alert_timing.dashboard import build_dashboard
 
     data = {name: _table_data(con, name) for name in ("summary", "by_region", "by_category", "by_alert_code",

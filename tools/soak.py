@@ -25,6 +25,7 @@ import asyncio
 import base64
 import random
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -33,7 +34,16 @@ from pathlib import Path
 
 import msgspec
 
+from alert_timing.simulator.run import run_traffic
+from alert_timing.simulator.traffic import Traffic, TrafficConfig
+from alert_timing.supervisor import Supervisor, run_bootstrap
+from shared import bus
+from shared import settings as settings_mod
 from shared import subjects as s
+from shared.eventlog import read_messages
+from shared.settings import Settings
+from shared.telemetry import setup_logging
+from shared.timefmt import format_iso
 
 FAULTS = (("sigkill", 4), ("sigterm", 2), ("nats-restart", 1))
 
@@ -73,7 +83,7 @@ def say(text: str) -> None:
 class Faults:
     """Random faults against the supervisor's processes and its nats-server."""
 
-    def __init__(self, sup, rng: random.Random, settings, started: float) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, sup: Supervisor, rng: random.Random, settings: Settings, started: float) -> None:
         self.sup = sup
         self.rng = rng
         self.settings = settings
@@ -116,9 +126,7 @@ class Faults:
 # --------------------------------------------------------------------------- the run
 
 
-async def _count(settings, stream: str, subject: str) -> int | None:  # type: ignore[no-untyped-def]
-    from shared import bus
-
+async def _count(settings: Settings, stream: str, subject: str) -> int | None:
     try:
         nc = await bus.connect(settings, "soak-probe", allow_reconnect=False, max_reconnect_attempts=0,
                                connect_timeout=2)
@@ -127,16 +135,14 @@ async def _count(settings, stream: str, subject: str) -> int | None:  # type: ig
     try:
         info = await nc.jetstream(timeout=5).stream_info(stream, subjects_filter=subject)
         return sum((info.state.subjects or {}).values())
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the broker went away between the two calls
         return None
     finally:
         await nc.close()
 
 
-async def _settle(settings, timeout: float = 300.0) -> bool:  # type: ignore[no-untyped-def]
+async def _settle(settings: Settings, timeout: float = 300.0) -> bool:
     """Every durable consumer fully acknowledged and no output added for a few seconds."""
-    from shared import bus
-
     nc = await bus.connect(settings, "soak-settle")
     js = nc.jetstream(timeout=10)
     deadline = time.monotonic() + timeout
@@ -162,11 +168,8 @@ async def _settle(settings, timeout: float = 300.0) -> bool:  # type: ignore[no-
         await nc.close()
 
 
-async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignore[no-untyped-def]
+async def _verify(settings: Settings, traffic: Traffic, report: SoakReport) -> None:
     """Read the event log back and account for every input."""
-    from shared import bus
-    from shared.eventlog import read_messages
-
     expected = traffic.expected_deliveries
     report.deliveries_expected = len(expected)
     contents: dict[tuple[str, int], set[bytes]] = defaultdict(set)
@@ -245,8 +248,6 @@ async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignor
                 if d not in seen:
                     seen.add(d)
                     per_window[i.dsp_received - i.dsp_received % 900_000] += 1
-    from shared.timefmt import format_iso
-
     want = {format_iso(w): n for w, n in per_window.items()}
     counted = {w: r["rows"][0]["alerts"] for w, r in latest_report.items()}
     not_reported = set(want) - set(counted)
@@ -263,10 +264,6 @@ async def _verify(settings, traffic, report: SoakReport) -> None:  # type: ignor
 
 
 async def soak(args: argparse.Namespace) -> SoakReport:
-    from alert_timing.simulator.run import run_traffic
-    from alert_timing.simulator.traffic import TrafficConfig
-    from alert_timing.supervisor import Supervisor, run_bootstrap
-    from shared import settings as settings_mod
 
     data_dir = Path(args.data_dir)
     settings = settings_mod.load(data_dir=str(data_dir))
@@ -335,13 +332,13 @@ async def soak(args: argparse.Namespace) -> SoakReport:
         await _verify(settings, result.traffic, report)
     finally:
         codes: dict[str, int | None] = {}
-        for key, proc in list(sup.processes.items()):
+        for proc in list(sup.processes.values()):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for key, proc in list(sup.processes.items()):
             try:
                 codes[key] = proc.wait(settings.drain_timeout_s + 10.0)
-            except Exception:  # noqa: BLE001
+            except subprocess.TimeoutExpired:
                 codes[key] = None
         sup.stop()
         bad = {k: c for k, c in codes.items() if c != 0}
@@ -372,7 +369,7 @@ def print_report(report: SoakReport) -> None:
         say("nothing lost, nothing counted twice")
 
 
-def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "soak", help="a long run under random faults (services killed, nats-server restarted), then a count",
         description="Run the pipeline on an embedded nats-server with seeded traffic for --duration seconds "
@@ -382,21 +379,24 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--rate", type=float, default=100.0, help="inputs per second (default %(default)s)")
     p.add_argument("--fault-every", type=float, default=30.0,
                    help="mean seconds between faults (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the traffic and of the faults (default %(default)s)")
-    p.add_argument("--malformed-share", type=float, default=0.01, help="share of malformed inputs (default %(default)s)")
-    p.add_argument("--duplicate-share", type=float, default=0.05, help="share of duplicated inputs (default %(default)s)")
-    p.add_argument("--span-hours", type=float, default=24.0, help="event-time span of the traffic (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the traffic and of the faults (default %(default)s)")
+    p.add_argument("--malformed-share", type=float, default=0.01,
+                   help="share of malformed inputs (default %(default)s)")
+    p.add_argument("--duplicate-share", type=float, default=0.05,
+                   help="share of duplicated inputs (default %(default)s)")
+    p.add_argument("--span-hours", type=float, default=24.0,
+                   help="event-time span of the traffic (default %(default)s)")
     p.add_argument("--wait", type=float, default=300.0,
                    help="seconds to wait after the traffic for every record (default %(default)s)")
-    p.add_argument("--progress-every", type=float, default=15.0, help="seconds between progress lines (default %(default)s)")
+    p.add_argument("--progress-every", type=float, default=15.0,
+                   help="seconds between progress lines (default %(default)s)")
     p.add_argument("--data-dir", default=None, help="a NEW directory for the store, logs and files "
                                                    "(default var/soak-<time>)")
     p.set_defaults(func=cmd_soak)
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
-    from shared.telemetry import setup_logging
-
     setup_logging("soak", "WARNING")
     if args.duration <= 0 or args.rate <= 0 or args.fault_every <= 0:
         print("alert-timing soak: --duration, --rate and --fault-every must be positive", file=sys.stderr)

@@ -42,6 +42,7 @@ def enrich(event: AlertCaptured, csp_north_offset_ms: int = 0) -> AlertEnriched 
         )
 
     flags: list[str] = []
+    csp_received: int | None
     if event.region == "north":
         # The agreed mapping: CSP North's `timestamp` (when the alert *left* CSP North)
         # stands for csp_received, less a configurable processing offset. Said on the record.

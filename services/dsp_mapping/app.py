@@ -23,7 +23,15 @@ from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
 from shared.csp_notifications import load as load_notifications
 from shared.dcc_rules import RuleTable
-from shared.events import AlertEnriched, ClockTick, DeliveryAttempted, DeliveryExpected, OutageNotified, encoder
+from shared.events import (
+    AlertEnriched,
+    ClockTick,
+    DeliveryAttempted,
+    DeliveryExpected,
+    OutageNotified,
+    RejectedInput,
+    encoder,
+)
 from shared.settings import Settings
 from shared.telemetry import Tracing, log_rejected, setup_tracing, trace_fields
 
@@ -66,6 +74,7 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
 
     def handle_log(batch: list[Inbound], out: Emitter) -> None:
         for msg in batch:
+            event: ClockTick | DeliveryAttempted | RejectedInput
             if msg.subject == s.IN_DSP_CLOCK:
                 event = clock_tick(msg, settings)
                 if isinstance(event, ClockTick):

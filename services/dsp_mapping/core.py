@@ -13,15 +13,15 @@
 
 from __future__ import annotations
 
-
 from services.runtime.service import Inbound
-from services.runtime.validation import InvalidInput, reject, json_object, optional_text, text_field, timestamp
+from services.runtime.validation import InvalidInput, json_object, optional_text, reject, text_field, timestamp
 from shared import subjects as s
 from shared.csp_notifications import PowerOutageShape
 from shared.dcc_rules import RuleTable
 from shared.events import (
     FLAG_NO_DCC_RULE,
     AlertEnriched,
+    Category,
     ClockTick,
     DeliverNotice,
     DeliveryAttempted,
@@ -53,7 +53,7 @@ def deliveries(alert: AlertEnriched, rules: RuleTable) -> tuple[list[DeliveryExp
     ], []
 
 
-def _expected(alert: AlertEnriched, delivery_id: str, category: str, dcc_code: str | None,
+def _expected(alert: AlertEnriched, delivery_id: str, category: Category, dcc_code: str | None,
               service_user_id: str) -> DeliveryExpected:
     return DeliveryExpected(
         event_id=f"exp:{delivery_id}",
@@ -61,7 +61,7 @@ def _expected(alert: AlertEnriched, delivery_id: str, category: str, dcc_code: s
         response_id=alert.response_id,
         region=alert.region,
         comms_hub_id=alert.comms_hub_id,
-        category=category,  # type: ignore[arg-type]
+        category=category,
         alert_code=alert.alert_code,
         dcc_alert_code=dcc_code,
         message_code=alert.message_code,
@@ -149,7 +149,7 @@ def delivery_attempt(msg: Inbound, settings: Settings,
             service_user_id=text_field(obj, "serviceUserId"),
             su_passed=passed,
             su_acknowledged=acknowledged,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             throttled_count=count,
         )
     except InvalidInput as exc:
@@ -171,6 +171,6 @@ def clock_tick(msg: Inbound, settings: Settings) -> ClockTick | RejectedInput:
     try:
         obj = json_object(msg.data, max_bytes=4096, max_depth=2)
         time = timestamp(obj, "time", required=True)
-        return ClockTick(event_id=f"clock:{time}", time=time)  # type: ignore[arg-type]
+        return ClockTick(event_id=f"clock:{time}", time=time)
     except InvalidInput as exc:
         return reject(msg, exc.reason, str(exc), stage=STAGE)

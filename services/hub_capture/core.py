@@ -8,20 +8,19 @@ from typing import Any
 from services.runtime.service import Inbound
 from services.runtime.validation import (
     TRACE_HEADER,
-    dsp_received_of,
-    reject,
     InvalidInput,
     base64_payload,
     comms_hub_id,
+    dsp_received_of,
     json_object,
+    reject,
     text_field,
     timestamp,
 )
 from shared import subjects as s
 from shared.csp_notifications import PowerOutageShape
-from shared.events import AlertCaptured, OutageNotified, RejectedInput
+from shared.events import AlertCaptured, DspReceivedSource, OutageNotified, Region, RejectedInput
 from shared.settings import Settings
-from shared.timefmt import TimestampError, parse_csp
 
 STAGE = s.HUB_CAPTURE
 
@@ -56,7 +55,8 @@ def capture(msg: Inbound, settings: Settings,
 
 
 
-def _north(obj: dict[str, Any], msg: Inbound, dsp_received: int, source: str, settings: Settings) -> AlertCaptured:
+def _north(obj: dict[str, Any], msg: Inbound, dsp_received: int, source: DspReceivedSource,
+           settings: Settings) -> AlertCaptured:
     response_id = text_field(obj, "responseId")
     payload, _ = base64_payload(obj, max_chars=settings.max_payload_b64_chars)
     return AlertCaptured(
@@ -76,19 +76,19 @@ def _north(obj: dict[str, Any], msg: Inbound, dsp_received: int, source: str, se
     )
 
 
-def _feed(obj: dict[str, Any], msg: Inbound, region: str, dsp_received: int, source: str,
+def _feed(obj: dict[str, Any], msg: Inbound, region: Region, dsp_received: int, source: DspReceivedSource,
           settings: Settings) -> AlertCaptured:
     response_id = text_field(obj, "messageId")
     payload, _ = base64_payload(obj, max_chars=settings.max_payload_b64_chars)
     return AlertCaptured(
         event_id=f"cap:{region}:{response_id}",
         response_id=response_id,
-        region=region,  # type: ignore[arg-type]
+        region=region,
         comms_hub_id=comms_hub_id(obj),
         payload=payload,
         chf_received=timestamp(obj, "chfReceivedTimestamp", required=False),
         csp_received=timestamp(obj, "cspReceivedTimestamp", required=True),
-        csp_sent=timestamp(obj, "cspSentTimestamp", required=True),  # type: ignore[arg-type]
+        csp_sent=timestamp(obj, "cspSentTimestamp", required=True),
         dsp_received=dsp_received,
         dsp_received_source=source,
         source_seq=msg.stream_seq,
@@ -117,8 +117,8 @@ def _outage(obj: dict[str, Any], msg: Inbound, region: str, dsp_received: int, s
         comms_hub_id=comms_hub_id(obj),
         outage_duration_s=duration,
         chf_received=timestamp(obj, shape.chf_received_field, required=False),
-        csp_received=timestamp(obj, shape.csp_received_field, required=True),  # type: ignore[arg-type]
-        csp_sent=timestamp(obj, shape.csp_sent_field, required=True),  # type: ignore[arg-type]
+        csp_received=timestamp(obj, shape.csp_received_field, required=True),
+        csp_sent=timestamp(obj, shape.csp_sent_field, required=True),
         dsp_received=dsp_received,
         dsp_received_source=source,  # type: ignore[arg-type]
         source_seq=msg.stream_seq,

@@ -12,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
+from nats.js import JetStreamContext, api
 
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
 from services.metrics.delivery import Deliverer, DeliveryConfigError, landing_from_settings
+from services.metrics.files import partition_tag, write_window
 from services.metrics.rebuild import read_events
 from services.runtime.envelopes import events_of
 from services.runtime.service import Binding, Emitter, Inbound, Service, binding
@@ -91,8 +95,6 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
     if data_dir is not None:
         # Files for the latest revision of each window this step touched: every revision is
         # on ast.report.15m, but a burst of late records rewrites a window's files once.
-        from services.metrics.files import partition_tag, write_window
-
         tag = partition_tag(partition, partitions) if latest else None
         for closed in latest.values():
             write_window(data_dir, closed, tag)
@@ -111,10 +113,11 @@ def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict
     if not tracing.enabled:
         return None
     parent = traces.pop(record.delivery_id, None) if complete else traces.get(record.delivery_id)
-    trace = tracing.step("metrics record", parent, **{
+    attributes: dict[str, Any] = {
         "alert.response_id": record.response_id, "alert.delivery_id": record.delivery_id,
         "alert.status": record.status, "alert.revision": record.revision,
-        "alert.delivery_attempts": record.delivery_attempts, "alert.end_to_end_ms": record.end_to_end_ms})
+        "alert.delivery_attempts": record.delivery_attempts, "alert.end_to_end_ms": record.end_to_end_ms}
+    trace = tracing.step("metrics record", parent, **attributes)
     if complete:
         tracing.journey(record, trace)
     return {"traceparent": trace} if trace else None
@@ -277,7 +280,7 @@ def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions:
                      gauge=gauge)
 
 
-async def _await_held_messages(js, partition: int, info):  # type: ignore[no-untyped-def]
+async def _await_held_messages(js: JetStreamContext, partition: int, info: api.ConsumerInfo) -> api.ConsumerInfo:
     """Wait until the messages a stopped instance held (delivered, never acked: it was killed)
     can be redelivered, i.e. ``ack_wait`` after its last delivery, so that they come back to
     us before anything newer.
@@ -288,12 +291,11 @@ async def _await_held_messages(js, partition: int, info):  # type: ignore[no-unt
     restart before the held ones came back then rebuilt without those acked events, and their
     records were lost (found by the soak: SIGKILL of metrics twice within ack_wait)."""
     ack_wait = float(info.config.ack_wait or 30.0)
+    last: datetime | None
     last = info.delivered.last_active if info.delivered else None
     if last is None:
         wait = ack_wait
     else:
-        from datetime import UTC, datetime
-
         wait = ack_wait - (datetime.now(UTC) - last).total_seconds()
     wait = max(0.0, wait) + 1.0  # and a moment for the server's redelivery timer
     log.info("waiting for the messages a stopped instance held to be redeliverable", partition=partition,
@@ -302,7 +304,7 @@ async def _await_held_messages(js, partition: int, info):  # type: ignore[no-unt
     return await js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(partition))
 
 
-async def _check_acked_above_floor(service: Service, partition: int, info, floor: int) -> None:  # type: ignore[no-untyped-def]
+async def _check_acked_above_floor(service: Service, partition: int, info: api.ConsumerInfo, floor: int) -> None:
     """Say so, loudly, when messages above the ack floor were acked: the rebuild cannot see them
     (their events are missing from the state, and records may be lost). The service keeps
     their order so this does not happen (in-place publish retries, confirmed acks, a drain on
@@ -322,7 +324,7 @@ async def _check_acked_above_floor(service: Service, partition: int, info, floor
         service.metrics.add("alert_timing.metrics.rebuild_gaps", acked, partition=str(partition))
 
 
-def _connect_first(service: Service, rebuild):  # type: ignore[no-untyped-def]
+def _connect_first(service: Service, rebuild: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
     async def hook() -> None:
         await service.broker.connect()
         await rebuild()

@@ -114,23 +114,21 @@ from typing import Any
 import msgspec
 
 from services.metrics.compact import (
-    ALERT_NAMES,
     DERIVED_FLAGS,
     MILLIS,
-    PLAIN_FLAGS,
-    RECORD_FLAGS,
     SECOND_PREFIX,
     compact,
     expected_from_record,
-    fast_iso,
     pack,
     packed_dsp_received,
     parse_iso_ms,
+    record_flags,
     second_prefix,
     unpack,
     window_start_of,
 )
 from shared import subjects as s
+from shared.alert_codes import alert_name
 from shared.events import (
     FLAG_CLOCK_SKEW,
     LEGS,
@@ -141,6 +139,7 @@ from shared.events import (
     RejectedInput,
     ReportRow,
     ServiceResponseSeen,
+    Status,
     WindowReport,
 )
 from shared.sketches import (
@@ -252,7 +251,7 @@ class _Delivery:
     ``AstRecord``.
     """
 
-    __slots__ = ("exp", "flags", "attempts", "record", "window", "at")
+    __slots__ = ("at", "attempts", "exp", "flags", "record", "window")
 
     def __init__(self) -> None:
         self.exp: DeliveryExpected | None = None
@@ -264,7 +263,7 @@ class _Delivery:
 
 
 class _Window:
-    __slots__ = ("start", "records", "orphans", "responses", "rejected", "event_ids", "revision")
+    __slots__ = ("event_ids", "orphans", "records", "rejected", "responses", "revision", "start")
 
     def __init__(self, start: int) -> None:
         self.start = start
@@ -337,6 +336,7 @@ class MetricsCore:
         closed: list[ClosedWindow] = []
         on_exp, on_att = self._on_expected, self._on_attempted
         seen = False
+        t: int | None
         for ev in events:
             seen = True
             kind = type(ev)
@@ -369,7 +369,7 @@ class MetricsCore:
                 elif t > self._alert_clock:
                     self._alert_clock = t
                 t = self._clock()
-                if self._first is None:
+                if self._first is None and raw is not None:
                     self._start(raw)  # reporting starts at the first event's own window
             if t is not None:
                 et = self._event_time
@@ -413,10 +413,10 @@ class MetricsCore:
         elif (self._alert_clock != -_NEVER
               and (last_log_wall_ms is None or now_wall_ms - last_log_wall_ms >= limit)):
             self._log_clock = max(self._log_clock, self._alert_clock - self.config.max_log_lag_ms)
-        target = self._clock()
-        if target is not None and (self._event_time is None or target > self._event_time):
-            self._event_time = target
-            self._wm = target - self._lateness
+        now = self._clock()
+        if now is not None and (self._event_time is None or now > self._event_time):
+            self._event_time = now
+            self._wm = now - self._lateness
             if self._first is None:
                 self._start(target)
             if self._wm >= self._next_action:
@@ -461,7 +461,8 @@ class MetricsCore:
     def _on_expected(self, e: DeliveryExpected, out: list[AstRecord]) -> int:
         did = e.delivery_id
         deliveries = self._deliveries
-        d = deliveries.get(did)
+        # A delivery is stored as one of four kinds, told apart by exact type (the fastest test).
+        d: Any = deliveries.get(did)
         if d is None:
             deliveries[did] = e
             self._pending += 1
@@ -506,7 +507,7 @@ class MetricsCore:
         else:
             final = acked
             t = passed if acked_at is None or acked_at < passed else acked_at
-        d = self._deliveries.get(did)
+        d: Any = self._deliveries.get(did)  # one of four kinds, see _on_expected
         if d is None:  # not (yet) expected
             d = _Delivery()
             d.attempts = (key,)
@@ -537,7 +538,7 @@ class MetricsCore:
         if key in d.attempts:
             self._duplicates += 1
             return t
-        d.attempts = d.attempts + (key,)
+        d.attempts = (*d.attempts, key)
         if d.record is not None:
             self._revise(did, d, out)
         elif d.exp is not None:
@@ -611,6 +612,8 @@ class MetricsCore:
         cs = e.csp_sent
         dr = e.dsp_received
         n = len(attempts)
+        sp: int | None
+        sa: int | None
         throttled = False
         count = None
         if n == 1:
@@ -662,6 +665,7 @@ class MetricsCore:
             e2e = sa - chf
             if e2e < 0:
                 skew = True
+        status: Status
         if throttled:
             status = "throttled"
         elif not acked:
@@ -683,7 +687,7 @@ class MetricsCore:
             comms_hub_id=e.comms_hub_id,
             category=e.category,
             alert_code=code,
-            alert_name=ALERT_NAMES[code],
+            alert_name=alert_name(code),
             dcc_alert_code=e.dcc_alert_code,
             message_code=e.message_code,
             originator=e.originator,
@@ -707,7 +711,7 @@ class MetricsCore:
             su_handshake_ms=hs,
             end_to_end_ms=e2e,
             status=status,
-            flags=list(RECORD_FLAGS[(e.flags, chf is None, skew)]),
+            flags=record_flags(e.flags, chf is None, skew),
             delivery_attempts=n,
             throttled_count=count,
         )
@@ -718,7 +722,7 @@ class MetricsCore:
         rec = self._build(e, attempts, 1, did)
         self._pending -= 1
         out.append(rec)
-        if (not attempts or (len(attempts) == 1 and attempts[0][2])) and PLAIN_FLAGS[e.flags]:
+        if (not attempts or (len(attempts) == 1 and attempts[0][2])) and DERIVED_FLAGS.isdisjoint(e.flags):
             self._deliveries[did] = rec
         else:
             d = _Delivery()
@@ -732,7 +736,8 @@ class MetricsCore:
             del self._deliveries[did]
             return
         w.records[did] = rec
-        if w.start < self._close_ptr:  # type: ignore[operator]
+        ptr = self._close_ptr  # set once a window exists
+        if ptr is not None and w.start < ptr:
             self._dirty.add(w.start)
 
     def _delivery_of_record(self, did: str, rec: AstRecord) -> _Delivery:
@@ -782,7 +787,7 @@ class MetricsCore:
         self._touch(w)
 
     def _drop_orphan(self, did: str, d: _Delivery) -> None:
-        w = self._windows.get(d.window)  # type: ignore[arg-type]
+        w = None if d.window is None else self._windows.get(d.window)
         d.window = None
         if w is not None:
             w.orphans.discard(did)
@@ -802,7 +807,8 @@ class MetricsCore:
                 self._count_rejected(e, t)
 
     def _touch(self, w: _Window) -> None:
-        if w.start < self._close_ptr:  # type: ignore[operator]
+        ptr = self._close_ptr  # set once a window exists
+        if ptr is not None and w.start < ptr:
             self._dirty.add(w.start)
 
     def _window_for(self, t: int) -> _Window | None:
@@ -816,13 +822,14 @@ class MetricsCore:
             self._start(start)
         w = self._windows[start] = _Window(start)
         first = self._first
-        if start < first:  # type: ignore[operator]
+        assert first is not None  # set by _start just above, if not before
+        if start < first:
             if first == self._close_ptr:  # nothing closed yet: reporting starts earlier
                 self._first = self._close_ptr = start
                 self._next_evict = start + self._w + self._timeout + self._horizon
                 self._next_action = min(self._next_action, start + self._w + self._timeout)
             else:  # before the first window already reported: report the gap as well
-                for gap in range(start + self._w, first, self._w):  # type: ignore[arg-type]
+                for gap in range(start + self._w, first, self._w):
                     if gap not in self._windows:
                         self._windows[gap] = _Window(gap)
                     self._dirty.add(gap)
@@ -878,7 +885,7 @@ class MetricsCore:
                 keep = []
                 soonest = _NEVER
                 for did in self._buckets.pop(key):
-                    d = deliveries.get(did)
+                    d: Any = deliveries.get(did)  # one of four kinds, see _on_expected
                     kind = type(d)
                     if kind is AstRecord or d is None:
                         continue  # finished (the common case) or forgotten
@@ -939,11 +946,12 @@ class MetricsCore:
         if self._dirty:
             self._flush_dirty(closed)
         # 3. forget windows beyond the horizon
-        if retain_from > self._retain_from:  # type: ignore[operator]
+        if retain_from > self._retain_from:
             self._retain_from = int(retain_from)
             for start in [st for st in self._windows if st < retain_from]:
                 self._evict(self._windows.pop(start))
-        low = max(self._retain_from, self._first)  # type: ignore[type-var]
+        assert self._first is not None  # set by the first event, before any window closes
+        low = max(self._retain_from, self._first)
         self._next_evict = low + w_ms + timeout + self._horizon
         self._next_action = min(self._next_due, self._next_close(), self._next_evict)
 
@@ -968,7 +976,7 @@ class MetricsCore:
     def _flush_dirty(self, closed: list[ClosedWindow]) -> None:
         for start in sorted(self._dirty):
             w = self._windows.get(start)
-            if w is not None and start < self._close_ptr:  # type: ignore[operator]
+            if w is not None and self._close_ptr is not None and start < self._close_ptr:
                 w.revision += 1
                 closed.append(self._closed_window(w))
         self._dirty.clear()
@@ -978,7 +986,7 @@ class MetricsCore:
         meanwhile and cost nothing here)."""
         deliveries = self._deliveries
         for did in self._fresh:
-            d = deliveries.get(did)
+            d: Any = deliveries.get(did)  # one of four kinds, see _on_expected
             kind = type(d)
             if kind is DeliveryExpected:
                 deliveries[did] = pack(d)
@@ -996,10 +1004,10 @@ class MetricsCore:
     def _report(self, w: _Window, records: list[AstRecord]) -> WindowReport:
         groups: dict[tuple[str, str], list[AstRecord]] = {}
         for r in records:
-            key = (r.region, r.category)
-            g = groups.get(key)
+            region_category = (r.region, r.category)
+            g = groups.get(region_category)
             if g is None:
-                groups[key] = [r]
+                groups[region_category] = [r]
             else:
                 g.append(r)
         summarise = self._sketcher.summarise
@@ -1032,11 +1040,11 @@ class MetricsCore:
             keys = sorted(k for k in groups if k[0] == region)
             rows.append(self._row(region, ALL, keys, summary, 0,
                                   w.responses.get(region, 0), w.rejected.get(region, 0)))
-            for key in keys:
-                rows.append(self._row(region, key[1], [key], summary, 0, 0, 0))
+            for group in keys:
+                rows.append(self._row(region, group[1], [group], summary, 0, 0, 0))
         return WindowReport(
-            window_start=fast_iso(w.start),  # type: ignore[arg-type]
-            window_end=fast_iso(w.start + self._w),  # type: ignore[arg-type]
+            window_start=format_iso(w.start),
+            window_end=format_iso(w.start + self._w),
             revision=w.revision,
             sketch_relative_accuracy=self.config.sketch_relative_accuracy,
             rows=rows,
@@ -1080,5 +1088,6 @@ def _same_expectation(held: Any, e: DeliveryExpected) -> bool:
             e.service_user_id, e.dcc_alert_code)
     return (held.response_id, held.dsp_received, held.csp_sent, held.chf_received, held.csp_received,
             held.service_user_id, held.dcc_alert_code) == (
-        e.response_id, fast_iso(e.dsp_received), fast_iso(e.csp_sent), fast_iso(e.chf_received), fast_iso(e.csp_received),
+        e.response_id, format_iso(e.dsp_received), format_iso(e.csp_sent), format_iso(e.chf_received),
+        format_iso(e.csp_received),
         e.service_user_id, e.dcc_alert_code)

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from services.metrics.core import ClosedWindow
 from shared.events import RECORD_FIELDS, TIMING_POINTS, AstRecord, encoder
+from shared.settings import load
 from shared.timefmt import from_ms
 
 __all__ = ["PARQUET_SCHEMA", "file_stem", "partition_tag", "records_table", "window_dir", "write_window"]
@@ -59,8 +60,6 @@ def partition_tag(partition: int, partitions: int | None = None) -> int | None:
     (``ast_..._r<n>``). ``partitions``: how many there are (default: the settings). A partition
     other than 0 is always named, so partitions never write over each other's files."""
     if partitions is None:
-        from shared.settings import load
-
         partitions = load().metrics_partitions
     return partition if partitions > 1 or partition != 0 else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 import msgspec
+from nats.aio.client import Client
 
 from services.runtime.envelopes import decode_events
 from shared import subjects as s
@@ -14,7 +15,7 @@ from shared.events import AnyEvent, record_decoder
 FETCH = 1000
 
 
-async def read_events(nc, filter_subjects: Sequence[str], first_seq: int,  # type: ignore[no-untyped-def]
+async def read_events(nc: Client, filter_subjects: Sequence[str], first_seq: int,
                       last_seq: int | None = None) -> AsyncIterator[list[AnyEvent]]:
     """Events of the metrics inputs (envelopes unpacked, rejections as they are)."""
     async for msgs in read_messages(nc, s.STREAM_EVENTS, filter_subjects, first_seq, last_seq):

@@ -1,1 +1,2 @@
-"""The shell the four services share: consumer loop, publish/ack policy, shutdown, envelopes, input validation, dead letters."""
+"""The shell the four services share: consumer loop, publish/ack policy, shutdown, envelopes,
+input validation, dead letters."""

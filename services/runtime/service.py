@@ -336,7 +336,8 @@ class Service:
         delay = 0.25
         while True:
             try:
-                await nc.flush(timeout=self.settings.publish_ack_timeout_s)
+                # nats-py annotates an int; it hands the value to asyncio.wait_for, which takes seconds as float
+                await nc.flush(timeout=self.settings.publish_ack_timeout_s)  # type: ignore[arg-type]
                 return
             except Exception as exc:  # noqa: BLE001 - any failure here means: not confirmed
                 if self.stopping or nc.is_closed:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import binascii
-from typing import Any
+from typing import Any, Literal, overload
 
 import msgspec
 
 from services.runtime.service import Inbound
-from shared.events import RejectedInput
+from shared.events import DspReceivedSource, RejectedInput
 from shared.timefmt import TimestampError, parse_csp
 
 
@@ -78,6 +78,14 @@ def comms_hub_id(obj: dict[str, Any]) -> int:
     return value
 
 
+@overload
+def timestamp(obj: dict[str, Any], name: str, *, required: Literal[True]) -> int: ...
+
+
+@overload
+def timestamp(obj: dict[str, Any], name: str, *, required: bool) -> int | None: ...
+
+
 def timestamp(obj: dict[str, Any], name: str, *, required: bool) -> int | None:
     value = obj.get(name)
     if value is None:
@@ -93,9 +101,11 @@ def timestamp(obj: dict[str, Any], name: str, *, required: bool) -> int | None:
 def base64_payload(obj: dict[str, Any], *, max_chars: int) -> tuple[str, bytes]:
     value = obj.get("payload")
     if not isinstance(value, str) or not value:
-        raise InvalidInput("missing_field" if value is None else "bad_field", "`payload` must be a non-empty Base64 string")
+        raise InvalidInput("missing_field" if value is None else "bad_field",
+                           "`payload` must be a non-empty Base64 string")
     if len(value) > max_chars:
-        raise InvalidInput("oversize_payload", f"`payload` of {len(value)} characters exceeds the {max_chars}-character limit")
+        raise InvalidInput("oversize_payload",
+                           f"`payload` of {len(value)} characters exceeds the {max_chars}-character limit")
     try:
         raw = binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
@@ -107,7 +117,7 @@ DSP_RECEIVED_HEADER = "Dsp-Received-Timestamp"
 TRACE_HEADER = "traceparent"
 
 
-def dsp_received_of(msg: Inbound) -> tuple[int, str]:
+def dsp_received_of(msg: Inbound) -> tuple[int, DspReceivedSource]:
     header = msg.headers.get(DSP_RECEIVED_HEADER)
     if header is None:
         return msg.stream_time_ms, "stream"

@@ -16,8 +16,8 @@ from pypdf import PdfReader
 from alert_timing import report
 from alert_timing.dashboard import CHARTS
 from services.metrics.core import MetricsCore
-from tests.unit.test_metrics_core import exp, tick
-from tests.unit.test_report import _write, ack
+from services.metrics.files import write_window
+from tests.harness.metrics_events import ack, exp, tick
 
 pytestmark = pytest.mark.browser
 
@@ -68,7 +68,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             events.append(ack(e, 500 + rng.randint(20, 400) + handshake + rng.randint(0, 2_000) + slow,
                               handshake=handshake))
     events.append(tick("12:30:00.000"))
-    _write(data_dir, core.apply(events).closed)
+    for closed in core.apply(events).closed:
+        write_window(data_dir, closed)
     return data_dir
 
 
@@ -102,7 +103,7 @@ def test_charts_draw_in_headless_chromium(dashboard: Path, tmp_path: Path) -> No
     assert attrs.get("data-charts-drawn") == str(len(CHARTS))
     placed = sorted((html.index(f'id="chart-{name}"'), name) for name in CHARTS)
     ends = [start for start, _ in placed[1:]] + [len(html)]
-    for (start, name), end in zip(placed, ends):
+    for (start, name), end in zip(placed, ends, strict=True):
         assert 'class="main-svg"' in html[start:end], f"chart {name} did not draw"
 
     shot = tmp_path / "dashboard.png"

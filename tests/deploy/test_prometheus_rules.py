@@ -17,6 +17,7 @@ from types import ModuleType
 import pytest
 import yaml
 
+from shared.events import LEGS
 from shared.telemetry import PROMETHEUS_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,8 +158,6 @@ def test_dashboard_shows_what_operators_watch() -> None:
     assert board["uid"] and board["title"]
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    from shared.events import LEGS
-
     assert variables["leg"]["query"].split(",") == list(LEGS)
     panels = [p for p in board["panels"] if p["type"] != "row"]
     titles = [p["title"] for p in panels]

@@ -21,7 +21,7 @@ from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
-from tests.integration.conftest import collect
+from tests.harness.jetstream import collect
 
 pytestmark = [pytest.mark.integration]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from shared import bus
 from shared import subjects as s
-from tests.fault.conftest import Harness, Outcome, check, run_case, seeded
+from tests.harness.faults import Harness, Outcome, check, run_case, seeded
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -37,7 +38,7 @@ def test_each_service_killed_once_mid_run(tmp_path: Path, baseline: tuple[Outcom
     times = sorted(rng.uniform(1.0, 9.0) for _ in services)
 
     async def faults(h: Harness) -> None:
-        for at, name in zip(times, services):
+        for at, name in zip(times, services, strict=True):
             await h.at(at)
             code = await h.kill_and_restart(f"{name}-0", signal.SIGKILL, down_s=rng.uniform(0.2, 1.0))
             assert code == -signal.SIGKILL
@@ -90,8 +91,6 @@ def test_cluster_node_lost_mid_run(tmp_path: Path, baseline: tuple[Outcome, Harn
     rng = seeded("cluster")
 
     async def faults(h: Harness) -> None:
-        from shared import bus
-
         nc = await bus.connect(h.settings(), "fault-cluster")
         try:
             info = await nc.jetstream(timeout=10).stream_info(s.STREAM_EVENTS)

@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.fault.conftest import REPO, Harness, Outcome, cli_env
+from tests.harness.faults import REPO, Harness, Outcome, cli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -39,4 +39,5 @@ def test_replay_rebuilds_byte_identical_reports(tmp_path: Path, baseline: tuple[
     replayed = _latest_json(target)
     assert set(replayed) == set(live)
     differ = [w for w in sorted(live) if replayed[w] != live[w]]
-    assert not differ, f"{len(differ)} windows differ, first {differ[0]}: {live[differ[0]][0]} vs {replayed[differ[0]][0]}"
+    assert not differ, (f"{len(differ)} windows differ, first {differ[0]}: "
+                        f"{live[differ[0]][0]} vs {replayed[differ[0]][0]}")

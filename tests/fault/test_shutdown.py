@@ -13,7 +13,7 @@ import pytest
 
 from shared import bus
 from shared import subjects as s
-from tests.fault.conftest import Harness, Outcome, check, run_case, seeded
+from tests.harness.faults import Harness, Outcome, check, run_case, seeded
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -47,7 +47,7 @@ def test_sigterm_mid_run_drains_and_exits_zero(tmp_path: Path, baseline: tuple[O
     async def faults(h: Harness) -> None:
         assert h.sup is not None
         bound = h.settings().drain_timeout_s + 10.0
-        for at, name in zip(times, services):
+        for at, name in zip(times, services, strict=True):
             await h.at(at)
             key = f"{name}-0"
             codes[key] = await asyncio.to_thread(h.sup.signal_service, key, signal.SIGTERM, bound)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from services.metrics.delivery import Deliverer, LandingError, SftpLanding, landing_from_settings
-from tests.delivery_harness import MemoryLog, write_set
-from tests.sftp_server import SftpServer, available, keygen
+from tests.harness.delivery import MemoryLog, write_set
+from tests.harness.sftp_server import SftpServer, available, keygen
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not available(), reason="OpenSSH sshd is not installed (make test installs it)")]
@@ -134,8 +134,8 @@ def status_json(url: str) -> dict:
 def test_a_simulated_day_arrives_whole_across_a_gateway_restart(gateway: SftpServer, tmp_path: Path) -> None:
     data = tmp_path / "run"
     env = os.environ | gateway.env() | {"ALERT_TIMING_DELIVERY_RETRY_MAX_S": "2"}
-    up = subprocess.Popen([str(CLI), "up", "--simulate", "--keep", "--alerts", "600", "--span-hours", "6", "--seed", "7",
-                           "--data-dir", str(data)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    up = subprocess.Popen([str(CLI), "up", "--simulate", "--keep", "--alerts", "600", "--span-hours", "6",
+                           "--seed", "7", "--data-dir", str(data)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     url = None
     try:

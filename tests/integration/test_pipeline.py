@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from shared import subjects as s
-from tests.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, feed, north, response_payload
-from tests.integration.conftest import collect, decoded, send
+from tests.harness.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, feed, north, response_payload
+from tests.harness.jetstream import collect, decoded, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 

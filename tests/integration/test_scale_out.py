@@ -179,7 +179,7 @@ def test_report_combines_the_partitions_files(tmp_path: Path) -> None:
         assert (tmp_path / "out-one" / f"{name}.csv").read_text() == \
             (tmp_path / "out-three" / f"{name}.csv").read_text(), name
     summary = (tmp_path / "out-three" / "summary.csv").read_text().splitlines()
-    row = dict(zip(summary[0].split(","), summary[1].split(",")))
+    row = dict(zip(summary[0].split(","), summary[1].split(","), strict=True))
     assert row["rejected"] == "1" and int(row["service_responses_seen"]) == 60
 
 
@@ -282,7 +282,8 @@ def _run_topology(data_dir: Path, partitions: int, replicas: dict[str, int]) -> 
     finally:
         sup.stop()
     files = sorted(p.name for p in (data_dir / "ast").rglob("ast_*")) if (data_dir / "ast").is_dir() else []
-    return Outcome(records=records, deliveries=result.traffic.expected_deliveries, expected_per_partition=per_subject, metrics_acked=acked, files=files,
+    return Outcome(records=records, deliveries=result.traffic.expected_deliveries,
+                   expected_per_partition=per_subject, metrics_acked=acked, files=files,
                    complete=result.complete, seconds=round(time.perf_counter() - started, 1), dead=dead)
 
 

@@ -30,8 +30,10 @@ import pytest
 import pytest_asyncio
 from nats.js import api
 
+from services.runtime.deadletter import DeadLetters, advisory_subject
 from shared import bus
 from shared import subjects as s
+from shared.eventlog import read_messages
 from shared.settings import Settings
 
 pytestmark = [pytest.mark.integration]
@@ -166,7 +168,8 @@ class Conn:
         await self.nc.flush(timeout=5)
         deadline = time.monotonic() + 2
         want = len(publish) + len(subscribe)
-        while len(self.errors) - start < want and time.monotonic() < deadline:
+        # The refusals arrive through nats-py's error callback, which appends to self.errors.
+        while len(self.errors) - start < want and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         seen = " ".join(self.errors[start:]).lower()
         for sub in subs:
@@ -300,7 +303,7 @@ async def test_bootstrap_user_owns_streams_and_consumers(bootstrapped: SecuredNa
         await nc.close()
     assert sum(1 for line in done if line.endswith("updated")) == len(s.STREAM_SUBJECTS)
     async with connect_as(bootstrapped, "bootstrap") as admin:
-        assert await admin.refused(publish=PRODUCT_SUBJECTS + ["$JS.API.META.LEADER.STEPDOWN"],
+        assert await admin.refused(publish=[*PRODUCT_SUBJECTS, "$JS.API.META.LEADER.STEPDOWN"],
                                    subscribe=["ast.>"]) == []
 
 
@@ -322,8 +325,6 @@ async def test_service_user_does_its_job(bootstrapped: SecuredNats, case: Case) 
 
 async def test_metrics_user_can_rebuild_its_state(bootstrapped: SecuredNats) -> None:
     """The start-up replay: durable info, stream info, an ephemeral consumer on AST_EVENTS."""
-    from shared.eventlog import read_messages
-
     async with connect_as(bootstrapped, "dsp-mapping") as dsp:
         await dsp.js.publish(s.expected(0), b'{"replay":1}')
     async with connect_as(bootstrapped, s.METRICS) as metrics:
@@ -342,7 +343,8 @@ async def test_metrics_user_can_rebuild_its_state(bootstrapped: SecuredNats) -> 
 async def test_service_user_is_refused_everything_else(bootstrapped: SecuredNats, user: str) -> None:
     others = [c for c in CASES if c.user != user]
     not_owned = [x for x in PRODUCT_SUBJECTS if x not in OWN_OUTPUTS[user]]
-    forbidden = not_owned + [
+    forbidden = [
+        *not_owned,
         f"$JS.API.STREAM.DELETE.{s.STREAM_IN}",
         f"$JS.API.STREAM.PURGE.{s.STREAM_EVENTS}",
         f"$JS.API.STREAM.UPDATE.{s.STREAM_OUT}",
@@ -363,8 +365,6 @@ async def test_service_user_can_dead_letter_its_own_messages(bootstrapped: Secur
     max-deliveries advisories of its own durables, read the named message back from its
     stream by sequence, publish the copy to its own ast.dead-letter.<stage>. The advisories
     of other services' durables and their dead-letter subjects are refused."""
-    from services.runtime.deadletter import DeadLetters, advisory_subject
-
     own = [(c.stream, c.durable) for c in CASES if c.user == user]
     others = [(c.stream, c.durable) for c in CASES if c.user != user]
     marker = secrets.token_hex(8).encode()
@@ -415,7 +415,8 @@ async def test_simulator_feeds_inputs_and_reads_outputs_only(bootstrapped: Secur
         assert sim.violations() == []
         outputs = [x for x in PRODUCT_SUBJECTS if not x.startswith("ast.in.")]
         assert await sim.refused(
-            publish=outputs + [
+            publish=[
+                *outputs,
                 *(f"$JS.API.CONSUMER.MSG.NEXT.{c.stream}.{c.durable}" for c in CASES),
                 *(f"$JS.API.CONSUMER.CREATE.{c.stream}.{c.durable}" for c in CASES),
                 f"$JS.API.CONSUMER.CREATE.{s.STREAM_IN}.peek",
@@ -444,7 +445,8 @@ async def test_ops_reads_everything_and_publishes_nothing(bootstrapped: SecuredN
         assert {c.name for c in await ops.js.consumers_info(s.STREAM_EVENTS)} >= {"csp-enrichment"}
         assert ops.violations() == []
 
-        assert await ops.refused(publish=PRODUCT_SUBJECTS + [
+        assert await ops.refused(publish=[
+            *PRODUCT_SUBJECTS,
             "anything",
             f"$JS.ACK.{s.STREAM_IN}.hub-capture.1.1.1.1.0",
             f"$JS.API.STREAM.CREATE.{s.STREAM_IN}",
@@ -567,11 +569,6 @@ async def test_tls_client_refuses_an_unknown_certificate(tls_server: tuple[Secur
 # --------------------------------------------------------------------------- the real services
 
 
-def _metrics_missing() -> bool:
-    return not (REPO / "services" / "metrics" / "core.py").exists()
-
-
-@pytest.mark.skipif(_metrics_missing(), reason="services/metrics/core.py is not written yet")
 def test_real_services_and_simulator_under_their_own_users(tmp_path: Path) -> None:
     """The four services (`alert-timing service NAME`) and `alert-timing simulate`, each with
     its own user, against the committed configuration: every alert comes out, a restarted

@@ -37,8 +37,8 @@ from shared import subjects as s
 from shared.settings import ENV_VARS, load
 from shared.telemetry import JOURNEY_ATTRIBUTE, JOURNEY_LEGS, JOURNEY_POINTS, setup_metrics, setup_tracing
 from shared.timefmt import parse_iso
-from tests.frames import ACB_EUI, alert_payload, delivery_line, north
-from tests.integration.conftest import collect, decoded
+from tests.harness.frames import ACB_EUI, alert_payload, delivery_line, north
+from tests.harness.jetstream import collect, decoded
 
 DSP = {"Dsp-Received-Timestamp": "20230601101502.500"}
 MS = 1_000_000  # ns
@@ -229,7 +229,7 @@ class OtlpReceiver(ThreadingHTTPServer):
 class _OtlpHandler(BaseHTTPRequestHandler):
     server: OtlpReceiver
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
@@ -300,7 +300,7 @@ async def test_services_export_one_trace_over_otlp_http(server, receiver, tmp_pa
         assert root.name == "hub-capture"
         chain = {"csp-enrichment": "hub-capture", "dsp-mapping deliver": "csp-enrichment",
                  "dsp-mapping delivery log": "dsp-mapping deliver", "metrics record": "dsp-mapping deliver"}
-        for service, span in spans:
+        for _service, span in spans:
             if span is not root:
                 assert by_id[span.parent_span_id][1].name == chain[span.name]
         assert sorted(span.name for _, span in spans if span.name == "metrics record") == ["metrics record"] * 2

@@ -9,6 +9,10 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from alert_timing import report
+from alert_timing.ops import docs
+from alert_timing.ops.common import event_summary
+from alert_timing.ops.trace import Journey, Step, delivery_summaries
 from alert_timing.simulator.sit import check, format_table, raising_code, sit_traffic
 from alert_timing.simulator.traffic import (
     Inbound,
@@ -22,6 +26,7 @@ from services.csp_enrichment.core import enrich, pass_on
 from services.dsp_mapping.core import deliveries, delivery_attempt, outage_deliveries
 from services.hub_capture.core import capture
 from services.metrics.core import MetricsCore
+from services.metrics.files import write_window
 from services.runtime.service import Inbound as Msg
 from shared import subjects as s
 from shared.csp_notifications import NotificationConfigError, PowerOutageShape, from_toml
@@ -40,6 +45,7 @@ from shared.events import (
 )
 from shared.settings import Settings
 from shared.timefmt import parse_csp, parse_iso
+from tests.harness.asyncapi import message_of, resolve, validator
 
 SETTINGS = Settings()
 SHAPE = PowerOutageShape()
@@ -416,8 +422,6 @@ def test_sit_scenario_follows_the_rule_table() -> None:
 
 
 def test_asyncapi_documents_the_notification_and_throttled_lines() -> None:
-    from alert_timing.ops import docs
-    from tests.unit.test_asyncapi import message_of, validator
 
     doc = docs.asyncapi_document()
     for channel in ("inCspNorth", "inCspCentral", "inCspSouth"):
@@ -440,7 +444,6 @@ def test_asyncapi_documents_the_notification_and_throttled_lines() -> None:
 
 
 def resolve_schema(doc: dict, schema: dict) -> dict:
-    from tests.unit.test_asyncapi import resolve
 
     return resolve(doc, schema["$ref"]) if "$ref" in schema else schema
 
@@ -454,8 +457,6 @@ def test_files_and_report_count_throttled_apart(tmp_path: object) -> None:
 
     import pyarrow.parquet as pq
 
-    from alert_timing import report
-    from services.metrics.files import write_window
 
     root = Path(str(tmp_path))
     events: list[object] = [
@@ -482,8 +483,6 @@ def test_files_and_report_count_throttled_apart(tmp_path: object) -> None:
 
 
 def test_trace_says_throttled_not_no_handshake() -> None:
-    from alert_timing.ops.trace import Journey, Step, delivery_summaries
-
     exp_event = msgspec.json.decode(msgspec.json.encode(expectation("T9", T0)))
     throttled = msgspec.json.decode(msgspec.json.encode(attempt("T9", None, None)))
     failed = msgspec.json.decode(msgspec.json.encode(attempt("T9", T0 + 100, None)))
@@ -500,8 +499,6 @@ def test_trace_says_throttled_not_no_handshake() -> None:
 
 
 def test_tail_reads_the_new_event_and_field() -> None:
-    from alert_timing.ops.common import event_summary
-
     note = capture(msg(s.IN_CSP_SOUTH, notification()), SETTINGS)
     text = event_summary(msgspec.json.decode(msgspec.json.encode(note)))
     assert text.startswith("outage_notified response_id=PO1 region=south hub=42 outage_s=240")

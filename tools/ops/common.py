@@ -8,17 +8,23 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 
+from shared import bus
+from shared import settings as settings_mod
 from shared import subjects as s
 from shared.eventlog import LogReadError
+from shared.events import LEG_SPANS
 from shared.timefmt import format_iso
 
 PROG = "alert-timing"
 DEFAULT_DOCS_PATH = Path("docs") / "asyncapi.json"
-LEG_NAMES = ("hub_to_csp", "csp_to_dsp", "dsp_to_su", "su_handshake", "end_to_end")
 EVENT_TIME_FIELDS = ("device_alert_time", "chf_received", "csp_received", "csp_sent", "dsp_received",
                      "su_passed", "su_acknowledged", "time")
 
@@ -44,9 +50,7 @@ ASYNC_ERRORS: list[BaseException] = []
 # --------------------------------------------------------------------------- plumbing
 
 
-def load_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from shared import settings as settings_mod
-
+def load_settings(args: argparse.Namespace) -> settings_mod.Settings:
     return settings_mod.load(nats_url=getattr(args, "nats_url", None))
 
 
@@ -55,14 +59,12 @@ def describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-async def connect(settings, command: str, *, follow: bool = False,  # type: ignore[no-untyped-def]
-                  reconnect_attempts: int | None = None):
+async def connect(settings: settings_mod.Settings, command: str, *, follow: bool = False,
+                  reconnect_attempts: int | None = None) -> Client:
     """Connect, failing fast with the real cause when the server cannot be reached. Once
     connected, reconnect ``reconnect_attempts`` times (-1: forever) when the connection is lost;
     by default forever when following live traffic, else 10 (a short blip)."""
     import nats.errors
-
-    from shared import bus
 
     errors: list[BaseException] = []
     notices: dict[str, bool] = {"connected": False}
@@ -88,7 +90,7 @@ async def connect(settings, command: str, *, follow: bool = False,  # type: igno
     try:
         nc = await bus.connect(settings, f"{PROG}-{command}", max_reconnect_attempts=1, connect_timeout=3,
                                error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
-    except Exception as exc:  # NoServersError, OSError, TimeoutError, auth errors
+    except Exception as exc:  # noqa: BLE001 - NoServersError, OSError, TimeoutError, auth errors: one line
         cause = errors[-1] if errors else exc
         raise OpsError(f"cannot reach NATS at {settings.nats_url}: {describe(cause)}") from None
     # Once connected, ride out broker restarts (a live tail) or short blips (a scan).
@@ -100,7 +102,7 @@ async def connect(settings, command: str, *, follow: bool = False,  # type: igno
     return nc
 
 
-async def close(nc) -> None:  # type: ignore[no-untyped-def]
+async def close(nc: Client) -> None:
     try:
         await asyncio.wait_for(nc.close(), 5)
     except Exception:  # noqa: BLE001 - closing is best effort
@@ -197,7 +199,7 @@ def quiet_stdout() -> None:
         pass
 
 
-def stored_ms(msg) -> int:  # type: ignore[no-untyped-def]
+def stored_ms(msg: Msg) -> int:
     return int(msg.metadata.timestamp.timestamp() * 1000)
 
 
@@ -308,7 +310,7 @@ def event_summary(event: dict) -> str:
         body += _times(event, ("chf_received", "csp_received", "csp_sent", "dsp_received"))
     elif kind == "service_response_seen":
         body = [("response_id", g("response_id")), ("region", g("region")), ("cra_flag", g("cra_flag")),
-                ("message_code", g("message_code"))] + _times(event, ("dsp_received",))
+                ("message_code", g("message_code")), *_times(event, ("dsp_received",))]
     elif kind == "delivery_expected":
         body = [("delivery_id", g("delivery_id")), ("response_id", g("response_id")),
                 ("category", g("category")), ("alert_code", g("alert_code")),
@@ -340,7 +342,7 @@ def record_summary(record: dict) -> str:
         ("rev", record.get("revision")), ("status", record.get("status")),
         ("dcc_alert_code", record.get("dcc_alert_code")),
     ]
-    body += [(leg, record.get(f"{leg}_ms")) for leg in LEG_NAMES]
+    body += [(leg.name, record.get(leg.field)) for leg in LEG_SPANS]
     body += [("attempts", record.get("delivery_attempts")), ("flags", record.get("flags"))]
     return f"record {_kv(body)}"
 
@@ -401,7 +403,7 @@ def json_line(data: bytes) -> str:
 class Printer:
     """Writes messages as lines to stdout; raises ``Done`` after ``count`` lines."""
 
-    def __init__(self, as_json: bool, count: int | None, out=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, as_json: bool, count: int | None, out: TextIO | None = None) -> None:
         self.as_json = as_json
         self.count = count
         self.written = 0
@@ -423,7 +425,7 @@ class Printer:
 
 
 
-async def unsubscribe(sub) -> None:  # type: ignore[no-untyped-def]
+async def unsubscribe(sub: Subscription | JetStreamContext.PullSubscription) -> None:
     try:
         await asyncio.wait_for(sub.unsubscribe(), 2)
     except Exception:  # noqa: BLE001 - the connection may be gone already

@@ -19,7 +19,14 @@ from alert_timing.ops.common import (
     intersect,
     note,
 )
+from services.dsp_mapping.core import DCC_ALERT_CODES, MAX_THROTTLED_COUNT, OUTCOMES
+from services.hub_capture.core import MAX_OUTAGE_S
+from services.runtime.validation import UINT32_MAX
+from shared import bus
+from shared import events as ev
 from shared import subjects as s
+from shared.csp_notifications import PowerOutageShape
+from shared.settings import DEFAULT_NATS_URL, Settings
 
 ASYNCAPI_VERSION = "3.0.0"
 SCHEMA_REF = "#/components/schemas/{name}"
@@ -27,7 +34,8 @@ _TIMESTAMP_PATTERN = r"^[0-9]{14}\.[0-9]{3}$"
 
 
 def _csp_timestamp(description: str, nullable: bool = False) -> dict:
-    schema = {"type": "string", "pattern": _TIMESTAMP_PATTERN, "description": f"{description} (YYYYMMDDHHMMSS.SSS, UTC)",
+    schema = {"type": "string", "pattern": _TIMESTAMP_PATTERN,
+              "description": f"{description} (YYYYMMDDHHMMSS.SSS, UTC)",
               "examples": ["20230601101502.450"]}
     if nullable:
         text = schema.pop("description")
@@ -37,12 +45,6 @@ def _csp_timestamp(description: str, nullable: bool = False) -> dict:
 
 def inbound_schemas() -> dict[str, dict]:
     """JSON Schemas of the raw inbound objects, as hub-capture and dsp-mapping validate them."""
-    from services.dsp_mapping.core import DCC_ALERT_CODES, MAX_THROTTLED_COUNT, OUTCOMES
-    from services.hub_capture.core import MAX_OUTAGE_S
-    from services.runtime.validation import UINT32_MAX
-    from shared.csp_notifications import PowerOutageShape
-    from shared.settings import Settings
-
     defaults = Settings()
     outage = PowerOutageShape()
     limits = (f"Limits: the message at most {defaults.max_message_bytes} bytes (ALERT_TIMING_MAX_MESSAGE_BYTES), "
@@ -324,8 +326,6 @@ def _clean(schema: Any) -> Any:
 
 def event_schemas() -> dict[str, dict]:
     """JSON Schemas of the events and contract objects (from the msgspec structs)."""
-    from shared import events as ev
-
     types: list[Any] = [ev.Batch, ev.DeliverNotice, ev.AstRecord, ev.RejectedInput, ev.WindowDelivered,
                         ev.DeliveryBacklog]
     report = getattr(ev, "WindowReport", None)
@@ -372,11 +372,6 @@ def event_schemas() -> dict[str, dict]:
 def asyncapi_document() -> dict:
     """The AsyncAPI 3.0 document of every subject of the product (deterministic)."""
     from importlib import metadata
-
-    from shared import bus
-    from shared import events as ev
-    from shared.csp_notifications import PowerOutageShape
-    from shared.settings import DEFAULT_NATS_URL
 
     try:
         version = metadata.version("alert-timing")

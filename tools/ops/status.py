@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 import nats.errors
 import nats.js.errors
-from nats.js import JetStreamContext
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
 
 from alert_timing.ops.common import (
     PROG,
@@ -21,6 +22,7 @@ from alert_timing.ops.common import (
     now_ms,
     server_said,
 )
+from shared import bus
 from shared import subjects as s
 from shared.events import backlog_decoder
 from shared.timefmt import parse_iso
@@ -34,10 +36,8 @@ def _ts(value: object) -> str | None:
     return None
 
 
-async def collect_status(nc, partitions: int) -> dict:  # type: ignore[no-untyped-def]
+async def collect_status(nc: Client, partitions: int) -> dict:
     from nats.js.errors import NotFoundError
-
-    from shared import bus
 
     js = nc.jetstream(timeout=5)
     version = nc.connected_server_version
@@ -121,13 +121,13 @@ async def delivery_backlogs(js: JetStreamContext, partitions: int) -> list[dict[
     return found
 
 
-def _filters(config) -> list[str]:  # type: ignore[no-untyped-def]
+def _filters(config: api.ConsumerConfig) -> list[str]:
     if config.filter_subjects:
         return list(config.filter_subjects)
     return [config.filter_subject] if config.filter_subject else []
 
 
-def _consumer_fields(info) -> dict:  # type: ignore[no-untyped-def]
+def _consumer_fields(info: api.ConsumerInfo) -> dict:
     delivered = info.delivered
     floor = info.ack_floor
     waiting = info.num_waiting or 0

@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
 from alert_timing.ops.common import (
     PROG,
     Done,
@@ -54,7 +57,7 @@ async def tail_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _tail_live(nc, pattern: str, printer: Printer, url: str) -> None:  # type: ignore[no-untyped-def]
+async def _tail_live(nc: Client, pattern: str, printer: Printer, url: str) -> None:
     sub = await nc.subscribe(pattern)
     await nc.flush()
     note(f"tailing {pattern} on {url} (Ctrl-C to stop)")
@@ -66,7 +69,7 @@ async def _tail_live(nc, pattern: str, printer: Printer, url: str) -> None:  # t
 
 
 
-async def _tail_history(nc, plan: list[tuple[str, list[str]]], printer: Printer, url: str) -> None:  # type: ignore[no-untyped-def]
+async def _tail_history(nc: Client, plan: list[tuple[str, list[str]]], printer: Printer, url: str) -> None:
     from nats.js.errors import NotFoundError
 
     js = nc.jetstream(timeout=10)
@@ -121,7 +124,7 @@ async def merge_by_time(sources: Sequence[AsyncIterator[list]]) -> AsyncIterator
             push(i)
 
 
-async def _follow(js, stream: str, filters: list[str], start_seq: int, printer: Printer) -> None:  # type: ignore[no-untyped-def]
+async def _follow(js: JetStreamContext, stream: str, filters: list[str], start_seq: int, printer: Printer) -> None:
     """Keep reading new messages from ``start_seq``; recreate the consumer if it is lost."""
     import nats.errors
     import nats.js.errors

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from alert_timing.ops.common import (
-    LEG_NAMES,
     OpsError,
     close,
     connect,
@@ -31,6 +32,7 @@ from alert_timing.ops.common import (
 )
 from shared import subjects as s
 from shared.eventlog import scan_messages
+from shared.events import LEG_SPANS
 from shared.timefmt import format_iso
 
 #: What a trace reads: every subject that can mention an alert (not clock ticks or reports).
@@ -90,7 +92,7 @@ class Matcher:
             return any(n in data for n in self.b64)
         return False
 
-    def steps(self, stream: str, msg) -> list[Step]:  # type: ignore[no-untyped-def]
+    def steps(self, stream: str, msg: Msg) -> list[Step]:
         subject, data = msg.subject, msg.data
         if not self.candidate(subject, data):
             return []
@@ -170,7 +172,7 @@ class Progress:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
 
 
-async def find_journey(nc, response_id: str) -> Journey:  # type: ignore[no-untyped-def]
+async def find_journey(nc: Client, response_id: str) -> Journey:
     """Scan the event log for every message about ``response_id`` (streams read concurrently)."""
     from nats.js.errors import NotFoundError
 
@@ -252,13 +254,7 @@ def delivery_summaries(journey: Journey) -> list[dict]:
             "su_passed": su_passed,
             "su_acknowledged": su_ack,
         }
-        legs = {
-            "hub_to_csp": _minus(points["csp_received"], points["chf_received"]),
-            "csp_to_dsp": _minus(points["dsp_received"], points["csp_sent"]),
-            "dsp_to_su": _minus(points["su_passed"], points["dsp_received"]),
-            "su_handshake": _minus(points["su_acknowledged"], points["su_passed"]),
-            "end_to_end": _minus(points["su_acknowledged"], points["chf_received"]),
-        }
+        legs = {leg.name: _minus(points[leg.end], points[leg.start]) for leg in LEG_SPANS}
         throttled = any(a.get("outcome") == "throttled" for a in tries)
         if throttled:  # discarded by storm protection: never passed, whatever else was logged
             points["su_passed"] = points["su_acknowledged"] = None
@@ -360,8 +356,9 @@ def journey_text(journey: Journey) -> str:
         tries = ", ".join(f"{a['outcome']} (passed {a['su_passed'] or '-'})" for a in d["attempts"]) or "none yet"
         lines.append(f"  {'attempts':<18}{tries}")
         for r in d["records"]:
-            rec_legs = "  ".join(f"{k} {'-' if r.get(f'{k}_ms') is None else r.get(f'{k}_ms')}" for k in LEG_NAMES)
-            same = all(r.get(f"{k}_ms") == d["legs_ms"][k] for k in LEG_NAMES)
+            rec_legs = "  ".join(f"{leg.name} {'-' if r.get(leg.field) is None else r.get(leg.field)}"
+                                 for leg in LEG_SPANS)
+            same = all(r.get(leg.field) == d["legs_ms"][leg.name] for leg in LEG_SPANS)
             lines.append(f"  {'record rev ' + str(r.get('revision')):<18}{r.get('status')}  {rec_legs}"
                          + ("" if same else "  (differs from the events)"))
         if not d["records"]:

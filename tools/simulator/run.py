@@ -344,7 +344,8 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
             if close_windows and not clock_sent and result.answered >= len(expected):
                 # The DSP gateway's clock moves on past the last window, its lateness and
                 # the handshake timeout, so every window closes by event time.
-                end = traffic.last_event_ms + int((settings.allowed_lateness_s + settings.handshake_timeout_s) * 1000) + 2 * 900_000
+                end = (traffic.last_event_ms
+                       + int((settings.allowed_lateness_s + settings.handshake_timeout_s) * 1000) + 2 * 900_000)
                 tick = bus.Outgoing(s.IN_DSP_CLOCK, msgspec.json.encode({"time": format_csp(end)}),
                                     f"clock:{config.seed}:{end}")
                 await publish_retrying(js, [tick], settings.publish_ack_timeout_s)

@@ -248,7 +248,8 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
     hub_id = rng.randrange(1, 2**32)
     if device is not None:
         region, hub_id = device
-    device = f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}-{(hub_id >> 8) & 0xFF:02X}-{hub_id & 0xFF:02X}"
+    device = (f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}"
+              f"-{(hub_id >> 8) & 0xFF:02X}-{hub_id & 0xFF:02X}")
     response_id = f"{region[0].upper()}{config.seed:04d}{n:09d}"
     wan_ms = int(rng.lognormvariate(7.5, 0.4))  # ~1.8 s median WAN + hub
     skew = rng.random() < config.skew_share
@@ -306,8 +307,10 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
 MALFORMED = (
     (b"{not json", "bad_json"),
     (b'{"responseId": "X", "commsHubId": 1, "payload": "AAA=", "timestamp": "2023-06-01"}', "bad_timestamp"),
-    (b'{"responseId": "X", "commsHubId": 1, "payload": "%%%not base64%%%", "timestamp": "20230601101500.000"}', "bad_base64"),
-    (b'{"responseId": "X", "commsHubId": 4294967296, "payload": "AAA=", "timestamp": "20230601101500.000"}', "bad_comms_hub_id"),
+    (b'{"responseId": "X", "commsHubId": 1, "payload": "%%%not base64%%%", "timestamp": "20230601101500.000"}',
+     "bad_base64"),
+    (b'{"responseId": "X", "commsHubId": 4294967296, "payload": "AAA=", "timestamp": "20230601101500.000"}',
+     "bad_comms_hub_id"),
     (b'{"responseId": "X", "commsHubId": 7, "payload": "3wkDAAAA", "timestamp": "20230601101500.000"}', "bad_gbcs"),
 )
 
@@ -351,7 +354,8 @@ def service_user_answers(delivery_id: str, response_id: str, dcc_alert_code: str
                 "serviceUserId": service_user_id, "suPassedTimestamp": None, "suAcknowledgedTimestamp": None,
                 "outcome": "throttled"}
         return [LogLine(msgspec.json.encode(body), f"log:{delivery_id}:throttled", dsp_received)]
-    rng = random.Random(int.from_bytes(hashlib.blake2b(f"{seed}:{delivery_id}".encode(), digest_size=8).digest(), "big"))
+    digest = hashlib.blake2b(f"{seed}:{delivery_id}".encode(), digest_size=8).digest()
+    rng = random.Random(int.from_bytes(digest, "big"))
     passed = dsp_received + rng.randrange(30, 300) + (rng.randrange(50, 400) if dcc_alert_code else 0)
     roll = 0.0 if always_acknowledge else rng.random()
     attempts: list[tuple[int, int | None]] = []

@@ -12,18 +12,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from services.metrics import files
-from services.metrics.core import MetricsCore
+from services.metrics.core import ClosedWindow, MetricsCore
 from services.metrics.files import write_window
-from shared.events import RECORD_FIELDS, WindowReport
-from tests.unit.test_metrics_core import att, exp, tick
+from shared.events import RECORD_FIELDS, AnyEvent, WindowReport
+from tests.harness.metrics_events import att, exp, tick
 
 
-def _closed(core: MetricsCore, *events):  # type: ignore[no-untyped-def]
+def _closed(core: MetricsCore, *events: AnyEvent) -> list[ClosedWindow]:
     return core.apply(events).closed
 
 
 @pytest.fixture()
-def two_revisions():  # type: ignore[no-untyped-def]
+def two_revisions() -> tuple[ClosedWindow, ClosedWindow]:
     core = MetricsCore()
     first = _closed(core, exp("d2", "10:16:00.000", chf=None), att("d2", "10:16:00.040", "10:16:00.540"),
                     exp("d1", "10:15:30.000", csp_sent="+25", csp_received="+25"),
@@ -33,7 +33,7 @@ def two_revisions():  # type: ignore[no-untyped-def]
     return window, revision
 
 
-def test_names_layout_and_contents(tmp_path: Path, two_revisions) -> None:  # type: ignore[no-untyped-def]
+def test_names_layout_and_contents(tmp_path: Path, two_revisions: tuple[ClosedWindow, ClosedWindow]) -> None:
     window, _ = two_revisions
     paths = write_window(tmp_path, window)
     folder = tmp_path / "ast" / "date=2023-06-01"
@@ -45,11 +45,12 @@ def test_names_layout_and_contents(tmp_path: Path, two_revisions) -> None:  # ty
     with paths[0].open(newline="") as fh:
         rows = list(csv.reader(fh))
     assert tuple(rows[0]) == RECORD_FIELDS
-    d1, d2 = (dict(zip(rows[0], r)) for r in rows[1:])
+    d1, d2 = (dict(zip(rows[0], r, strict=True)) for r in rows[1:])
     assert d1["delivery_id"] == "d1" and d2["delivery_id"] == "d2"  # sorted by delivery_id
     assert d1["dsp_received"] == "2023-06-01T10:15:30.000Z"
     assert d1["flags"] == "clock_skew;csp_received_mapped" and d1["csp_to_dsp_ms"] == "-25"
-    assert d2["chf_received"] == "" and d2["end_to_end_ms"] == "" and d2["flags"] == "csp_received_mapped;missing_hub_timestamp"
+    assert d2["chf_received"] == "" and d2["end_to_end_ms"] == ""
+    assert d2["flags"] == "csp_received_mapped;missing_hub_timestamp"
 
     table = pq.read_table(paths[1])
     assert table.schema.names == list(RECORD_FIELDS)
@@ -67,7 +68,8 @@ def test_names_layout_and_contents(tmp_path: Path, two_revisions) -> None:  # ty
     assert report == window.report
 
 
-def test_a_revision_writes_new_files_and_leaves_the_old(tmp_path: Path, two_revisions) -> None:  # type: ignore[no-untyped-def]
+def test_a_revision_writes_new_files_and_leaves_the_old(tmp_path: Path,
+                                                        two_revisions: tuple[ClosedWindow, ClosedWindow]) -> None:
     window, revision = two_revisions
     old = write_window(tmp_path, window)
     before = {p: p.read_bytes() for p in old}
@@ -81,16 +83,17 @@ def test_a_revision_writes_new_files_and_leaves_the_old(tmp_path: Path, two_revi
 def test_empty_window_files(tmp_path: Path) -> None:
     core = MetricsCore()
     [closed] = _closed(core, tick("10:00:00.000"), tick("10:25:00.000"))
-    csv_path, parquet_path, json_path = write_window(tmp_path, closed)
+    csv_path, parquet_path, _json_path = write_window(tmp_path, closed)
     assert csv_path.read_text().splitlines() == [",".join(RECORD_FIELDS)]
     assert pq.read_table(parquet_path).num_rows == 0
     assert pq.read_table(parquet_path).schema == files.PARQUET_SCHEMA
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path: Path, two_revisions, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_failed_write_leaves_no_partial_file(tmp_path: Path, two_revisions: tuple[ClosedWindow, ClosedWindow],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     window, _ = two_revisions
 
-    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(files.pq, "write_table", boom)

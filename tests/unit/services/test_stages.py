@@ -25,7 +25,7 @@ from shared.events import (
 )
 from shared.settings import Settings
 from shared.timefmt import parse_csp
-from tests.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, feed, inbound, north, response_payload
+from tests.harness.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, feed, inbound, north, response_payload
 
 SETTINGS = Settings()
 RULES = RuleTable.from_toml('schema_version = 1\ndefault_service_user = "90-B3-D5-1F-30-01-00-00"\n'

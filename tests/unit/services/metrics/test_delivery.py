@@ -15,6 +15,7 @@ from services.metrics.delivery import (
     Deliverer,
     DeliveryConfigError,
     DirectoryLanding,
+    FileSet,
     LandingError,
     landing_from_settings,
     local_file_sets,
@@ -23,7 +24,7 @@ from services.metrics.delivery import (
     pending_sets,
 )
 from shared import subjects as s
-from tests.delivery_harness import DAY, MemoryLog, write_set
+from tests.harness.delivery import DAY, MemoryLog, write_set
 
 
 def deliverer(data_dir: Path, landing_dir: Path, log: MemoryLog, partitions: list[int] | None = None) -> Deliverer:
@@ -57,8 +58,6 @@ def test_horizon_counts_back_from_the_newest_day(tmp_path: Path) -> None:
        st.sets(st.integers(0, 29)))
 def test_pending_is_oldest_first_and_never_what_was_delivered(keys: list[tuple[int, int, int]],
                                                              done_idx: set[int]) -> None:
-    from services.metrics.delivery import FileSet
-
     sets = [FileSet(f"ast_20230601T{q // 4:02d}{q % 4 * 15:02d}_p{p}_r{r}", DAY, p, (), 0) for q, p, r in keys]
     delivered = {sets[i].stem for i in done_idx if i < len(sets)}
     todo = pending_sets(sets, delivered, [0, 1])

@@ -17,7 +17,7 @@ import pytest
 from alert_timing.gbcs_cli import decode_items
 from shared.gbcs import GbcsError, decode_item
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _samples() -> Path:

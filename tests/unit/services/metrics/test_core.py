@@ -36,68 +36,32 @@ from shared.events import (
     AstRecord,
     ClockTick,
     DeliveryAttempted,
-    DeliveryExpected,
     RejectedInput,
+    ReportRow,
+    RollupReport,
     ServiceResponseSeen,
     SketchBins,
     WindowReport,
     encoder,
 )
-from shared.timefmt import format_iso, parse_iso
+from shared.timefmt import format_iso
+from tests.harness.metrics_events import SUPPLIER, at, att, exp, tick
 
-SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 MIN = 60_000
-
-
-def at(hms: str) -> int:
-    """'10:01:00.500' on 2023-06-01 as epoch ms."""
-    return parse_iso(f"2023-06-01T{hms}Z")
-
-
-def exp(did: str, dsp: str, *, region: str = "north", category: str = "device_alert", chf: str | None = "-500",
-        csp_received: str | None = "-150", csp_sent: str = "-150", device: str | None = "-1500",
-        code: str | None = "8F3F", flags: tuple[str, ...] = ("csp_received_mapped",),
-        dcc: str | None = None) -> DeliveryExpected:
-    """An expectation; other points given as ms offsets from dsp_received ("-500") or None."""
-    d = at(dsp)
-
-    def rel(x: str | None) -> int | None:
-        return None if x is None else d + int(x)
-
-    return DeliveryExpected(
-        event_id=f"exp:{did}", delivery_id=did, response_id=f"resp-{did}", region=region,  # type: ignore[arg-type]
-        comms_hub_id=1_234_567_890, category=category, alert_code=code, dcc_alert_code=dcc,  # type: ignore[arg-type]
-        message_code="0x0082", originator="00-11-22-33-44-55-66-77", recipient=SUPPLIER,
-        service_user_id=SUPPLIER, device_alert_time=rel(device), chf_received=rel(chf),
-        csp_received=rel(csp_received), csp_sent=rel(csp_sent), dsp_received=d, flags=flags,
-    )
-
-
-def att(did: str, passed: str, acked: str | None = None, *, outcome: str = "acknowledged",
-        eid: str | None = None) -> DeliveryAttempted:
-    return DeliveryAttempted(
-        event_id=eid or f"att:{did}:{passed}", delivery_id=did, response_id=f"resp-{did}", dcc_alert_code=None,
-        service_user_id=SUPPLIER, su_passed=at(passed), su_acknowledged=None if acked is None else at(acked),
-        outcome=outcome,  # type: ignore[arg-type]
-    )
-
-
-def tick(hms: str) -> ClockTick:
-    return ClockTick(event_id=f"tick:{hms}", time=at(hms))
 
 
 def run(core: MetricsCore, *events: object) -> Output:
     return core.apply(events)
 
 
-def row(report: WindowReport, region: str = "all", category: str = "all"):  # type: ignore[no-untyped-def]
+def row(report: WindowReport | RollupReport, region: str = "all", category: str = "all") -> ReportRow:
     for r in report.rows:
         if (r.region, r.category) == (region, category):
             return r
     raise AssertionError(f"no row {region}/{category} in {[(r.region, r.category) for r in report.rows]}")
 
 
-def counts(r) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def counts(r: ReportRow) -> dict[str, int]:
     return {k: getattr(r, k) for k in ("alerts", "complete", "no_handshake", "incomplete", "missing_hub_timestamp",
                                        "clock_skew", "delivery_without_alert", "service_responses_seen", "rejected")}
 
@@ -739,14 +703,14 @@ def test_merge_reports_equals_a_sketch_of_all_values() -> None:
     rolled = merge_reports(reports + reports[:1])  # a repeated revision is used once
     assert rolled.windows == 5
     assert (rolled.period_start, rolled.period_end) == ("2023-06-01T10:00:00.000Z", "2023-06-01T11:15:00.000Z")
-    leg = row(rolled).legs["end_to_end_ms"]  # type: ignore[arg-type]
+    leg = row(rolled).legs["end_to_end_ms"]
     dd = DDSketch(0.01)
     for v in values:
         dd.add(v)
     assert leg.count == 300 and leg.sum == sum(values) and (leg.min, leg.max) == (min(values), max(values))
     for name, q in (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
         assert getattr(leg, name) == dd.get_quantile_value(q)
-    assert row(rolled).alerts == 300 and row(rolled, "north").complete == 300  # type: ignore[arg-type]
+    assert row(rolled).alerts == 300 and row(rolled, "north").complete == 300
     ordered = sorted(values)
     assert abs(leg.p99 - ordered[int(0.99 * 299)]) <= 0.01 * ordered[int(0.99 * 299)]  # type: ignore[operator]
 

@@ -30,7 +30,8 @@ def test_tamper_raises_two_dcc_alerts_in_order(packaged: RuleTable) -> None:
     )
 
 
-@pytest.mark.parametrize("code", ["810D", "8F0F", "8F72", "8F12", "8F8B", "8071"] + [f"8F{n:02X}" for n in range(0x20, 0x2E)])
+@pytest.mark.parametrize("code", ["810D", "8F0F", "8F72", "8F12", "8F8B", "8071",
+                                  *(f"8F{n:02X}" for n in range(0x20, 0x2E))])
 def test_required_codes_have_rules(packaged: RuleTable, code: str) -> None:
     rules = packaged.rules_for(code)
     assert rules, code
@@ -74,7 +75,8 @@ def test_custom_file_roles_overrides_and_default(tmp_path: Path) -> None:
         dcc_alerts = ["N62"]
 
         [device_alerts.8f3f]
-        dcc_alerts = ["N39", { code = "N54", service_user = "supplier" }, { code = "N53", service_user = "00-11-22-33-44-55-66-77" }]
+        dcc_alerts = ["N39", { code = "N54", service_user = "supplier" },
+                      { code = "N53", service_user = "00-11-22-33-44-55-66-77" }]
 
         [device_alerts.810D]
         service_user = "energy_co"

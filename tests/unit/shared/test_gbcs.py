@@ -11,7 +11,7 @@ import argparse
 import base64
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,7 +34,7 @@ from shared.gbcs import (
     is_to_acb,
 )
 
-UTC = timezone.utc
+UTC = UTC
 DEVICE = bytes.fromhex("0011223344556677")
 DEVICE_EUI = "00-11-22-33-44-55-66-77"
 SUPPLIER = bytes.fromhex("90B3D51F30010000")

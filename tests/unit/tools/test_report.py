@@ -20,17 +20,9 @@ from alert_timing import report
 from services.metrics.core import ClosedWindow, MetricsCore
 from services.metrics.files import write_window
 from shared import subjects as s
-from shared.events import DeliveryAttempted, RejectedInput
+from shared.events import RejectedInput
 from shared.targets import parse_targets
-from tests.unit.test_metrics_core import SUPPLIER, at, exp, tick
-
-
-def ack(e, e2e: int, handshake: int = 100) -> DeliveryAttempted:  # type: ignore[no-untyped-def]
-    """The acknowledgement making the end-to-end leg ``e2e`` ms (chf is dsp - 500 ms)."""
-    acked = e.dsp_received - 500 + e2e
-    return DeliveryAttempted(event_id=f"ack:{e.delivery_id}", delivery_id=e.delivery_id, response_id=e.response_id,
-                             dcc_alert_code=e.dcc_alert_code, service_user_id=SUPPLIER,
-                             su_passed=acked - handshake, su_acknowledged=acked, outcome="acknowledged")
+from tests.harness.metrics_events import ack, at, exp, tick
 
 
 def _write(data_dir: Path, closed: list[ClosedWindow]) -> None:

@@ -1,0 +1,42 @@
+"""Reading and writing a real JetStream from tests: publish an input, collect what the
+services appended, decode it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import msgspec
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+
+async def send(js: JetStreamContext, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+    await js.publish(subject, data, headers=headers)
+
+
+async def collect(js: JetStreamContext, stream: str, subjects: list[str], until: Callable[[list[Msg]], bool],
+                  timeout: float = 30.0, start_seq: int = 1) -> list[Msg]:
+    """Messages of ``stream`` matching ``subjects`` (from the start) until ``until(messages)``."""
+    sub = await js.pull_subscribe("", stream=stream, config=api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start_seq, filter_subjects=subjects, inactive_threshold=30.0, mem_storage=True))
+    got: list[Msg] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while loop.time() < deadline:
+            try:
+                got.extend(await sub.fetch(500, timeout=0.3))
+            except (TimeoutError, nats.errors.TimeoutError):
+                pass
+            if until(got):
+                return got
+        return got
+    finally:
+        await sub.unsubscribe()
+
+
+def decoded(msgs: list[Msg]) -> list[dict]:
+    return [msgspec.json.decode(m.data) for m in msgs]
