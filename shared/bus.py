@@ -27,9 +27,14 @@ from shared.settings import Settings
 # --------------------------------------------------------------------------- connect
 
 
-async def connect(settings: Settings, name: str, **options: Any) -> Client:
-    """Connect with the settings' credentials; reconnect forever (the broker may restart)."""
-    kwargs: dict[str, Any] = {
+#: nats-py's ``nats.connect`` keywords.
+ConnectOptions = dict[str, Any]
+
+
+def connect_options(settings: Settings, name: str) -> ConnectOptions:
+    """How every process connects (the one place): the settings' servers and credentials,
+    reconnecting forever (the broker may restart). nats-py's ``nats.connect`` keywords."""
+    kwargs: ConnectOptions = {
         "servers": [u.strip() for u in settings.nats_url.split(",")],
         "name": name,
         "max_reconnect_attempts": -1,
@@ -45,6 +50,12 @@ async def connect(settings: Settings, name: str, **options: Any) -> Client:
         kwargs["user_credentials"] = settings.nats_creds
     if settings.nats_tls_ca:
         kwargs["tls"] = ssl.create_default_context(cafile=settings.nats_tls_ca)
+    return kwargs
+
+
+async def connect(settings: Settings, name: str, **options: Any) -> Client:
+    """Connect with ``connect_options``, and any keyword of ``nats.connect`` on top."""
+    kwargs = connect_options(settings, name)
     kwargs.update(options)
     return await nats.connect(**kwargs)
 
@@ -109,6 +120,14 @@ def deadletter_specs(partitions: int = 1) -> list[ConsumerSpec]:
     return [ConsumerSpec(s.STREAM_ADVISORIES, deadletter_durable(service), tuple(filters), service,
                          max_ack_pending=1000, max_deliver=-1)
             for service, filters in by_service.items()]
+
+
+def consumer_spec(durable: str, partitions: int = 1) -> ConsumerSpec:
+    """The spec of one of the product's durables (``consumer_specs``)."""
+    for spec in consumer_specs(partitions):
+        if spec.durable == durable:
+            return spec
+    raise KeyError(f"no durable consumer {durable!r} among the product's (partitions={partitions})")
 
 
 def metrics_durable(partition: int) -> str:

@@ -13,7 +13,7 @@ from nats.js.errors import NotFoundError
 
 from services.csp_enrichment.core import STAGE, enrich, pass_on, with_original
 from services.runtime.envelopes import events_of
-from services.runtime.service import Binding, Emitter, Inbound, Service
+from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
 from shared.events import AlertCaptured, AlertEnriched, OutageNotified, RejectedInput
 from shared.settings import Settings
@@ -57,6 +57,5 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
             else:
                 out.event(s.RESPONSE_SEEN, result)
 
-    service = Service(STAGE, settings, [Binding(s.STREAM_EVENTS, "csp-enrichment", s.CAPTURED, handle)],
-                      tracing=tracing)
+    service = Service(STAGE, settings, [binding(settings, "csp-enrichment", handle)], tracing=tracing)
     return service

@@ -19,7 +19,7 @@ from services.dsp_mapping.core import (
     outage_deliveries,
 )
 from services.runtime.envelopes import events_of
-from services.runtime.service import Binding, Emitter, Inbound, Service
+from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
 from shared.csp_notifications import load as load_notifications
 from shared.dcc_rules import RuleTable
@@ -96,6 +96,6 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
             out.rejected(event)
 
     return Service(STAGE, settings, [
-        Binding(s.STREAM_EVENTS, "dsp-mapping", s.ENRICHED, handle_alerts),
-        Binding(s.STREAM_IN, "dsp-mapping-delivery", s.IN_DSP_DELIVERY, handle_log),
+        binding(settings, "dsp-mapping", handle_alerts),
+        binding(settings, "dsp-mapping-delivery", handle_log),
     ], tracing=tracing)

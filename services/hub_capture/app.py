@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from services.hub_capture.core import capture
-from services.runtime.service import Binding, Emitter, Inbound, Service
+from services.runtime.service import Emitter, Inbound, Service, binding
 from shared import subjects as s
 from shared.csp_notifications import load as load_notifications
 from shared.events import RejectedInput
@@ -32,5 +32,5 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
             out.locate(event.response_id, s.STREAM_IN, msg.stream_seq)
             out.event(s.CAPTURED, event)
 
-    return Service(s.HUB_CAPTURE, settings, [Binding(s.STREAM_IN, "hub-capture", "ast.in.csp-*", handle)],
+    return Service(s.HUB_CAPTURE, settings, [binding(settings, "hub-capture", handle)],
                    tracing=tracing)

@@ -28,7 +28,7 @@ from services.metrics.files import partition_tag, write_window
 from services.metrics.rebuild import read_events
 from services.metrics.snapshot import Expected, SnapshotHeader, SnapshotStore, encode_snapshot
 from services.runtime.envelopes import events_of
-from services.runtime.service import Binding, Emitter, Inbound, Service
+from services.runtime.service import Binding, Emitter, Inbound, Service, binding
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
@@ -171,7 +171,7 @@ class _Partition:
 def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> Service:
     data_dir = Path(settings.data_dir)
     config = metrics_config(settings)
-    bindings = []
+    bindings: list[Binding] = []
     parts: dict[int, _Partition] = {}
     started = int(time.time() * 1000)
     # wall_ms: our last input; log_wall_ms: the delivery log's last message (held fresh while
@@ -224,7 +224,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                     or part.applied_since_snapshot >= SNAPSHOT_AFTER_EVENTS):
                 _start_snapshot(part)
 
-        bindings.append(Binding(s.STREAM_EVENTS, bus.metrics_durable(p), s.expected(p), handle, done))
+        bindings.append(binding(settings, bus.metrics_durable(p), handle, done))
 
     service = Service(s.METRICS, settings, bindings, tracing=tracing, metrics=metrics)
     store: dict[str, SnapshotStore] = {}

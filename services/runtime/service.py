@@ -1,6 +1,7 @@
-"""The thin shell every service shares: a faststream app whose pull subscribers take a
-batch of JetStream messages, hand them to a pure function, publish what it returns with
-pipelined acks, and only then ack the inputs.
+"""The thin shell every service shares: a FastStream app (lifecycle hooks, the broker
+connection) whose consumer loops pull batches of JetStream messages through nats-py's public
+pull-subscription API, hand them to a pure function, publish what it returns with pipelined
+acks, and only then ack the inputs.
 
 Acknowledgement policy (chosen, not defaulted):
 - outputs are acknowledged by JetStream before the inputs are acked (at-least-once);
@@ -21,9 +22,11 @@ Acknowledgement policy (chosen, not defaulted):
   its batch-mates go through; after ``max_deliver`` deliveries JetStream gives up on it
   and ``services.runtime.deadletter`` copies it, whole, to ``ast.dead-letter.<stage>``.
 
-Shutdown (SIGTERM): fetching stops; the batch in hand and whatever was already fetched are
-handled (published and acked) within ``drain_timeout_s``, so nothing is left waiting for
-``ack_wait``; a batch that cannot be published any more is handed back (NAK) at once.
+Shutdown (SIGTERM): fetching stops (a pull request in flight is never cancelled: it ends by
+its own short expiry, so nothing it brings is stranded); the batch in hand and whatever was
+already delivered to the subscription are handled (published and acked) within
+``drain_timeout_s``, so nothing is left waiting for ``ack_wait``; a batch that cannot be
+published any more is handed back (NAK) at once.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import contextlib
 import hashlib
 import logging
 import signal
+import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,111 +45,21 @@ from typing import Any
 import nats.errors
 import structlog
 from faststream import FastStream
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import NatsBroker
 from faststream.nats.security import NatsSecurity, NatsUserPassword
+from faststream.security import BaseSecurity
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from shared import bus
 from shared import subjects as s
-from shared.bus import Outgoing
+from shared.bus import ConsumerSpec, Outgoing
 from shared.events import AnyEvent, Batch, IndexEntry, RejectedInput, batch_id, encoder
 from shared.settings import Settings
 from shared.telemetry import Metrics, Tracing, setup_metrics, setup_tracing
 
 log = structlog.get_logger()
-
-
-def _patch_pull_timeout() -> None:
-    """faststream 0.7's batch pull loop catches ``nats.errors.TimeoutError`` only, but nats-py's
-    fetch also raises a plain ``asyncio.TimeoutError`` when a short fetch times out empty. The
-    loop then dies and restarts, dropping the messages it had gathered for the batch (they come
-    back only after ``ack_wait``). Catching the base class restores the intended behaviour."""
-    import builtins
-
-    from faststream.nats.subscriber.usecases import stream_pull_subscriber
-
-    stream_pull_subscriber.TimeoutError = builtins.TimeoutError  # type: ignore[assignment,misc]
-
-
-_patch_pull_timeout()
-
-
-def _patch_pull_stop() -> None:
-    """faststream 0.7's batch pull loop drops a batch it fetched while the subscriber was being
-    stopped (``if messages and self.running``), or when a fetch fails half way (connection
-    lost): neither handled nor handed back, those messages wait out ``ack_wait`` (30 s) and
-    then come back behind newer ones. The same loop, with the messages in hand handled (on
-    stop too: a drain), or handed back (NAK, no delay) when they cannot be."""
-    from contextlib import suppress
-    from time import monotonic
-
-    from faststream.nats.subscriber.usecases import stream_pull_subscriber as sps
-
-    async def hand_back(messages: list[Msg]) -> None:
-        for m in messages:
-            if not m._ackd:
-                with suppress(Exception):
-                    await m.nak()
-
-    async def finish(self: Any, messages: list[Msg]) -> None:
-        """Handle messages fetched while stopping (faststream's consume() refuses them once the
-        subscriber is stopped): drained, not handed back, so nothing is left pending and the
-        next instance finds the consumer in order. Handed back if that fails."""
-        try:
-            await self.process_message(messages)
-        except Exception:  # noqa: BLE001 - not handled: someone else will be
-            await hand_back(messages)
-
-    async def _consume_pull(self: Any) -> None:
-        assert self.subscription, "You should call `create_subscription` at first."
-        batch_size = self.pull_sub.batch_size
-        timeout = self.pull_sub.timeout
-        while self.running:
-            deadline = monotonic() + timeout if timeout is not None else None
-            messages: list[Msg] = []
-            remaining = None if deadline is None else deadline - monotonic()
-            try:
-                while len(messages) < batch_size and (remaining is None or remaining > 0) and self.running:
-                    try:
-                        messages += await self.subscription.fetch(batch=batch_size - len(messages),
-                                                                  timeout=remaining)
-                    except TimeoutError:  # builtins: nats' TimeoutError and asyncio's (see above)
-                        break
-                    except Exception:  # noqa: BLE001 - connection lost or reconnecting, consumer away
-                        # faststream dropped the messages already in hand here (back after
-                        # ack_wait, behind newer ones): they are handled now instead, and
-                        # the next pull tries again.
-                        if not messages:
-                            await asyncio.sleep(0.1)
-                        break
-                    remaining = None if deadline is None else deadline - monotonic()
-            except asyncio.CancelledError:
-                await hand_back(messages)
-                raise
-            if messages and self.running:
-                await self.consume(messages)
-            elif messages:
-                await finish(self, messages)
-        # Stopping. Messages of the last pull request may still arrive (it lives as long as the
-        # fetch timeout) or sit in the subscription's queue, where nobody would read them: wait
-        # out the request, then handle whatever is queued too.
-        await asyncio.sleep(max(0.1, 2 * (timeout or 0)))
-        queued = self.subscription._sub._pending_queue
-        held = []
-        while not queued.empty():
-            m = queued.get_nowait()
-            if m.reply and m.reply.startswith("$JS.ACK."):  # not the server's status messages
-                held.append(m)
-        if held:
-            await finish(self, held)
-
-    sps.BatchPullStreamSubscriber._consume_pull = _consume_pull  # type: ignore[method-assign]
-
-
-_patch_pull_stop()
 
 #: Most events in one envelope (keeps a message well under the 1 MiB default max_payload).
 ENVELOPE_MAX_EVENTS = 256
@@ -256,24 +171,131 @@ BatchHandler = Callable[[list[Inbound], Emitter], Awaitable[None] | None]
 
 @dataclass(frozen=True)
 class Binding:
-    """A durable consumer (created by the bootstrap step) and the function that handles it."""
+    """A durable consumer (its spec is the bootstrap's: ``shared.bus.consumer_specs``) and the
+    function that handles it."""
 
-    stream: str
-    durable: str
-    subject: str
+    spec: ConsumerSpec
     handle: BatchHandler
     #: Called once a batch's outputs are stored and its inputs acked (metrics: a point where
     #: its state may be snapshotted).
     done: Callable[[], None] | None = None
 
+    @property
+    def stream(self) -> str:
+        return self.spec.stream
 
-def raw_messages(msg: Any) -> list[Msg]:
-    """faststream decoder: hand the handler the nats messages themselves (no JSON guessing)."""
-    return msg.raw_message
+    @property
+    def durable(self) -> str:
+        return self.spec.durable
+
+    @property
+    def subject(self) -> str:
+        """The durable's filter subjects, sorted (a stable label and log field)."""
+        return ",".join(sorted(self.spec.filter_subjects))
+
+
+def binding(settings: Settings, durable: str, handle: BatchHandler,
+            done: Callable[[], None] | None = None) -> Binding:
+    """The binding of one of the product's durables, as the bootstrap declares it."""
+    return Binding(bus.consumer_spec(durable, settings.metrics_partitions), handle, done)
+
+
+def broker_options(options: bus.ConnectOptions) -> dict[str, Any]:
+    """``shared.bus.connect_options`` in the keywords faststream's NatsBroker takes."""
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if k not in ("user", "password", "tls")}
+    tls = options.get("tls")
+    security: BaseSecurity | None = None
+    if "user" in options:
+        security = NatsUserPassword(str(options["user"]), str(options.get("password") or ""),
+                                    ssl_context=tls if isinstance(tls, ssl.SSLContext) else None)
+    elif isinstance(tls, ssl.SSLContext):
+        security = NatsSecurity(ssl_context=tls)
+    if security is not None:
+        kwargs["security"] = security
+    return kwargs
+
+
+class PullConsumer:
+    """One durable's loop: pull a batch (``fetch`` of nats-py's pull subscription, gathered up
+    to ``batch_size`` or ``batch_timeout_s``), hand it to the service, again, until stopped.
+
+    A pull request in flight is never cancelled (a fetch cancelled half way strands what it
+    had received until ``ack_wait``): ``stop`` lets the loop finish the batch in hand, waits
+    out the last request, and hands the service whatever the server delivered meanwhile."""
+
+    def __init__(self, service: Service, binding: Binding) -> None:
+        self.service = service
+        self.binding = binding
+        self.running = False
+        self.task: asyncio.Task[None] | None = None
+        self.sub: JetStreamContext.PullSubscription | None = None
+
+    async def start(self, js: JetStreamContext) -> None:
+        self.sub = await js.pull_subscribe_bind(durable=self.binding.durable, stream=self.binding.stream,
+                                                # its user's own replies only (shared.bus.inbox_prefix)
+                                                inbox_prefix=bus.reply_prefix(self.service.broker.connection))
+        self.running = True
+        self.task = asyncio.create_task(self._loop(), name=f"consume {self.binding.durable}")
+
+    async def stop(self) -> None:
+        """Stop fetching; return once the loop has handled everything delivered to it."""
+        self.running = False
+        if self.task is not None:
+            await asyncio.wait([self.task])  # cancelling this wait leaves the loop draining
+
+    async def _pull(self) -> list[Msg]:
+        assert self.sub is not None
+        settings = self.service.settings
+        size, timeout = settings.batch_size, settings.batch_timeout_s
+        deadline = time.monotonic() + timeout
+        msgs: list[Msg] = []
+        while len(msgs) < size and self.running:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                msgs += await self.sub.fetch(size - len(msgs), timeout=remaining)
+            except TimeoutError:  # nats' TimeoutError and FetchTimeoutError derive from it: none came
+                break
+            except Exception as exc:  # noqa: BLE001 - connection lost or reconnecting, consumer away
+                log.debug("pull failed; pulling again", durable=self.binding.durable, error=str(exc))
+                if not msgs:
+                    await asyncio.sleep(0.1)
+                break
+        return msgs
+
+    async def _loop(self) -> None:
+        while self.running:
+            msgs = await self._pull()
+            if not msgs:
+                continue
+            try:
+                await self.service.handle(self.binding, msgs)
+            except Exception:
+                # Not acked: the batch comes back after ack_wait.
+                log.exception("batch not handled", service=self.service.name, durable=self.binding.durable)
+                await asyncio.sleep(1.0)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Messages of the last pull request may still arrive (it lives as long as its expiry)
+        or sit in the subscription's queue: wait out the request, then handle what is queued
+        (fetch takes the queue first)."""
+        assert self.sub is not None
+        await asyncio.sleep(max(0.1, 2 * self.service.settings.batch_timeout_s))
+        left = self.sub.pending_msgs
+        msgs: list[Msg] = []
+        if left:
+            with contextlib.suppress(Exception):
+                msgs = await self.sub.fetch(left, timeout=max(0.1, self.service.settings.batch_timeout_s))
+        if msgs:
+            await self.service.handle(self.binding, msgs)
+        with contextlib.suppress(Exception):
+            await self.sub.unsubscribe()
 
 
 class Service:
-    """One service process: a faststream app around its bindings."""
+    """One service process: a FastStream app (lifecycle, connection) around its consumer loops."""
 
     def __init__(self, name: str, settings: Settings, bindings: Sequence[Binding],
                  tracing: Tracing | None = None, metrics: Metrics | None = None) -> None:
@@ -282,31 +304,10 @@ class Service:
         self.bindings = list(bindings)
         self.tracing = tracing or setup_tracing(name)
         self.metrics = metrics or setup_metrics(name)
-        kwargs: dict[str, Any] = {
-            "servers": [u.strip() for u in settings.nats_url.split(",")],
-            "name": name,
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": 0.5,
-            "logger": logging.getLogger(f"faststream.{name}"),
-            "log_level": logging.DEBUG,
-            # On stop, wait this long for the batch in hand (inside Service.run's drain bound).
-            "graceful_timeout": max(1.0, settings.drain_timeout_s * 0.75),
-        }
-        ssl_context = None
-        if settings.nats_tls_ca:
-            import ssl
-
-            ssl_context = ssl.create_default_context(cafile=settings.nats_tls_ca)
-        if settings.nats_user:
-            kwargs["inbox_prefix"] = bus.inbox_prefix(settings)  # the only replies this user may read
-            kwargs["security"] = NatsUserPassword(settings.nats_user, settings.nats_password or "",
-                                                  ssl_context=ssl_context)
-        elif ssl_context is not None:
-            kwargs["security"] = NatsSecurity(ssl_context=ssl_context)
-        if settings.nats_creds:
-            kwargs["user_credentials"] = settings.nats_creds
-        self.broker = NatsBroker(**kwargs)
-        self.app = FastStream(self.broker, logger=logging.getLogger(f"faststream.{name}"))
+        logger = logging.getLogger(f"faststream.{name}")
+        self.broker = NatsBroker(**broker_options(bus.connect_options(settings, name)),
+                                 logger=logger, log_level=logging.DEBUG)
+        self.app = FastStream(self.broker, logger=logger)
         self.js: JetStreamContext | None = None
         self.counters: dict[str, int] = {"batches": 0, "in": 0, "out": 0, "rejected": 0, "retried": 0,
                                          "dead_lettered": 0, "handed_back": 0}
@@ -316,17 +317,21 @@ class Service:
 
         self.dead_letters = DeadLetters(name, [(b.stream, b.durable) for b in self.bindings],
                                         settings.publish_ack_timeout_s, on_dead=self._dead_lettered)
-        for b in bindings:
-            self._subscribe(b)
+        self.consumers = [PullConsumer(self, b) for b in self.bindings]
+        self._lag_task: asyncio.Task[None] | None = None
+        for b in self.bindings:
             self.metrics.declare("alert_timing.dead_letters", service=name, stream=b.stream, durable=b.durable)
             self.metrics.declare("alert_timing.messages.in", service=name, subject=b.subject)
         self.metrics.declare("alert_timing.messages.out", service=name)
         self.metrics.declare("alert_timing.messages.rejected", service=name)
         self.app.after_startup(self._started)
+        self.app.on_shutdown(self._quiesce)
 
     async def _started(self) -> None:
         self.js = self.broker.connection.jetstream(timeout=self.settings.publish_ack_timeout_s)
         await self.dead_letters.start(self.broker.connection)
+        for consumer in self.consumers:
+            await consumer.start(self.js)
         if self.metrics.provider is not None:
             self._lag_task = asyncio.create_task(self._watch_lag())
         log.info("service started", service=self.name, nats=self.settings.nats_url)
@@ -369,9 +374,8 @@ class Service:
         ack is idempotent), or until the service stops (the batch is then redelivered)."""
         nc = self.broker.connection
         for m in msgs:
-            if not m._ackd:
-                with contextlib.suppress(Exception):  # not sent: the flush below fails and resends it
-                    await m.ack()
+            with contextlib.suppress(Exception):  # not sent: the flush below fails and resends it
+                await m.ack()
         delay = 0.25
         while True:
             try:
@@ -402,23 +406,7 @@ class Service:
                     log.debug("consumer lag not read", durable=b.durable, error=str(exc))
             await asyncio.sleep(10.0)
 
-    def _subscribe(self, binding: Binding) -> None:
-        settings = self.settings
-
-        async def handle(msgs: Any) -> None:
-            await self._handle(binding, list(msgs))
-
-        self.broker.subscriber(
-            binding.subject,
-            stream=JStream(binding.stream, declare=False),
-            durable=binding.durable,
-            pull_sub=PullSub(batch_size=settings.batch_size, timeout=settings.batch_timeout_s, batch=True),
-            ack_policy=AckPolicy.MANUAL,
-            decoder=raw_messages,
-            inbox_prefix=(bus.inbox_prefix(settings) + ".").encode(),  # its user's own replies only
-        )(handle)
-
-    async def _handle(self, binding: Binding, msgs: list[Msg]) -> None:
+    async def handle(self, binding: Binding, msgs: list[Msg]) -> None:
         """One batch: the pure function, its outputs published, then the inputs acked."""
         emitter = Emitter()
         try:
@@ -444,7 +432,7 @@ class Service:
                 log.exception("batch failed; handling its messages one by one", service=self.name,
                               subject=binding.subject, messages=len(msgs))
                 for m in msgs:
-                    await self._handle(binding, [m])
+                    await self.handle(binding, [m])
                 return
             log.exception("message failed; it will be retried and, after max_deliver, dead-lettered",
                           service=self.name, subject=binding.subject, stream_seq=msgs[0].metadata.sequence.stream)
@@ -474,16 +462,13 @@ class Service:
             metrics.add("alert_timing.messages.rejected", rejected, service=self.name)
 
     async def _quiesce(self) -> None:
-        """Stop fetching and let every pull loop end by itself: the batch in hand is published
-        and acked, what was fetched but not started is handled too (see _patch_pull_stop).
-        faststream's own stop cancels the loops, and a fetch cancelled half way strands what
-        it had received until ack_wait."""
-        subscribers = list(self.broker.subscribers)
-        for sub in subscribers:
-            sub.running = False
-        loops = [task for sub in subscribers for task in getattr(sub, "tasks", []) if not task.done()]
-        if loops:
-            await asyncio.wait(loops)
+        """Stop fetching and let every consumer loop end by itself: the batch in hand is
+        published and acked, what was delivered but not started is handled too. (Also the app's
+        shutdown hook, so stopping the app drains; a second call returns at once.)"""
+        self.stopping = True
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+        await asyncio.gather(*(c.stop() for c in self.consumers))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

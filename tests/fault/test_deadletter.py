@@ -106,7 +106,8 @@ async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch
                     raise RuntimeError("this handler cannot take that message")
             handled.extend(m.data for m in batch)
 
-        service = Service(STAGE, settings, [Binding(s.STREAM_IN, STAGE, s.IN_CSP_SOUTH, handle)])
+        spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_SOUTH,), STAGE)
+        service = Service(STAGE, settings, [Binding(spec, handle)])
         await service.app.start()
         try:
             poison = b'{"poison": true, "bytes": "\\u00e9 kept as sent"}'

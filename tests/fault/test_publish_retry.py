@@ -62,7 +62,8 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
                 seen.add(m.stream_seq)
                 out.single(s.rejected(STAGE), m.data, f"out:{m.stream_seq}")
 
-        service = Service(STAGE, settings, [Binding(s.STREAM_IN, STAGE, s.IN_CSP_CENTRAL, handle)])
+        spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_CENTRAL,), STAGE)
+        service = Service(STAGE, settings, [Binding(spec, handle)])
         await service.app.start()
         try:
             sent = [msgspec.json.encode({"n": i}) for i in range(20)]
