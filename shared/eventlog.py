@@ -151,3 +151,62 @@ async def sequence_at(js: JetStreamContext, stream: str, start_time_iso: str,
         return None
     finally:
         await sub.unsubscribe()
+
+
+#: Messages one batched direct get may bring (the server's own cap is higher).
+DIRECT_BATCH = 1000
+
+
+async def messages_on_subject(nc: Client, stream: str, subject: str, limit: int = 100_000) -> list[Msg]:
+    """Every message of ``stream`` stored on ``subject``, oldest first, by batched direct gets
+    (``$JS.API.DIRECT.GET``, ``next_by_subj`` with ``batch``: nats-server 2.11+). The server
+    walks its per-subject index, so the cost is the messages on the subject, not the stream's
+    size; no consumer is made (a read-only user may do it). Stops after ``limit`` messages."""
+    got: list[Msg] = []
+    seq = 1
+    while len(got) < limit:
+        batch, more_from = await _direct_batch(nc, stream, subject, seq, min(DIRECT_BATCH, limit - len(got)))
+        got.extend(batch)
+        if more_from is None:
+            return got
+        seq = more_from
+    return got
+
+
+async def _direct_batch(nc: Client, stream: str, subject: str, seq: int, batch: int) -> tuple[list[Msg], int | None]:
+    """One batched direct get: the messages, and the sequence to go on from (None: no more)."""
+    got: list[Msg] = []
+    end: dict[str, str] = {}
+    done = asyncio.Event()
+
+    async def on_msg(msg: Msg) -> None:
+        headers = msg.headers or {}
+        if "Status" in headers:
+            end.update(headers)
+            done.set()
+            return
+        got.append(msg)
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=batch * 2)
+    try:
+        request = json.dumps({"seq": seq, "next_by_subj": subject, "batch": batch}).encode()
+        await nc.publish(f"{JS_API}.DIRECT.GET.{stream}", request, reply=inbox)
+        try:
+            await asyncio.wait_for(done.wait(), SCAN_REPLY_TIMEOUT_S)
+        except TimeoutError:
+            raise LogReadError(f"JetStream did not answer a direct get on {stream} within "
+                               f"{SCAN_REPLY_TIMEOUT_S:.0f} s") from None
+    finally:
+        try:
+            await asyncio.wait_for(sub.unsubscribe(), 2)
+        except Exception:  # noqa: BLE001 - the connection may be gone already
+            pass
+    status = end.get("Status", "")
+    if status == "404" or not got:
+        return got, None
+    if status not in ("204", ""):
+        raise LogReadError(f"JetStream refused a direct get on {stream}: {status} {end.get('Description', '')}")
+    pending = int(got[-1].headers.get("Nats-Num-Pending", "0") if got[-1].headers else "0")
+    last = int(got[-1].headers.get("Nats-Sequence", "0") if got[-1].headers else "0")
+    return got, (last + 1 if pending > 0 else None)

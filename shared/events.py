@@ -189,11 +189,14 @@ AnyEvent = (
 
 
 class IndexEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """The trace index (``ast.index.<key>``): where one stage stored an alert's messages."""
+    """The trace index (``ast.index.<key>``): where one stage stored an alert's messages. The
+    subject is the alert's bucket, shared with other alerts: ``response_id`` says whose entry
+    it is (entries written before it was added have none: read them all)."""
 
     v: int = SCHEMA_VERSION
     stage: str
     at: list[tuple[str, int]]  # (stream, sequence)
+    response_id: str | None = None
 
 
 class Batch(msgspec.Struct, frozen=True, kw_only=True):

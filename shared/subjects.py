@@ -45,10 +45,13 @@ DEAD_LETTER = "ast.dead-letter"  # ".<stage>", from max-deliveries advisories
 DELIVERED = "ast.delivered"  # ".<partition>": window files that reached the DS&A landing zone
 DELIVERY_BACKLOG = "ast.delivery-backlog"  # ".<partition>": what is still to deliver (last one counts)
 
-# The trace index (written by every stage, read by `alert-timing trace`): one subject per
-# alert, ``ast.index.<key>`` with ``key = index_key(response_id)``; each message lists where
-# that stage stored the alert's messages (stream and sequence).
+# The trace index (written by every stage, read by `alert-timing trace`): ``ast.index.<key>``
+# with ``key = index_key(response_id)``, one of INDEX_BUCKETS subjects; each message names its
+# alert and lists where that stage stored the alert's messages (stream and sequence).
 INDEX = "ast.index"
+#: How many index subjects there are: bounded, so the server's per-subject memory is bounded
+#: (~1 M subjects) whatever the history; an alert's bucket holds history / INDEX_BUCKETS entries.
+INDEX_BUCKETS = 1 << 20
 
 
 def rejected(stage: str) -> str:
@@ -60,9 +63,10 @@ def dead_letter(stage: str) -> str:
 
 
 def index_key(response_id: str) -> str:
-    """The subject token of an alert's index entries: a fixed-size hash, so any response id
-    (dots, wildcards, spaces, any length) makes a valid token and every key costs the same."""
-    return hashlib.blake2b(response_id.encode(), digest_size=8).hexdigest()
+    """The subject token of an alert's index entries: its bucket, from a hash, so any response
+    id (dots, wildcards, spaces, any length) makes a valid token and the subjects are bounded."""
+    digest = hashlib.blake2b(response_id.encode(), digest_size=8).digest()
+    return f"{int.from_bytes(digest, 'big') % INDEX_BUCKETS:05x}"
 
 
 def index_subject(response_id: str) -> str:

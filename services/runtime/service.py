@@ -160,7 +160,7 @@ class Emitter:
 def index_message(stage: str, response_id: str, at: list[tuple[str, int]]) -> Outgoing:
     """One trace index entry (``shared.events.IndexEntry``) on ``ast.index.<key>``; its
     ``Nats-Msg-Id`` is its content, so a redelivered batch stores no second copy."""
-    payload = encoder.encode(IndexEntry(stage=stage, at=at))
+    payload = encoder.encode(IndexEntry(stage=stage, at=at, response_id=response_id))
     digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
     key = s.index_key(response_id)
     return Outgoing(f"{s.INDEX}.{key}", payload, f"idx:{key}:{digest}")

@@ -276,7 +276,8 @@ def channels() -> list[Channel]:
         Channel("index", f"{s.INDEX}.{{key}}", "IndexEntry",
                 "The trace index: per batch and alert, where a stage stored the alert's inputs and outputs; "
                 "read by `alert-timing trace`.",
-                {"key": {"description": "blake2b-64 of the response id, hex (shared.subjects.index_key)",
+                {"key": {"description": "the response id's bucket: blake2b-64 of it modulo 2^20, "
+                                        "five hex digits (shared.subjects.index_key)",
                          "examples": [s.index_key("N0007000000001")]}}),
     ]
 

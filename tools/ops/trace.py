@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from alert_timing.ops.common import (
     OpsError,
@@ -32,7 +31,7 @@ from alert_timing.ops.common import (
     stored_ms,
 )
 from shared import subjects as s
-from shared.eventlog import scan_messages
+from shared.eventlog import messages_on_subject, scan_messages
 from shared.events import LEG_SPANS, IndexEntry
 from shared.timefmt import format_iso
 
@@ -179,27 +178,17 @@ class Progress:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
 
 
-#: Most index entries read for one alert (a few per stage; more only for an id sent many times).
-INDEX_MAX_ENTRIES = 1000
-
-
-async def index_entries(js: JetStreamContext, key: str) -> list[IndexEntry]:
-    """Every trace index entry of an alert, oldest first, read by subject with direct gets."""
-    from nats.js.errors import NotFoundError
-
-    subject = s.index_subject(key)
+async def index_entries(nc: Client, response_id: str) -> list[IndexEntry]:
+    """The trace index entries of an alert, oldest first: its bucket's entries (batched direct
+    gets), those that name it (or name nobody: entries from before they did)."""
     entries: list[IndexEntry] = []
-    seq = 1
-    while len(entries) < INDEX_MAX_ENTRIES:
+    for msg in await messages_on_subject(nc, s.STREAM_INDEX, s.index_subject(response_id)):
         try:
-            msg = await js.get_msg(s.STREAM_INDEX, seq=seq, subject=subject, direct=True, next=True)
-        except NotFoundError:
-            break
-        try:
-            entries.append(index_decoder.decode(msg.data or b""))
+            entry = index_decoder.decode(msg.data or b"")
         except msgspec.DecodeError:
-            pass
-        seq = (msg.seq or seq) + 1
+            continue
+        if entry.response_id in (None, response_id):
+            entries.append(entry)
     return entries
 
 
@@ -217,7 +206,7 @@ async def find_journey_indexed(nc: Client, wanted: str) -> Journey | None:
         return None
     candidates = [wanted] + ([wanted.split(":", 1)[0]] if ":" in wanted else [])
     for response_id in candidates:
-        entries = await index_entries(js, response_id)
+        entries = await index_entries(nc, response_id)
         if entries:
             break
     else:
