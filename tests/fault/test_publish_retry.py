@@ -31,13 +31,14 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
     failures = {"left": 2}
 
     async def flaky_publish_all(js, messages, timeout):  # type: ignore[no-untyped-def]
+        """bus.publish_all, failing the first two publishes of the stage's outputs."""
         if failures["left"] and any(m.subject == s.rejected(STAGE) for m in messages):
             failures["left"] -= 1
             try:
                 raise TimeoutError("not acknowledged")
             except TimeoutError as exc:
                 raise bus.PublishError("publishes not acknowledged within 0s") from exc
-        await real_publish_all(js, messages, timeout)
+        return await real_publish_all(js, messages, timeout)  # where each was stored
 
     monkeypatch.setattr(runtime_service.bus, "publish_all", flaky_publish_all)
     monkeypatch.setattr(runtime_service, "RETRY_MAX_DELAY_S", 0.2)
