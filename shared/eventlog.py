@@ -13,6 +13,7 @@ from datetime import datetime
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
 
@@ -111,10 +112,7 @@ async def _pull(nc: Client, subject: str, request: bytes, batch: int, stream: st
                 raise LogReadError(f"JetStream did not answer a read of {stream} within "
                                f"{SCAN_REPLY_TIMEOUT_S:.0f} s") from None
     finally:
-        try:
-            await asyncio.wait_for(sub.unsubscribe(), 2)
-        except Exception:  # noqa: BLE001 - the connection may be gone already
-            pass
+        await _unsubscribe(sub)
     return got, tuple(s_ for s_ in status if s_)
 
 
@@ -198,10 +196,7 @@ async def _direct_batch(nc: Client, stream: str, subject: str, seq: int, batch: 
             raise LogReadError(f"JetStream did not answer a direct get on {stream} within "
                                f"{SCAN_REPLY_TIMEOUT_S:.0f} s") from None
     finally:
-        try:
-            await asyncio.wait_for(sub.unsubscribe(), 2)
-        except Exception:  # noqa: BLE001 - the connection may be gone already
-            pass
+        await _unsubscribe(sub)
     status = end.get("Status", "")
     if status == "404" or not got:
         return got, None
@@ -210,3 +205,10 @@ async def _direct_batch(nc: Client, stream: str, subject: str, seq: int, batch: 
     pending = int(got[-1].headers.get("Nats-Num-Pending", "0") if got[-1].headers else "0")
     last = int(got[-1].headers.get("Nats-Sequence", "0") if got[-1].headers else "0")
     return got, (last + 1 if pending > 0 else None)
+
+
+async def _unsubscribe(sub: Subscription) -> None:
+    try:
+        await asyncio.wait_for(sub.unsubscribe(), 2)
+    except Exception:  # noqa: BLE001 - the connection may be gone already
+        pass
