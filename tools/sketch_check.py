@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from alert_timing.report import _sql_path, select_files
+from alert_timing.report import _sql_path, measured, select_files
 from services.metrics.core import merge_reports
 from shared.events import LEGS, report_decoder
 
@@ -24,14 +24,15 @@ def compare(data_dir: Path, start_ms: int = 0, end_ms: int = 2**42) -> list[dict
     row = next(r for r in rollup.rows if (r.region, r.category) == ("all", "all"))
     files = ", ".join(f"'{_sql_path(p)}'" for p in parquet)
     con = duckdb.connect()
-    # latest revision per delivery; negative legs (clock skew) stay out, as in the sketches
+    # latest revision per delivery; what the sketches leave out stays out here too (clock skew,
+    # throttled deliveries): the report's own rule, ``measured``
     con.execute(f"""
         create table latest as select * from read_parquet([{files}], union_by_name = true)
         qualify row_number() over (partition by delivery_id order by revision desc) = 1""")
     out = []
     for leg in LEGS:
         values = [v for (v,) in con.execute(
-            f"select {leg} from latest where {leg} is not null and {leg} >= 0 order by {leg}").fetchall()]
+            f"select {leg} from latest where {measured(leg)} order by {leg}").fetchall()]
         stats = row.legs.get(leg)
         if not values or stats is None:
             continue
