@@ -11,6 +11,7 @@ import msgspec
 import structlog
 
 from services.runtime.service import Emitter, Inbound
+from services.runtime.validation import reject
 from shared import subjects as s
 from shared.events import AnyEvent, RejectedInput, batch_decoder
 
@@ -33,17 +34,7 @@ def events_of(batch: Iterable[Inbound], stage: str, out: Emitter) -> Iterator[tu
             if msg.subject.startswith(s.REJECTED + "."):
                 log.warning("unreadable rejection skipped", subject=msg.subject, seq=msg.stream_seq)
                 continue
-            out.rejected(RejectedInput(
-                event_id=f"rej:{stage}:{msg.subject}:{msg.stream_seq}",
-                stage=stage,
-                reason="bad_event",
-                message=f"not a readable event envelope: {exc}",
-                subject=msg.subject,
-                headers=msg.headers,
-                raw=msg.data,
-                source_seq=msg.stream_seq,
-                dsp_received=msg.stream_time_ms,
-            ))
+            out.rejected(reject(msg, "bad_event", f"not a readable event envelope: {exc}", stage=stage))
             continue
         for event in events:
             yield msg, event
