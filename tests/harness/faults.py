@@ -334,6 +334,19 @@ class Harness:
         await asyncio.to_thread(self.wait_started, key, starts + 1)
         self.note(f"restarted {key}")
 
+    async def pause(self, key: str, seconds: float) -> None:
+        """SIGSTOP the service process ``key`` for ``seconds``, then SIGCONT: the process lives on,
+        holds what it was delivered and misses everything meanwhile (a frozen VM, a long GC)."""
+        assert self.sup is not None
+        proc = self.sup.processes[key]
+        proc.send_signal(signal.SIGSTOP)
+        self.note(f"SIGSTOP {key}")
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+            self.note(f"SIGCONT {key} after {seconds:g} s")
+
     async def restart_server(self, index: int = 0, down_s: float = 1.0) -> None:
         server = self.servers[index]
         await asyncio.to_thread(server.stop)
@@ -373,10 +386,10 @@ class Harness:
 
     # ---- the run
 
-    async def run(self, faults: Callable[[Harness], Awaitable[None]] | None = None) -> Outcome:
+    async def run(self, faults: Callable[[Harness], Awaitable[None]] | None = None, rate: float = RATE) -> Outcome:
         settings = self.settings()
         self.started = time.monotonic()
-        sim = asyncio.create_task(run_traffic(settings, traffic_config(), rate=RATE, wait_s=RUN_WAIT_S,
+        sim = asyncio.create_task(run_traffic(settings, traffic_config(), rate=rate, wait_s=RUN_WAIT_S,
                                               show=False))
         if faults is not None:
             try:
@@ -481,12 +494,12 @@ def latest_files(data_dir: Path) -> dict[str, bytes]:
 
 
 def run_case(root: Path, name: str, faults: Callable[[Harness], Awaitable[None]] | None = None,
-             nodes: int = 1, keep_server: bool = False) -> tuple[Outcome, Harness]:
+             nodes: int = 1, keep_server: bool = False, rate: float = RATE) -> tuple[Outcome, Harness]:
     """Start everything, run the traffic with the faults, stop the services, collect."""
     harness = Harness(root, name, nodes)
     try:
         harness.start()
-        outcome = asyncio.run(harness.run(faults))
+        outcome = asyncio.run(harness.run(faults, rate))
         outcome.exit_codes = harness.stop_services()
         outcome.errors = [line[:500] for log in sorted((harness.data_dir / "logs").glob("*.log"))
                           if log.name != "nats-server.log"
