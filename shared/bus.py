@@ -155,13 +155,27 @@ def stream_max_bytes(settings: Settings) -> dict[str, int]:
             for name, share in STREAM_BYTES_PER_ALERT.items()}
 
 
+#: Receipts are kept this much longer than the delivery horizon: the metrics host's clock (which
+#: dates the window files) and the NATS servers' (which age the messages) may differ.
+RECEIPT_MARGIN_S = 86_400.0
+
+
+def receipts_max_age_s(settings: Settings) -> float:
+    """``AST_OUT``'s ``max_age``: the streams' own, or longer when the delivery horizon needs it.
+    The metrics service looks at a window file set for ``delivery_horizon_days`` after it wrote
+    it (``services.metrics.delivery.local_file_sets``) and its receipt (``ast.delivered.<p>``) is
+    stored after that, so a set it looks at always finds its receipt: never delivered twice."""
+    return max(settings.stream_max_age_s, settings.delivery_horizon_days * 86_400.0 + RECEIPT_MARGIN_S)
+
+
 def stream_configs(settings: Settings) -> list[api.StreamConfig]:
     """Every stream: limits retention (``max_age`` and ``max_bytes``), file storage.
 
     When a limit is reached the stream discards its *oldest* messages (``DiscardPolicy.OLD``):
     publishing never fails because the log is full, and the log keeps the newest history.
     A consumer that lags further behind than the limit loses the messages discarded before
-    it read them (``alert-timing status`` shows each stream's first sequence and time)."""
+    it read them (``alert-timing status`` shows each stream's first sequence and time).
+    ``AST_OUT`` keeps the delivery receipts for the delivery horizon (``receipts_max_age_s``)."""
     limits = stream_max_bytes(settings)
     common: dict[str, Any] = {
         "retention": api.RetentionPolicy.LIMITS,
@@ -178,7 +192,7 @@ def stream_configs(settings: Settings) -> list[api.StreamConfig]:
             max_msg_size=MAX_INBOUND_BYTES if name == s.STREAM_IN else MAX_PAYLOAD,
             max_bytes=limits[name],
             allow_direct=True,  # trace reads by sequence (DIRECT.GET), from any replica
-            **common,
+            **(common | ({"max_age": receipts_max_age_s(settings)} if name == s.STREAM_OUT else {})),
         )
         for name, subs in s.STREAM_SUBJECTS.items()
     ]

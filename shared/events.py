@@ -434,6 +434,10 @@ class DeliveryBacklog(msgspec.Struct, frozen=True, kw_only=True):
     oldest_written_at: str | None
     delivered: int
     last_error: str | None
+    #: Sets kept out because a file or ``.sha256`` with other content is at the landing zone
+    #: (never overwritten; examined again from time to time): how many, and which.
+    quarantined: int = 0
+    quarantined_file_sets: list[str] = []
     at: str
 
 

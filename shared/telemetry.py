@@ -463,6 +463,8 @@ def prometheus_name(name: str, unit: str, counter: bool) -> str:
 LEVELS = {
     "alert_timing.delivery.pending_windows": ("{window}", "window file sets not yet at the DS&A landing zone"),
     "alert_timing.delivery.oldest_pending_age": ("s", "age of the oldest window file set not yet delivered"),
+    "alert_timing.delivery.quarantined_windows": (
+        "{window}", "window file sets kept out: other content under their names at the DS&A landing zone"),
 }
 
 #: OpenTelemetry name -> Prometheus name, for every metric the services export.

@@ -9,14 +9,27 @@ What arrives, per window revision (the same names as the local files, ``services
 
 Each file is uploaded under a temporary name (``.<name>.partial``) and renamed into place, so a
 reader never sees a partial file; the ``.sha256`` goes last, so its presence means the set is
-whole. A revision is a new set of names: nothing at the landing zone is ever overwritten.
+whole. A revision is a new set of names: nothing at the landing zone is ever overwritten. The
+rename is SFTP's plain one, which refuses a name that exists (``posix-rename`` would replace it),
+and a directory landing zone links the file into place for the same reason.
+
+A set interrupted after some files (the gateway or the process went away) is resumed: a file
+already at the landing zone under its final name is compared by SHA-256 and, when identical, kept
+and not sent again. A file (or ``.sha256``) there with other content is never overwritten: the
+set is *quarantined*. It blocks only itself: later sets still go; it is logged once, counted in
+``ast.delivery-backlog.<partition>`` (``alert-timing status``) and in the
+``alert_timing.delivery.quarantined_windows`` gauge, and examined again every
+``recheck_quarantined_s`` (an operator who clears the conflict at the gateway needs no restart).
 
 Never lost, never doubled: what was delivered is recorded as a ``WindowDelivered`` event on
 ``ast.delivered.<partition>`` (``Nats-Msg-Id`` ``delivered:<landing>:<file set>``). On start the
 deliverer reads those events back and delivers every complete local file set that has none, oldest
-first. A set whose ``.sha256`` is already at the landing zone (delivered, then the process died
-before the event was stored) is not uploaded again: its manifest is compared with ours and the
-event is published. While the landing zone fails, the deliverer retries with exponential backoff
+first. A set is looked at for ``ALERT_TIMING_DELIVERY_HORIZON_DAYS`` after it was written (and while
+its date is that close to the newest one); ``AST_OUT`` keeps the receipts at least that long
+(``shared.bus.receipts_max_age_s``), so a set within the horizon always finds its receipt. A set
+whose ``.sha256`` is already at the landing zone (delivered, then the process died before the
+event was stored) is not uploaded again: its manifest is compared with ours and the event is
+published. While the landing zone fails, the deliverer retries with exponential backoff
 (capped at ``ALERT_TIMING_DELIVERY_RETRY_MAX_S``) and says why in one log line per failure; what it
 still has to deliver goes to ``ast.delivery-backlog.<partition>`` (read by ``alert-timing status``)
 and to the ``alert_timing.delivery.*`` metrics.
@@ -29,6 +42,7 @@ known-hosts file SFTP delivery does not start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import os
@@ -66,6 +80,10 @@ class LandingError(Exception):
     """The landing zone refused or failed an operation; retried with backoff."""
 
 
+class LandingExists(Exception):
+    """The final name is taken at the landing zone: nothing was replaced."""
+
+
 # --------------------------------------------------------------------------- pure planning
 
 
@@ -92,11 +110,13 @@ def partition_of_stem(stem: str) -> int | None:
     return int(m.group(2)) if m.group(2) is not None else 0
 
 
-def local_file_sets(data_dir: Path, horizon_days: int) -> list[FileSet]:
+def local_file_sets(data_dir: Path, horizon_days: int, now_ms: int | None = None) -> list[FileSet]:
     """Complete file sets under ``data_dir/ast`` in the date folders no more than ``horizon_days``
-    before the newest one (event time, not the wall clock: a replay of old days delivers too),
-    oldest window first. A set is complete when its report (``.json``) is there: the metrics
-    service writes it last."""
+    before the newest one (event time: a replay of old days delivers too) and written no more than
+    ``horizon_days`` before ``now_ms`` (the wall clock: the receipts in ``AST_OUT`` are kept by
+    age, so a set is only looked at while its receipt is surely still there), oldest window
+    first. A set is complete when its report (``.json``) is there: the metrics service writes it
+    last."""
     root = Path(data_dir) / "ast"
     sets: list[FileSet] = []
     if not root.is_dir():
@@ -106,6 +126,7 @@ def local_file_sets(data_dir: Path, horizon_days: int) -> list[FileSet]:
         return sets
     newest = datetime.date.fromisoformat(folders[-1].name[5:])
     since = (newest - datetime.timedelta(days=horizon_days)).isoformat()
+    written_since = (int(time.time() * 1000) if now_ms is None else now_ms) - horizon_days * 86_400_000
     for folder in folders:
         date = folder.name[5:]
         if date < since:
@@ -118,7 +139,10 @@ def local_file_sets(data_dir: Path, horizon_days: int) -> list[FileSet]:
             paths = tuple(folder / f"{stem}{suffix}" for suffix in SET_SUFFIXES)
             if not all(p.exists() for p in paths):
                 continue
-            sets.append(FileSet(stem, date, partition, paths, int(report.stat().st_mtime * 1000)))
+            written_ms = int(report.stat().st_mtime * 1000)
+            if written_ms < written_since:
+                continue
+            sets.append(FileSet(stem, date, partition, paths, written_ms))
     return sets
 
 
@@ -166,8 +190,13 @@ class Landing(Protocol):
         """The file's bytes, or None when there is no such file."""
         ...
 
+    async def digest(self, rel: str) -> str | None:
+        """The SHA-256 (hex) of the file at ``rel``, or None when there is no such file."""
+        ...
+
     async def put(self, data_from: Path | bytes, rel: str) -> None:
-        """Write ``rel`` (folders made as needed) under a temporary name, then rename into place."""
+        """Write ``rel`` (folders made as needed) under a temporary name, then move it into place
+        unless the name is taken: then ``LandingExists``, and the file there is left as it was."""
         ...
 
 
@@ -215,6 +244,15 @@ class DirectoryLanding:
         except OSError as exc:
             raise LandingError(f"{self.name}: cannot read {rel}: {exc.strerror or exc}") from None
 
+    async def digest(self, rel: str) -> str | None:
+        path = self.root / rel
+        try:
+            return (await asyncio.to_thread(file_digest, path))[0]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise LandingError(f"{self.name}: cannot read {rel}: {exc.strerror or exc}") from None
+
     async def put(self, data_from: Path | bytes, rel: str) -> None:
         await asyncio.to_thread(self._put, data_from, rel)
 
@@ -229,7 +267,12 @@ class DirectoryLanding:
                 shutil.copyfile(data_from, tmp)
             with tmp.open("rb") as fh:
                 os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            try:
+                os.link(tmp, target)  # unlike a rename, never replaces what is there
+            except FileExistsError:
+                tmp.unlink()
+                raise LandingExists(rel) from None
+            tmp.unlink()
         except OSError as exc:
             raise LandingError(f"{self.name}: cannot write {rel}: {exc.strerror or exc}") from None
 
@@ -289,6 +332,19 @@ class SftpLanding:
         except (OSError, asyncssh.Error) as exc:
             raise LandingError(f"{self.name}: cannot read {rel}: {_describe(exc)}") from None
 
+    async def digest(self, rel: str) -> str | None:
+        sftp = self._client()
+        h = hashlib.sha256()
+        try:
+            async with sftp.open(f"{self.path}/{rel}", "rb") as fh:
+                while chunk := await fh.read(1 << 18):
+                    h.update(chunk if isinstance(chunk, bytes) else chunk.encode())
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        except (OSError, asyncssh.Error) as exc:
+            raise LandingError(f"{self.name}: cannot read {rel}: {_describe(exc)}") from None
+        return h.hexdigest()
+
     async def put(self, data_from: Path | bytes, rel: str) -> None:
         sftp = self._client()
         target = f"{self.path}/{rel}"
@@ -301,8 +357,20 @@ class SftpLanding:
                     await fh.write(data_from)
             else:
                 await sftp.put(str(data_from), tmp)
-            await sftp.posix_rename(tmp, target)
         except (OSError, asyncssh.Error) as exc:
+            raise LandingError(f"{self.name}: cannot write {rel}: {_describe(exc)}") from None
+        try:
+            # SFTP's own rename refuses an existing name (posix-rename would replace it)
+            await sftp.rename(tmp, target)
+        except (OSError, asyncssh.Error) as exc:
+            try:
+                taken = await sftp.exists(target)
+            except (OSError, asyncssh.Error):
+                taken = False
+            if taken:
+                with contextlib.suppress(OSError, asyncssh.Error):
+                    await sftp.remove(tmp)
+                raise LandingExists(rel) from None
             raise LandingError(f"{self.name}: cannot write {rel}: {_describe(exc)}") from None
 
 
@@ -324,7 +392,8 @@ class Deliverer:
 
     def __init__(self, landing: Landing, data_dir: Path, partitions: list[int], publish: Publish,
                  read_delivered: ReadDelivered, *, retry_max_s: float = 300.0, horizon_days: int = 8,
-                 interval_s: float = 5.0, gauge: Gauge | None = None) -> None:
+                 interval_s: float = 5.0, gauge: Gauge | None = None,
+                 recheck_quarantined_s: float = 3600.0) -> None:
         self.landing = landing
         self.data_dir = Path(data_dir)
         self.partitions = partitions
@@ -339,7 +408,11 @@ class Deliverer:
         self.connected = False
         self.last_error: str | None = None
         self.files_sent = 0
-        self._last_backlog: dict[int, tuple[int, str | None, str | None]] = {}
+        self.files_kept = 0  # already at the landing zone, identical: not sent again
+        self.recheck_quarantined_s = recheck_quarantined_s
+        #: file set -> (why, when it was last examined: time.monotonic())
+        self.quarantined: dict[str, tuple[str, float]] = {}
+        self._last_backlog: dict[int, tuple[int, str | None, str | None, tuple[str, ...]]] = {}
 
     async def run(self) -> None:
         """Forever: deliver what is pending; on failure back off (1 s doubling to the ceiling)."""
@@ -375,10 +448,14 @@ class Deliverer:
             await self.landing.close()
 
     def _pending(self) -> list[FileSet]:
-        return pending_sets(local_file_sets(self.data_dir, self.horizon_days), self.delivered, self.partitions)
+        """What is to deliver: not delivered, and not quarantined (unless due to be examined again)."""
+        now = time.monotonic()
+        resting = {stem for stem, (_, at) in self.quarantined.items() if now - at < self.recheck_quarantined_s}
+        return pending_sets(local_file_sets(self.data_dir, self.horizon_days), self.delivered | resting,
+                            self.partitions)
 
     async def deliver_pending(self) -> int:
-        """One pass; returns the number of sets delivered."""
+        """One pass; returns the number of sets delivered (quarantined ones are not counted)."""
         if not self.loaded:
             for p in self.partitions:
                 self.delivered |= await self.read_delivered(p)
@@ -386,31 +463,35 @@ class Deliverer:
         todo = await asyncio.to_thread(self._pending)
         await self._report_backlog(todo)
         done = 0
-        for fs in todo:
+        for i, fs in enumerate(todo):
             if not self.connected:
                 await self.landing.open()
                 self.connected = True
-            await self._deliver(fs)
-            done += 1
+            done += await self._deliver(fs)
             self.last_error = None
-            await self._report_backlog(todo[done:])
+            await self._report_backlog(todo[i + 1:])
         return done
 
-    async def _deliver(self, fs: FileSet) -> None:
+    async def _deliver(self, fs: FileSet) -> bool:
+        """Deliver one set and store its receipt (True), or quarantine it (False)."""
         digests = [(p.name, *(await asyncio.to_thread(file_digest, p))) for p in fs.paths]
         ours = manifest((name, digest) for name, digest, _ in digests)
         manifest_rel = f"{fs.folder}/{fs.stem}{MANIFEST_SUFFIX}"
         there = await self.landing.read(manifest_rel)
         if there is None:
-            for path in fs.paths:
-                await self.landing.put(path, f"{fs.folder}/{path.name}")
+            for path, (name, digest, _) in zip(fs.paths, digests, strict=True):
+                conflict = await self._place(path, f"{fs.folder}/{name}", digest)
+                if conflict:
+                    return self._quarantine(fs, conflict)
+            try:
+                await self.landing.put(ours, manifest_rel)
                 self.files_sent += 1
-            await self.landing.put(ours, manifest_rel)
-            self.files_sent += 1
+            except LandingExists:
+                there = await self.landing.read(manifest_rel)
             log.info("window delivered", file_set=fs.stem, landing=self.landing.name)
-        elif there != ours:
-            raise LandingError(f"{self.landing.name}: {manifest_rel} is already there with other checksums; "
-                               "not overwritten (check the landing zone)")
+        if there is not None and there != ours:
+            return self._quarantine(fs, f"{manifest_rel} is already there with other checksums")
+        self.quarantined.pop(fs.stem, None)
         event = WindowDelivered(
             event_id=f"delivered:{self.landing.name}:{fs.stem}", file_set=fs.stem, date=fs.date,
             landing=self.landing.name, delivered_at=format_iso(int(time.time() * 1000)) or "",
@@ -418,6 +499,32 @@ class Deliverer:
         )
         await self.publish([Outgoing(s.delivered(fs.partition), encoder.encode(event), event.event_id)])
         self.delivered.add(fs.stem)
+        return True
+
+    async def _place(self, path: Path, rel: str, digest: str) -> str | None:
+        """One file of a set at its final name: sent, or already there and identical (kept);
+        otherwise why not (a file with other content is there, and stays)."""
+        there = await self.landing.digest(rel)
+        if there is None:
+            try:
+                await self.landing.put(path, rel)
+                self.files_sent += 1
+                return None
+            except LandingExists:
+                there = await self.landing.digest(rel)
+        else:
+            self.files_kept += 1
+        if there is not None and there != digest:
+            return f"{rel} is already there with other content (sha256 {there}, ours {digest})"
+        return None
+
+    def _quarantine(self, fs: FileSet, why: str) -> bool:
+        """The set stays out (nothing at the landing zone is replaced); later sets still go."""
+        if fs.stem not in self.quarantined:
+            log.error("window file set quarantined: not overwritten at the landing zone (check it there)",
+                      file_set=fs.stem, landing=self.landing.name, reason=why)
+        self.quarantined[fs.stem] = (why, time.monotonic())
+        return False
 
     async def _report_backlog(self, todo: list[FileSet]) -> None:
         now = int(time.time() * 1000)
@@ -425,11 +532,13 @@ class Deliverer:
         for p in self.partitions:
             mine = [fs for fs in todo if fs.partition == p]
             oldest = mine[0] if mine else None
-            state = (len(mine), oldest.stem if oldest else None, self.last_error)
+            held = sorted(stem for stem in self.quarantined if partition_of_stem(stem) == p)
+            state = (len(mine), oldest.stem if oldest else None, self.last_error, tuple(held))
             if self.gauge is not None:
                 self.gauge("alert_timing.delivery.pending_windows", len(mine), p)
                 age = (now - min(fs.written_ms for fs in mine)) / 1000 if mine else 0.0
                 self.gauge("alert_timing.delivery.oldest_pending_age", age, p)
+                self.gauge("alert_timing.delivery.quarantined_windows", len(held), p)
             if self._last_backlog.get(p) == state:
                 continue
             backlog = DeliveryBacklog(
@@ -437,7 +546,8 @@ class Deliverer:
                 oldest_file_set=oldest.stem if oldest else None,
                 oldest_written_at=format_iso(min(fs.written_ms for fs in mine)) if mine else None,
                 delivered=sum(1 for stem in self.delivered if partition_of_stem(stem) == p),
-                last_error=self.last_error, at=format_iso(now) or "")
+                last_error=self.last_error, quarantined=len(held), quarantined_file_sets=held,
+                at=format_iso(now) or "")
             messages.append(Outgoing(s.delivery_backlog(p), encoder.encode(backlog), f"backlog:{p}:{backlog.at}"))
             self._last_backlog[p] = state
         if messages:

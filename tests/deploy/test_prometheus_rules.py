@@ -36,6 +36,7 @@ ALERTS = {
     "AlertTimingWindowRevisionsStorm",  # window revisions storm
     "AlertTimingServiceRestartLoop",  # a service restarting in a loop
     "AlertTimingDeliveryBehind",  # window files not reaching the DS&A File Gateway
+    "AlertTimingDeliveryQuarantined",  # a window set held: other content under its names at the gateway
     "AlertTimingLegP99AboveTarget",  # a leg's p99 above its target
 }
 

@@ -1,8 +1,9 @@
-"""A real OpenSSH ``sshd`` on a free loopback port, serving SFTP from a temporary directory.
+"""Real SFTP servers on a free loopback port, serving a temporary directory: OpenSSH's ``sshd``
+(``SftpServer``) and asyncssh's own SFTP server (``AsyncsshSftpServer``, a second implementation).
 
 Throw-away host and user keys are made per server; the client's ``known_hosts`` holds the host
-key. ``read_only=True`` serves SFTP with ``internal-sftp -R`` (every write refused), so a test can
-make the gateway refuse and then accept again by restarting it.
+key. ``read_only=True`` refuses every write (``internal-sftp -R``; asyncssh: permission denied),
+so a test can make the gateway refuse and then accept again by restarting it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +38,8 @@ def keygen(path: Path) -> Path:
 
 
 class SftpServer:
+    kind = "openssh"
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.root = workdir / "landing"
@@ -106,3 +110,32 @@ class SftpServer:
     def restart(self, read_only: bool = False) -> None:
         self.stop()
         self.start(read_only=read_only)
+
+
+class AsyncsshSftpServer(SftpServer):
+    """asyncssh's SFTP server (``tests.harness.asyncssh_sftp``) in a process of its own, with the
+    same keys, URL and controls as ``SftpServer``."""
+
+    kind = "asyncssh"
+
+    def start(self, read_only: bool = False) -> None:
+        repo = Path(__file__).resolve().parents[2]
+        cmd = [sys.executable, "-m", "tests.harness.asyncssh_sftp", "--port", str(self.port),
+               "--host-key", str(self.host_key), "--authorized-keys", str(self.workdir / "authorized_keys")]
+        self.proc = subprocess.Popen([*cmd, *(["--read-only"] if read_only else [])], cwd=repo,
+                                     stdout=subprocess.PIPE, stderr=(self.workdir / "asyncssh.log").open("ab"))
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # the server says so once it accepts connections
+        if line.strip() != b"listening":
+            self.proc.wait(10)
+            raise RuntimeError(f"asyncssh SFTP server did not start: {(self.workdir / 'asyncssh.log').read_text()}")
+
+    def stop(self) -> None:
+        proc = self.proc
+        super().stop()
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
+
+
+#: Both implementations, by name (tests are parametrized over them).
+SERVERS: dict[str, type[SftpServer]] = {"openssh": SftpServer, "asyncssh": AsyncsshSftpServer}

@@ -1,5 +1,7 @@
-"""Window files delivered to a real SFTP server (OpenSSH ``sshd`` on loopback, throw-away keys):
-checksums, a wrong host key, a refusing gateway, a full disk, and a whole simulated day across a
+"""Window files delivered to real SFTP servers on loopback with throw-away keys, each test against
+OpenSSH's ``sshd`` and against asyncssh's own SFTP server: checksums, a set interrupted after some
+files, other content at the gateway (never overwritten, the set quarantined, later sets still
+go), a wrong host key, a refusing gateway, a full disk, and a whole simulated day across a
 gateway restart."""
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from services.metrics.delivery import Deliverer, LandingError, SftpLanding, landing_from_settings
-from tests.harness.delivery import MemoryLog, write_set
-from tests.harness.sftp_server import SftpServer, available, keygen
+from tests.harness.delivery import DAY, MemoryLog, write_set
+from tests.harness.sftp_server import SERVERS, SftpServer, available, keygen
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not available(), reason="OpenSSH sshd is not installed (make test installs it)")]
@@ -27,18 +29,20 @@ REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("alert-timing")
 
 
-@pytest.fixture
-def gateway(tmp_path: Path):  # type: ignore[no-untyped-def]
-    server = SftpServer(tmp_path / "gateway")
+@pytest.fixture(params=sorted(SERVERS))
+def gateway(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    server = SERVERS[request.param](tmp_path / "gateway")
     server.start()
     yield server
     server.stop()
 
 
-def sftp_deliverer(server: SftpServer, data: Path, log: MemoryLog, known_hosts: Path | None = None) -> Deliverer:
+def sftp_deliverer(server: SftpServer, data: Path, log: MemoryLog, known_hosts: Path | None = None,
+                   recheck_quarantined_s: float = 3600.0) -> Deliverer:
     landing = landing_from_settings(server.url, str(server.user_key), str(known_hosts or server.known_hosts))
     assert isinstance(landing, SftpLanding)
-    return Deliverer(landing, data, [0], log.publish, log.read_delivered, horizon_days=100_000)
+    return Deliverer(landing, data, [0], log.publish, log.read_delivered, horizon_days=100_000,
+                     recheck_quarantined_s=recheck_quarantined_s)
 
 
 def check_arrived(root: Path, data: Path) -> list[str]:
@@ -74,6 +78,75 @@ def test_files_and_checksums_arrive(gateway: SftpServer, tmp_path: Path) -> None
     assert not list(gateway.root.glob("**/.*.partial"))
     assert sorted(r.file_set for r in log.receipts()) == sorted(
         ["ast_20230601T1015_r1", "ast_20230601T1030_r1", "ast_20230601T1015_r2"])
+
+
+def test_an_interrupted_set_resumes_and_keeps_what_arrived(gateway: SftpServer, tmp_path: Path) -> None:
+    """The gateway went away after the first file of a set and during the second: on resume the
+    file already there is compared by checksum and kept (not sent again), the rest arrives."""
+    data, log = tmp_path / "data", MemoryLog()
+    stem = "ast_20230601T1015_r1"
+    local = write_set(data, stem)
+    folder = gateway.root / f"date={DAY}"
+    folder.mkdir(parents=True)
+    (folder / f"{stem}.csv").write_bytes(local[0].read_bytes())  # arrived before the interruption
+    (folder / f".{stem}.parquet.partial").write_bytes(b"half a")  # cut off mid-upload
+    before = (folder / f"{stem}.csv").stat()
+    d = sftp_deliverer(gateway, data, log)
+    assert asyncio.run(run_pass(d)) == 1
+    assert check_arrived(gateway.root, data) == [stem]
+    after = (folder / f"{stem}.csv").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # kept, not re-sent
+    assert (d.files_sent, d.files_kept) == (3, 1)  # .parquet, .json, .sha256 sent; .csv kept
+    assert not list(gateway.root.glob("**/.*.partial"))
+    assert [r.file_set for r in log.receipts()] == [stem]
+
+
+def test_other_content_at_the_gateway_is_never_overwritten_and_blocks_only_its_set(
+        gateway: SftpServer, tmp_path: Path) -> None:
+    """A file of a set is at the gateway with other content: it stays as it is, the set is
+    quarantined and counted, the later set goes; once the conflict is cleared the set goes too."""
+    data, log = tmp_path / "data", MemoryLog()
+    held, later = "ast_20230601T1015_r1", "ast_20230601T1030_r1"
+    write_set(data, held)
+    write_set(data, later)
+    folder = gateway.root / f"date={DAY}"
+    folder.mkdir(parents=True)
+    (folder / f"{held}.parquet").write_bytes(b"someone else's parquet\n")
+    d = sftp_deliverer(gateway, data, log, recheck_quarantined_s=0)  # examined again every pass
+    assert asyncio.run(run_pass(d)) == 1
+    assert (folder / f"{held}.parquet").read_bytes() == b"someone else's parquet\n"
+    assert not (folder / f"{held}.sha256").exists() and not (folder / f"{held}.json").exists()
+    assert [r.file_set for r in log.receipts()] == [later]
+    assert (folder / f"{later}.sha256").exists()
+    backlog = log.backlogs()[-1]
+    assert (backlog.pending, backlog.quarantined, backlog.quarantined_file_sets) == (0, 1, [held])
+    assert "other content" in d.quarantined[held][0]
+    assert asyncio.run(run_pass(d)) == 0  # still there: still held
+    assert (folder / f"{held}.parquet").read_bytes() == b"someone else's parquet\n"
+    (folder / f"{held}.parquet").unlink()  # the operator clears it at the gateway
+    assert asyncio.run(run_pass(d)) == 1
+    assert check_arrived(gateway.root, data) == [held, later]
+    assert log.backlogs()[-1].quarantined == 0
+    assert sorted(r.file_set for r in log.receipts()) == [held, later]
+
+
+def test_a_different_sha256_at_the_gateway_quarantines_only_its_set(gateway: SftpServer, tmp_path: Path) -> None:
+    data, log = tmp_path / "data", MemoryLog()
+    held, later = "ast_20230601T1015_r1", "ast_20230601T1030_r1"
+    write_set(data, held)
+    write_set(data, later)
+    folder = gateway.root / f"date={DAY}"
+    folder.mkdir(parents=True)
+    (folder / f"{held}.sha256").write_text("0" * 64 + f"  {held}.csv\n")
+    d = sftp_deliverer(gateway, data, log)
+    assert asyncio.run(run_pass(d)) == 1
+    assert (folder / f"{held}.sha256").read_text() == "0" * 64 + f"  {held}.csv\n"
+    assert [r.file_set for r in log.receipts()] == [later]
+    assert log.backlogs()[-1].quarantined_file_sets == [held]
+    assert "other checksums" in d.quarantined[held][0]
+    # not examined again before it is due: the next pass leaves it alone
+    assert asyncio.run(run_pass(d)) == 0
+    assert d.last_error is None
 
 
 def test_a_wrong_host_key_is_refused(gateway: SftpServer, tmp_path: Path) -> None:

@@ -104,6 +104,11 @@ async def collect_status(nc: Client, partitions: int) -> dict:
                            for subject, count in sorted((info.state.subjects or {}).items())}
     if s.STREAM_OUT in existing:
         result["delivery"] = await delivery_backlogs(js, partitions)
+        for d in result["delivery"]:
+            if d.get("quarantined"):
+                result["problems"].append(
+                    f"delivery p{d['partition']}: {d['quarantined']} window file set(s) quarantined, other content "
+                    f"at the landing zone under their names: {', '.join(d.get('quarantined_file_sets') or [])}")
     return result
 
 
@@ -189,8 +194,9 @@ def status_text(result: dict, url: str) -> str:
         behind = (f"{d['pending']} window file sets pending, oldest {d['oldest_file_set']} "
                   f"({d['oldest_age_s']} s)") if d["pending"] else "nothing pending"
         error = f"; last error: {d['last_error']}" if d.get("last_error") else ""
+        held = f", {d['quarantined']:,} quarantined" if d.get("quarantined") else ""
         lines.append(f"{'delivery p' + str(d['partition']) + ':':<24}{d['landing']}: {behind}, "
-                     f"{d['delivered']:,} delivered (as of {d['at']}){error}")
+                     f"{d['delivered']:,} delivered{held} (as of {d['at']}){error}")
     restarts = result.get("restarts") or {}
     text = ", ".join(f"{key} {entry.get('restarts', 0)} (last {entry.get('last_restart', '-')})"
                      for key, entry in sorted(restarts.items())) if restarts else "none"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from services.metrics.delivery import (
     DirectoryLanding,
     FileSet,
     LandingError,
+    LandingExists,
     landing_from_settings,
     local_file_sets,
     manifest,
@@ -132,13 +135,52 @@ def test_a_set_delivered_before_its_receipt_was_stored_is_not_sent_twice(tmp_pat
 def test_other_checksums_at_the_landing_zone_are_never_overwritten(tmp_path: Path) -> None:
     data, out, log = tmp_path / "data", tmp_path / "out", MemoryLog()
     write_set(data, "ast_20230601T1015_r1")
+    write_set(data, "ast_20230601T1030_r1")
     folder = out / f"date={DAY}"
     folder.mkdir(parents=True)
     (folder / "ast_20230601T1015_r1.sha256").write_text("0" * 64 + "  ast_20230601T1015_r1.csv\n")
-    with pytest.raises(LandingError, match="other checksums"):
-        asyncio.run(deliverer(data, out, log).deliver_pending())
+    d = deliverer(data, out, log)
+    assert asyncio.run(d.deliver_pending()) == 1  # the later set still goes
     assert (folder / "ast_20230601T1015_r1.sha256").read_text().startswith("0" * 64)
-    assert not log.receipts()
+    assert [r.file_set for r in log.receipts()] == ["ast_20230601T1030_r1"]
+    assert set(d.quarantined) == {"ast_20230601T1015_r1"}
+    assert log.backlogs()[-1].quarantined_file_sets == ["ast_20230601T1015_r1"]
+
+
+def test_a_file_with_other_content_is_never_replaced(tmp_path: Path) -> None:
+    data, out, log = tmp_path / "data", tmp_path / "out", MemoryLog()
+    write_set(data, "ast_20230601T1015_r1")
+    folder = out / f"date={DAY}"
+    folder.mkdir(parents=True)
+    (folder / "ast_20230601T1015_r1.json").write_text("theirs")
+    d = deliverer(data, out, log)
+    assert asyncio.run(d.deliver_pending()) == 0
+    assert (folder / "ast_20230601T1015_r1.json").read_text() == "theirs"
+    assert not (folder / "ast_20230601T1015_r1.sha256").exists()
+    assert not log.receipts() and "other content" in d.quarantined["ast_20230601T1015_r1"][0]
+    assert not list(folder.glob(".*"))
+
+
+def test_the_landing_zone_refuses_to_replace_a_name(tmp_path: Path) -> None:
+    landing = DirectoryLanding(tmp_path)
+    asyncio.run(landing.put(b"first", "d/a.csv"))
+    with pytest.raises(LandingExists):
+        asyncio.run(landing.put(b"second", "d/a.csv"))
+    assert (tmp_path / "d" / "a.csv").read_bytes() == b"first"
+    assert asyncio.run(landing.digest("d/a.csv")) == hashlib.sha256(b"first").hexdigest()
+    assert asyncio.run(landing.digest("d/b.csv")) is None
+
+
+def test_a_set_is_looked_at_only_while_its_receipt_is_kept(tmp_path: Path) -> None:
+    """The horizon also counts on the wall clock from when the set was written (receipts are
+    kept by age): a set written longer ago than the horizon is not looked at, whatever its date."""
+    old = write_set(tmp_path, "ast_20230601T1015_r1")
+    write_set(tmp_path, "ast_20230601T1030_r1")
+    now = time.time()
+    for path in old:
+        os.utime(path, (now - 9 * 86_400, now - 9 * 86_400))
+    assert [fs.stem for fs in local_file_sets(tmp_path, 8, int(now * 1000))] == ["ast_20230601T1030_r1"]
+    assert len(local_file_sets(tmp_path, 10, int(now * 1000))) == 2
 
 
 def test_a_failed_receipt_is_retried_and_nothing_is_doubled(tmp_path: Path) -> None:
