@@ -7,6 +7,7 @@ future-dated alerts. Run: ``python -m alert_timing_benchmarks.gbcs [N]``.
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import time
@@ -114,8 +115,10 @@ def run_bench(n: int = 200_000) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    n = int(args[0]) if args else 200_000
+    parser = argparse.ArgumentParser(prog="python -m alert_timing_benchmarks.gbcs",
+                                     description=(__doc__ or "").strip().splitlines()[0])
+    parser.add_argument("decodes", nargs="?", type=int, default=200_000, help="how many decodes (%(default)s)")
+    n = parser.parse_args(argv).decodes
     figures = run_bench(n)
     for key, value in figures.items():
         print(f"{key:<24} {value}")

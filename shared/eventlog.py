@@ -8,7 +8,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 import nats.errors
 from nats.aio.client import Client
@@ -173,6 +173,16 @@ async def messages_on_subject(nc: Client, stream: str, subject: str, limit: int 
 
 async def _direct_batch(nc: Client, stream: str, subject: str, seq: int, batch: int) -> tuple[list[Msg], int | None]:
     """One batched direct get: the messages, and the sequence to go on from (None: no more)."""
+    got, end = await _direct_request(nc, stream, {"seq": seq, "next_by_subj": subject, "batch": batch}, batch)
+    if end.get("Status") == "404" or not got:
+        return got, None
+    pending = int(got[-1].headers.get("Nats-Num-Pending", "0") if got[-1].headers else "0")
+    last = int(got[-1].headers.get("Nats-Sequence", "0") if got[-1].headers else "0")
+    return got, (last + 1 if pending > 0 else None)
+
+
+async def _direct_request(nc: Client, stream: str, request: dict, batch: int) -> tuple[list[Msg], dict[str, str]]:
+    """One batched direct get request: the messages and the headers of the status that ended it."""
     got: list[Msg] = []
     end: dict[str, str] = {}
     done = asyncio.Event()
@@ -188,8 +198,7 @@ async def _direct_batch(nc: Client, stream: str, subject: str, seq: int, batch: 
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=batch * 2)
     try:
-        request = json.dumps({"seq": seq, "next_by_subj": subject, "batch": batch}).encode()
-        await nc.publish(f"{JS_API}.DIRECT.GET.{stream}", request, reply=inbox)
+        await nc.publish(f"{JS_API}.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
         try:
             await asyncio.wait_for(done.wait(), SCAN_REPLY_TIMEOUT_S)
         except TimeoutError:
@@ -198,13 +207,9 @@ async def _direct_batch(nc: Client, stream: str, subject: str, seq: int, batch: 
     finally:
         await _unsubscribe(sub)
     status = end.get("Status", "")
-    if status == "404" or not got:
-        return got, None
-    if status not in ("204", ""):
+    if status not in ("204", "404", ""):
         raise LogReadError(f"JetStream refused a direct get on {stream}: {status} {end.get('Description', '')}")
-    pending = int(got[-1].headers.get("Nats-Num-Pending", "0") if got[-1].headers else "0")
-    last = int(got[-1].headers.get("Nats-Sequence", "0") if got[-1].headers else "0")
-    return got, (last + 1 if pending > 0 else None)
+    return got, end
 
 
 async def _unsubscribe(sub: Subscription) -> None:
@@ -212,3 +217,41 @@ async def _unsubscribe(sub: Subscription) -> None:
         await asyncio.wait_for(sub.unsubscribe(), 2)
     except Exception:  # noqa: BLE001 - the connection may be gone already
         pass
+
+
+def direct_place(msg: Msg) -> tuple[str, int, int]:
+    """Where a message read by a direct get was stored: subject, stream sequence, store time
+    (epoch ms), from the headers the server puts on it."""
+    headers = msg.headers or {}
+    stamp = headers.get("Nats-Time-Stamp", "")
+    try:
+        when = int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        when = 0
+    return headers.get("Nats-Subject", ""), int(headers.get("Nats-Sequence", "0") or 0), when
+
+
+async def sequence_at_time(nc: Client, stream: str, when_ms: int) -> int | None:
+    """The first sequence of ``stream`` stored at or after ``when_ms`` (epoch ms), by one
+    direct get with ``start_time`` (the server looks the time up in its blocks; no consumer, so
+    the read-only ops user may do it). None: nothing stored since."""
+    moment = datetime.fromtimestamp(when_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    reply = await _direct_request(nc, stream, {"start_time": moment, "next_by_subj": ">", "batch": 1}, 1)
+    got, _ = reply
+    return direct_place(got[0])[1] if got else None
+
+
+async def messages_between(nc: Client, stream: str, subject: str, first_seq: int,
+                           last_seq: int | None) -> AsyncIterator[list[Msg]]:
+    """Messages of ``stream`` on ``subject`` (wildcards allowed) from ``first_seq`` to
+    ``last_seq`` (None: to the end), oldest first, by batched direct gets."""
+    seq: int | None = max(first_seq, 1)
+    while seq is not None and (last_seq is None or seq <= last_seq):
+        batch, seq = await _direct_batch(nc, stream, subject, seq, DIRECT_BATCH)
+        if last_seq is not None:
+            within = [m for m in batch if direct_place(m)[1] <= last_seq]
+            if len(within) < len(batch):
+                seq = None
+            batch = within
+        if batch:
+            yield batch

@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from services.runtime.envelopes import decode_events
+from services.runtime.service import Emitter
+from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
 from shared.events import AnyEvent, record_decoder
@@ -28,6 +31,18 @@ async def read_events(nc: Client, filter_subjects: Sequence[str], first_seq: int
         yield events
 
 
-__all__ = ["read_events", "read_messages", "record_decoder"]
+async def republish(js: JetStreamContext, out: Emitter, timeout: float, trace_index: bool = True) -> int:
+    """Publish what a rebuild step produced again (its ``Nats-Msg-Id`` drops what a predecessor
+    stored already) and, with the trace index on, the index entries of the records, as a
+    consumer batch writes them: ``trace`` then reads a re-published record by sequence too.
+    Awaited (a rebuild is rare, nothing is acked meanwhile). How many messages went out."""
+    messages = out.messages()
+    stored = await bus.publish_all(js, messages, timeout)
+    if trace_index:
+        await bus.publish_all(js, out.index(s.METRICS, stored), timeout)
+    return len(messages)
+
+
+__all__ = ["read_events", "read_messages", "record_decoder", "republish"]
 
 

@@ -11,8 +11,11 @@ import msgspec
 import nats
 import pytest
 
+from services.metrics.rebuild import republish
+from services.runtime.service import Emitter
 from shared import bus
 from shared import subjects as s
+from shared.eventlog import messages_on_subject
 from shared.events import IndexEntry
 from shared.settings import Settings
 from tests.harness.frames import ACB_EUI, alert_payload, delivery_line, north
@@ -121,5 +124,101 @@ async def test_a_full_stream_discards_its_oldest_messages_and_keeps_accepting(tm
             assert newest.data == body + b"299"
             with pytest.raises(nats.js.errors.NotFoundError):
                 await js.get_msg(s.STREAM_IN, 1)
+        finally:
+            await nc.close()
+
+
+async def _through(js, rid: str, n: int, payload: str | None = None) -> list[dict]:
+    """One alert in, each of its ``n`` deliveries acknowledged, until its records and every
+    stage's trace index entry are stored; its deliver notices."""
+    extra = {"payload": payload} if payload else {}
+    await send(js, s.IN_CSP_NORTH, north(rid, **extra), DSP)
+    deliveries = await deliveries_for(js, rid, n)
+    for d in deliveries:
+        await send(js, s.IN_DSP_DELIVERY, delivery_line(d["deliveryId"], rid, passed="20230601101502.700",
+                                                        acked="20230601101503.100", dcc=d["dccAlertCode"],
+                                                        user=d["serviceUserId"]))
+    await collect(js, s.STREAM_OUT, [s.RECORD],
+                  lambda got: sum(1 for r in decoded(got) if r["response_id"] == rid) >= n)
+
+    def indexed(got) -> bool:
+        entries = [msgspec.json.decode(m.data, type=IndexEntry) for m in got]
+        records = {at for e in entries if e.response_id == rid for at in e.at if at[0] == s.STREAM_OUT}
+        return {e.stage for e in entries if e.response_id == rid} == set(s.SERVICES) and len(records) >= n
+
+    await collect(js, s.STREAM_INDEX, [s.index_subject(rid)], indexed)
+    return deliveries
+
+
+async def _trace(url: str, rid: str, *argv: str) -> dict:
+    code, out, err = await run_ops(url, "trace", rid, "--json", *argv)
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_trace_shows_every_point_when_index_entries_are_lost(js, nats_server):
+    """Index entries purged (JetStream purge by subject, as a lost or discarded entry looks):
+    trace knows from the record which points the journey must have, finds the ones the index
+    no longer names in a bounded scan from the input's store time, and shows the same
+    journey as a scan of the whole log."""
+    only_record, half, acb = unique("LOST-1"), unique("LOST-2"), unique("LOST-ACB")
+    await _through(js, only_record, 1)
+    await _through(js, half, 1)
+    await _through(js, acb, 2, payload=alert_payload("8F3F", recipient=ACB_EUI))
+    # the newest entry (metrics' record) kept, or the newest two (the delivery log's and the
+    # record's): the input, capture, enrichment and expectation are no longer indexed
+    await js.purge_stream(s.STREAM_INDEX, subject=s.index_subject(only_record), keep=1)
+    await js.purge_stream(s.STREAM_INDEX, subject=s.index_subject(half), keep=2)
+    await js.purge_stream(s.STREAM_INDEX, subject=s.index_subject(acb), keep=1)
+
+    for rid, n in ((only_record, 1), (half, 1), (acb, 2)):
+        journey = await _trace(nats_server.url, rid)
+        kinds = {e["kind"] for e in journey["events"]}
+        assert kinds >= {"inbound", "alert_captured", "alert_enriched", "delivery_expected", "deliver",
+                         "delivery_log", "delivery_attempted", "record"}, kinds
+        assert len(journey["deliveries"]) == n
+        for d in journey["deliveries"]:
+            assert d["status"] == "complete" and d["deliver_notice"], d
+            assert [r["status"] for r in d["records"]] == ["complete"], d
+        scanned = await _trace(nats_server.url, rid, "--scan")
+        assert journey["events"] == scanned["events"] and journey["deliveries"] == scanned["deliveries"]
+        assert journey["indexed"] and journey["filled_in"] is not None and journey["not_found"] == []
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_trace_names_in_one_line_the_point_it_cannot_find(js, nats_server):
+    """A point the record says exists but the log no longer holds (here the delivery-log line,
+    deleted as a stream limit would): one line says what is missing."""
+    rid = unique("LOST-LINE")
+    await _through(js, rid, 1)
+    lines = await collect(js, s.STREAM_IN, [s.IN_DSP_DELIVERY],
+                          lambda got: any(json.loads(m.data)["responseId"] == rid for m in got))
+    [line] = [m for m in lines if json.loads(m.data)["responseId"] == rid]
+    await js.delete_msg(s.STREAM_IN, line.metadata.sequence.stream)
+
+    code, text, err = await run_ops(nats_server.url, "trace", rid)
+    assert code == 0, err
+    assert [x for x in text.splitlines() if x.startswith("not found:")] == [f"not found: delivery_log of {rid}"]
+    journey = await _trace(nats_server.url, rid)
+    assert journey["not_found"] == [f"delivery_log of {rid}"]
+
+
+async def test_a_record_republished_by_a_rebuild_is_indexed(tmp_path: Path) -> None:
+    """The metrics rebuild publishes the outputs of a predecessor's last batch again: their
+    trace index entries go with them (once, however often it runs)."""
+    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+        settings = Settings(nats_url=server.url)
+        nc = await bus.connect(settings, "test")
+        try:
+            js = nc.jetstream(timeout=10)
+            await bus.bootstrap(js, settings)
+            for _ in range(2):
+                out = Emitter()
+                out.single(s.RECORD, b'{"response_id": "RB-1"}', "record:RB-1:1", key="RB-1")
+                assert await republish(js, out, 10.0) == 1
+            entries = [msgspec.json.decode(m.data, type=IndexEntry)
+                       for m in await messages_on_subject(nc, s.STREAM_INDEX, s.index_subject("RB-1"))]
+            assert entries == [IndexEntry(stage=s.METRICS, at=[(s.STREAM_OUT, 1)], response_id="RB-1")]
         finally:
             await nc.close()

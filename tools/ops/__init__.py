@@ -38,6 +38,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
 cmdtail_command = command("tail", tail_command, interrupted=0)
 cmdtrace_command = command("trace", trace_command)
 cmdstatus_command = command("status", status_command)
@@ -68,12 +78,20 @@ def add_parsers(subparsers: Any) -> None:
                     "expected (with the DCC alerts it raised), deliver notices, delivery attempts, AST "
                     "records with their revisions and any rejection mentioning it; then the timing points "
                     "and legs per delivery. DCC alert deliveries are found by their parent's response id. "
-                    "An id the index does not hold (an input too malformed to name its alert, history "
+                    "The points the journey must have follow from what it shows (an alert's input, capture, "
+                    "enrichment; per delivery its expectation, deliver notice and record; the delivery-log "
+                    "line and attempt its record's status calls for): any the index does not name are looked "
+                    "for in a bounded scan from the input's store time (--window), and any still missing are "
+                    "named on one line ('not found: ...'). "
+                    "An id the index does not hold at all (an input too malformed to name its alert, history "
                     "from before the index) is looked for by scanning the whole log. "
                     "Exit 1 when nothing mentions RESPONSE_ID.")
     p.add_argument("response_id", metavar="RESPONSE_ID", help="the alert's responseId (messageId for CSP "
                                                                "Central/South) or a deliveryId")
     p.add_argument("--scan", action="store_true", help="scan the whole log instead of using the trace index")
+    p.add_argument("--window", type=_positive_float, metavar="SECONDS",
+                   help="how far after the input's store time to look for points the index does not name "
+                        "(default: allowed lateness + handshake timeout + the 15-minute window + idle close)")
     _nats_arg(p)
     p.add_argument("--json", action="store_true", help="print the journey as one JSON object")
     p.set_defaults(func=cmdtrace_command)

@@ -31,8 +31,9 @@ from alert_timing.ops.common import (
     stored_ms,
 )
 from shared import subjects as s
-from shared.eventlog import messages_on_subject, scan_messages
+from shared.eventlog import direct_place, messages_between, messages_on_subject, scan_messages, sequence_at_time
 from shared.events import LEG_SPANS, IndexEntry
+from shared.settings import Settings
 from shared.timefmt import format_iso
 
 #: What a trace reads: every subject that can mention an alert (not clock ticks or reports).
@@ -149,6 +150,129 @@ class Journey:
     missing_streams: list[str] = field(default_factory=list)
     seconds: float = 0.0
     indexed: bool = False  # read through the trace index (scanned: messages read by sequence)
+    #: The bounded scan that filled in points the index did not name: from, to (store times,
+    #: epoch ms) and the messages read per stream.
+    filled: dict | None = None
+    #: Points the journey must have (``required_points``) that neither the index nor the
+    #: bounded scan found.
+    not_found: list[Point] = field(default_factory=list)
+
+    def add(self, steps: Iterable[Step]) -> None:
+        """Add steps not already held (the same message and event), keeping time order."""
+        held = {(st.stream, st.seq, st.index) for st in self.steps}
+        self.steps.extend(st for st in steps if (st.stream, st.seq, st.index) not in held)
+        self.steps.sort(key=Step.sort_key)
+
+
+# --------------------------------------------------------------------------- the points a journey must have
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of an alert's journey: ``what`` (a stage's message), for which delivery, and
+    for delivery attempts the outcome the record says there was (None: any)."""
+
+    what: str
+    delivery_id: str | None = None
+    outcome: str | None = None
+
+    def label(self) -> str:
+        text = self.what if self.outcome is None else f"{self.what} ({self.outcome})"
+        return text if self.delivery_id is None else f"{text} of {self.delivery_id}"
+
+
+#: Where each point is stored: stream and subjects (what a bounded scan reads to find it).
+POINT_SUBJECTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "input": (s.STREAM_IN, tuple(s.IN_CSP)),
+    "captured": (s.STREAM_EVENTS, (s.CAPTURED,)),
+    "enriched": (s.STREAM_EVENTS, (s.ENRICHED, s.RESPONSE_SEEN)),
+    "delivery_expected": (s.STREAM_EVENTS, (f"{s.EXPECTED}.*",)),
+    "deliver": (s.STREAM_EVENTS, (s.DELIVER,)),
+    "delivery_log": (s.STREAM_IN, (s.IN_DSP_DELIVERY,)),
+    "delivery_attempted": (s.STREAM_EVENTS, (f"{s.ATTEMPTED}.*",)),
+    "record": (s.STREAM_OUT, (s.RECORD,)),
+}
+
+
+POINT_ORDER = {what: i for i, what in enumerate(POINT_SUBJECTS)}
+
+
+def points_of(steps: Iterable[Step]) -> set[Point]:
+    """The points the steps show."""
+    have: set[Point] = set()
+    for st in steps:
+        data = st.data
+        if st.kind in ("inbound", "inbound_unreadable"):
+            have.add(Point("input"))
+        elif st.subject == s.CAPTURED:
+            have.add(Point("captured"))
+        elif st.subject in (s.ENRICHED, s.RESPONSE_SEEN):
+            have.add(Point("enriched"))
+            if st.kind == "service_response_seen":
+                have.add(Point("service_response_seen"))
+        if st.kind == "rejected_input":
+            have.add(Point("rejected_input"))
+        elif st.kind == "delivery_expected":
+            have.add(Point("delivery_expected", data.get("delivery_id")))
+        elif st.kind == "deliver":
+            have.add(Point("deliver", data.get("deliveryId")))
+        elif st.kind == "delivery_log":
+            have.add(Point("delivery_log", data.get("deliveryId")))
+        elif st.kind == "delivery_attempted":
+            did = data.get("delivery_id")
+            have |= {Point("delivery_attempted", did), Point("delivery_attempted", did, data.get("outcome"))}
+        elif st.kind == "record":
+            have.add(Point("record", data.get("delivery_id")))
+    return have
+
+
+def required_points(steps: Iterable[Step]) -> set[Point]:
+    """The points a journey with these steps must have, from what they say: every alert has
+    its input, capture and enrichment (a rejected input ends at its rejection, a Service
+    Response at enrichment); an alert at least one expected delivery; each delivery its
+    expectation, deliver notice and record; and from its latest record: an acknowledged
+    attempt (complete, incomplete), a throttled one (throttled), any attempt when the record
+    counts delivery attempts (no_handshake) - each attempt a delivery-log line and its event."""
+    steps = list(steps)
+    have = points_of(steps)
+    need = {Point("input")}
+    if Point("rejected_input") in have:
+        return need
+    need |= {Point("captured"), Point("enriched")}
+    if Point("service_response_seen") in have:
+        return need
+    deliveries = {p.delivery_id for p in have if p.delivery_id is not None}
+    if not deliveries:
+        need.add(Point("delivery_expected"))
+        return need
+    latest: dict[object, dict] = {}
+    for st in steps:
+        if st.kind == "record":
+            did = st.data.get("delivery_id")
+            if did not in latest or (st.data.get("revision") or 0) > (latest[did].get("revision") or 0):
+                latest[did] = st.data
+    for did in deliveries:
+        need |= {Point("delivery_expected", did), Point("deliver", did), Point("record", did)}
+        record = latest.get(did, {})
+        status = record.get("status")
+        outcome = {"complete": "acknowledged", "incomplete": "acknowledged", "throttled": "throttled"}.get(
+            str(status))
+        attempted = (outcome is not None or (record.get("delivery_attempts") or 0) > 0
+                     or Point("delivery_log", did) in have or Point("delivery_attempted", did) in have)
+        if attempted:
+            need |= {Point("delivery_log", did), Point("delivery_attempted", did)}
+        if outcome is not None:
+            need.add(Point("delivery_attempted", did, outcome))
+    return need
+
+
+def missing_points(steps: Iterable[Step]) -> list[Point]:
+    """The required points the steps do not show (a point without a delivery is met by any)."""
+    steps = list(steps)
+    have = points_of(steps)
+    whats = {p.what for p in have}
+    return sorted((p for p in required_points(steps) - have if p.delivery_id is not None or p.what not in whats),
+                  key=lambda p: (POINT_ORDER.get(p.what, 9), p.delivery_id or "", p.outcome or ""))
 
 
 class Progress:
@@ -232,6 +356,87 @@ async def find_journey_indexed(nc: Client, wanted: str) -> Journey | None:
     return journey
 
 
+def scan_window_s(settings: Settings) -> float:
+    """How long after an alert's input its points may still be stored: the lateness a delivery
+    log line may have, the handshake timeout after which its record is issued, the window it
+    closes with and the quiet time after which the wall clock closes it."""
+    from services.metrics.core import MetricsConfig
+
+    return (settings.allowed_lateness_s + settings.handshake_timeout_s + MetricsConfig().window_ms / 1000
+            + settings.idle_close_after_s)
+
+
+async def input_store_ms(nc: Client, journey: Journey, matcher: Matcher) -> int | None:
+    """When the alert's input was stored: its own step, or the input a capture (or a
+    rejection) names by sequence, read and added to the journey."""
+    from nats.js.errors import NotFoundError
+
+    inputs = [st.time_ms for st in journey.steps if st.kind in ("inbound", "inbound_unreadable")]
+    if inputs:
+        return min(inputs)
+    js = nc.jetstream(timeout=10)
+    for st in journey.steps:
+        seq = st.data.get("source_seq")
+        if st.subject not in (s.CAPTURED, *(s.rejected(stage) for stage in s.SERVICES)) or not isinstance(seq, int):
+            continue
+        try:
+            msg = await js.get_msg(s.STREAM_IN, seq=seq, direct=True)
+        except NotFoundError:
+            continue
+        when = int(msg.time.timestamp() * 1000) if msg.time else 0
+        journey.add(matcher.steps_of(s.STREAM_IN, msg.subject or "", msg.data or b"", seq, when))
+        return when
+    return None
+
+
+async def fill_in(nc: Client, journey: Journey, window_s: float) -> None:
+    """Points the index did not name (an entry lost, purged or never written): looked for in a
+    bounded scan of the streams that hold them, from the input's store time to ``window_s``
+    after it (each end resolved to a stream sequence first). Without the input, the scan runs
+    ``window_s`` either side of the earliest message found."""
+    matcher = Matcher(journey.response_id)
+    missing = missing_points(journey.steps)
+    if not missing or not journey.steps:
+        journey.not_found = missing
+        return
+    started = time.perf_counter()
+    start_ms = await input_store_ms(nc, journey, matcher)
+    window_ms = int(window_s * 1000)
+    if start_ms is None:
+        start_ms = min(st.time_ms for st in journey.steps) - window_ms
+        end_ms = start_ms + 2 * window_ms
+    else:
+        end_ms = start_ms + window_ms
+    missing = missing_points(journey.steps)
+    wanted: dict[str, set[str]] = {}
+    for p in missing:
+        stream, subjects = POINT_SUBJECTS[p.what]
+        wanted.setdefault(stream, set()).update(subjects)
+    read: dict[str, int] = {}
+
+    async def scan(stream: str, subjects: set[str]) -> None:
+        first = await sequence_at_time(nc, stream, start_ms)
+        if first is None:
+            read[stream] = 0
+            return
+        after = await sequence_at_time(nc, stream, end_ms + 1)
+        last = None if after is None else after - 1
+        count = 0
+        for subject in sorted(subjects):
+            async for batch in messages_between(nc, stream, subject, first, last):
+                count += len(batch)
+                for msg in batch:
+                    subj, seq, when = direct_place(msg)
+                    journey.add(matcher.steps_of(stream, subj, msg.data or b"", seq, when))
+        read[stream] = count
+
+    await asyncio.gather(*(scan(stream, subjects) for stream, subjects in wanted.items()))
+    journey.filled = {"from": start_ms, "to": end_ms, "read": {k: read[k] for k in sorted(read)},
+                      "seconds": round(time.perf_counter() - started, 3)}
+    journey.seconds += time.perf_counter() - started
+    journey.not_found = missing_points(journey.steps)
+
+
 async def find_journey(nc: Client, response_id: str) -> Journey:
     """Scan the event log for every message about ``response_id`` (streams read concurrently)."""
     from nats.js.errors import NotFoundError
@@ -270,6 +475,7 @@ async def find_journey(nc: Client, response_id: str) -> Journey:
     journey.steps.sort(key=Step.sort_key)
     journey.scanned = {name: journey.scanned[name] for name in TRACE_FILTERS if name in journey.scanned}
     journey.seconds = time.perf_counter() - started
+    journey.not_found = missing_points(journey.steps)
     return journey
 
 
@@ -354,6 +560,10 @@ def journey_json(journey: Journey) -> dict:
         "response_id": journey.response_id,
         "found": bool(journey.steps),
         "indexed": journey.indexed,
+        "filled_in": None if journey.filled is None else {
+            "from": format_iso(journey.filled["from"]), "to": format_iso(journey.filled["to"]),
+            "read": journey.filled["read"], "seconds": journey.filled["seconds"]},
+        "not_found": [p.label() for p in journey.not_found],
         "scanned": journey.scanned,
         "missing_streams": journey.missing_streams,
         "events": [{"time": format_iso(st.time_ms), "stream": st.stream, "seq": st.seq, "subject": st.subject,
@@ -390,6 +600,13 @@ def journey_text(journey: Journey) -> str:
     else:
         how = f"{total:,} messages of {', '.join(journey.scanned) or 'no stream'} scanned in {journey.seconds:.1f} s"
     lines = [f"alert {journey.response_id}: {len(journey.steps)} events ({how})"]
+    if journey.filled is not None:
+        f = journey.filled
+        read = ", ".join(f"{n:,} of {stream}" for stream, n in f["read"].items()) or "nothing"
+        lines.append(f"not all in the index: read {read} stored {format_iso(f['from'])} .. "
+                     f"{format_iso(f['to'])} in {f['seconds']:.2f} s")
+    if journey.not_found:
+        lines.append("not found: " + ", ".join(p.label() for p in journey.not_found))
     if journey.missing_streams:
         lines.append(f"missing streams: {', '.join(journey.missing_streams)}")
     lines.append("")
@@ -441,6 +658,9 @@ async def trace_command(args: argparse.Namespace) -> int:
     nc = await connect(settings, "trace")
     try:
         journey = None if args.scan else await find_journey_indexed(nc, response_id)
+        if journey is not None:
+            window = args.window if args.window is not None else scan_window_s(settings)
+            await fill_in(nc, journey, window)
         if journey is None:
             # Not in the index: an input too malformed to name its alert, or history from
             # before the index. Reading the whole log takes time in proportion to it.
