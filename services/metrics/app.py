@@ -25,7 +25,7 @@ import structlog
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
 from services.metrics.delivery import Deliverer, DeliveryConfigError, landing_from_settings
 from services.metrics.files import partition_tag, write_window
-from services.metrics.rebuild import read_events
+from services.metrics.rebuild import read_events, republish
 from services.metrics.snapshot import Expected, SnapshotHeader, SnapshotStore, encode_snapshot
 from services.runtime.envelopes import events_of
 from services.runtime.service import Binding, Emitter, Inbound, Service, binding
@@ -298,10 +298,8 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
             async for events in read_events(nc, part.filter_subjects, max(snapshot_seq, floor) + 1, delivered):
                 out = Emitter()
                 emit(part.core.apply(events), out, data_dir, p)
-                messages = out.messages()
-                await bus.publish_all(js, messages, settings.publish_ack_timeout_s)
+                republished += await republish(js, out, settings.publish_ack_timeout_s, settings.trace_index)
                 count += len(events)
-                republished += len(messages)
             part.applied_seq = part.fence = max(delivered, snapshot_seq)
             part.clean = True
             log.info("metrics state rebuilt from the event log", partition=p, from_snapshot_seq=snapshot_seq,
