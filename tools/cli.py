@@ -101,8 +101,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     _run(reachable())
     module = importlib.import_module(SERVICE_BUILDERS[args.name])
     service = module.build(settings)
-    _run(service.run())
-    return 0
+    return _run(service.run())
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from services.metrics.files import partition_tag, write_window
 from services.metrics.rebuild import read_events, republish
 from services.metrics.snapshot import Expected, SnapshotHeader, SnapshotStore, encode_snapshot
 from services.runtime.envelopes import events_of
-from services.runtime.service import Binding, Emitter, Inbound, Service, binding
+from services.runtime.service import Binding, Emitter, Inbound, Service, Unrecoverable, binding
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
@@ -105,6 +105,21 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
             write_window(data_dir, closed, tag)
 
 
+def latest_per_window(output: Output) -> dict[str, ClosedWindow]:
+    """The latest revision of each window a step closed or revised (the one its files show)."""
+    return {closed.report.window_start: closed for closed in output.closed}
+
+
+#: Backoff between two attempts at writing a window's files (a full or failing disk).
+WRITE_RETRY_MIN_S = 0.25
+WRITE_RETRY_MAX_S = 5.0
+
+
+class FilesNotWritten(RuntimeError):
+    """The service stopped while window files could not be written: the batch is not acked, so
+    the next start replays it from the log and writes them."""
+
+
 def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict[str, str]) -> dict[str, str] | None:
     """The join span (child of the delivery's trace: one trace from the device alert to its
     record), the journey trace of a complete record, leg histograms (complete records, so a
@@ -166,6 +181,9 @@ class _Partition:
         self.applied_since_snapshot = 0  # events
         self.saving: asyncio.Task | None = None
         self.wall_clock_sent = 0.0  # monotonic time a wall-clock move was published, until it comes back
+        #: Windows (start -> latest revision) whose files are not written yet: applied events'
+        #: outputs, held until the disk takes them (nothing is acked past them meanwhile).
+        self.unwritten: dict[str, ClosedWindow] = {}
 
 
 def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> Service:
@@ -188,7 +206,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
     for p in partitions_owned(settings):
         part = parts[p] = _Partition(p, MetricsCore(config))
 
-        def handle(batch: list[Inbound], out: Emitter, part: _Partition = part) -> None:
+        async def handle(batch: list[Inbound], out: Emitter, part: _Partition = part) -> None:
             now = int(time.time() * 1000)
             if part.fence:
                 batch = [m for m in batch if m.stream_seq > part.fence]
@@ -213,9 +231,39 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                         traces[e.delivery_id] = e.trace
             part.clean = False
             part.applied_since_snapshot += len(events)
-            emit(part.core.apply(events), out, data_dir, part.partition, telemetry=telemetry)
+            output = part.core.apply(events)
             if batch:
                 part.applied_seq = max(part.applied_seq, max(m.stream_seq for m in batch))
+            # The core has taken these events: from here on nothing may fail without a retry,
+            # or their outputs would be lost (a redelivery is a duplicate to the core).
+            try:
+                emit(output, out, None, part.partition, telemetry=telemetry)
+                part.unwritten.update(latest_per_window(output))
+                await write_files(part)
+            except Exception as exc:
+                raise Unrecoverable(str(exc)) from exc
+
+        async def write_files(part: _Partition) -> None:
+            """Write the files of every window held in ``part.unwritten``, off the event loop,
+            retrying a failure (disk full, I/O error) with backoff until it succeeds: the batch
+            is published and acked only after that. On shutdown, give up without acking."""
+            tag_of = partition_tag(part.partition, settings.metrics_partitions)
+            delay = WRITE_RETRY_MIN_S
+            while part.unwritten:
+                start, closed = next(iter(part.unwritten.items()))
+                try:
+                    await asyncio.to_thread(write_window, data_dir, closed, tag_of)
+                except OSError as exc:
+                    metrics.add("alert_timing.batches.retried", 1, service=s.METRICS)
+                    if service.stopping:
+                        raise FilesNotWritten(f"window {start}: {exc}") from exc
+                    log.warning("window files not written yet; writing them again", partition=part.partition,
+                                window_start=start, held=len(part.unwritten), error=str(exc), retry_in_s=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, WRITE_RETRY_MAX_S)
+                    continue
+                if part.unwritten.get(start) is closed:
+                    del part.unwritten[start]
 
         def done(part: _Partition = part) -> None:
             part.clean = True
@@ -224,7 +272,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                     or part.applied_since_snapshot >= SNAPSHOT_AFTER_EVENTS):
                 _start_snapshot(part)
 
-        bindings.append(binding(settings, bus.metrics_durable(p), handle, done))
+        bindings.append(binding(settings, bus.metrics_durable(p), handle, done, stateful=True))
 
     service = Service(s.METRICS, settings, bindings, tracing=tracing, metrics=metrics)
     store: dict[str, SnapshotStore] = {}

@@ -169,6 +169,13 @@ def index_message(stage: str, response_id: str, at: list[tuple[str, int]]) -> Ou
 BatchHandler = Callable[[list[Inbound], Emitter], Awaitable[None] | None]
 
 
+class Unrecoverable(Exception):
+    """Raised by a handler that has changed its state with a batch whose outputs it could not
+    make: the batch must be neither acked nor handled again here (handling it again would find
+    its events applied and make nothing). The service stops with a failure status; its
+    successor rebuilds from the log and makes the outputs."""
+
+
 @dataclass(frozen=True)
 class Binding:
     """A durable consumer (its spec is the bootstrap's: ``shared.bus.consumer_specs``) and the
@@ -179,6 +186,10 @@ class Binding:
     #: Called once a batch's outputs are stored and its inputs acked (metrics: a point where
     #: its state may be snapshotted).
     done: Callable[[], None] | None = None
+    #: The handler keeps state (metrics): a batch it has taken is never handled again one
+    #: message at a time after a failure (it would find the events applied and make nothing),
+    #: it is left unacked and the service stops to be rebuilt from the log.
+    stateful: bool = False
 
     @property
     def stream(self) -> str:
@@ -195,9 +206,9 @@ class Binding:
 
 
 def binding(settings: Settings, durable: str, handle: BatchHandler,
-            done: Callable[[], None] | None = None) -> Binding:
+            done: Callable[[], None] | None = None, stateful: bool = False) -> Binding:
     """The binding of one of the product's durables, as the bootstrap declares it."""
-    return Binding(bus.consumer_spec(durable, settings.metrics_partitions), handle, done)
+    return Binding(bus.consumer_spec(durable, settings.metrics_partitions), handle, done, stateful)
 
 
 def broker_options(options: bus.ConnectOptions) -> dict[str, Any]:
@@ -236,6 +247,15 @@ class PullConsumer:
                                                 inbox_prefix=bus.reply_prefix(self.service.broker.connection))
         self.running = True
         self.task = asyncio.create_task(self._loop(), name=f"consume {self.binding.durable}")
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A loop that ends while the service runs is a crash, never an idle process: the
+        service stops with a failure status, so its supervisor starts it again."""
+        if self.service.stopping:
+            return
+        error = None if task.cancelled() else task.exception()
+        self.service.fail(f"consumer loop of {self.binding.durable} stopped", error)
 
     async def stop(self) -> None:
         """Stop fetching; return once the loop has handled everything delivered to it."""
@@ -271,6 +291,9 @@ class PullConsumer:
                 continue
             try:
                 await self.service.handle(self.binding, msgs)
+            except Unrecoverable:
+                self.running = False  # the service is stopping: nothing more is taken
+                break
             except Exception:
                 # Not acked: the batch comes back after ack_wait.
                 log.exception("batch not handled", service=self.service.name, durable=self.binding.durable)
@@ -326,6 +349,18 @@ class Service:
         self.metrics.declare("alert_timing.messages.rejected", service=name)
         self.app.after_startup(self._started)
         self.app.on_shutdown(self._quiesce)
+        #: The process's exit status: 1 once something failed that a restart must repair.
+        self.exit_code = 0
+        self._stop: asyncio.Event | None = None
+
+    def fail(self, reason: str, error: BaseException | None = None) -> None:
+        """Stop the service with exit status 1 (its supervisor starts it again): for a failure
+        the process cannot repair while running, such as a consumer loop that ended."""
+        log.error("service failed; stopping it to be started again", service=self.name, reason=reason,
+                  error=None if error is None else f"{type(error).__name__}: {error}")
+        self.exit_code = 1
+        if self._stop is not None:
+            self._stop.set()
 
     async def _started(self) -> None:
         self.js = self.broker.connection.jetstream(timeout=self.settings.publish_ack_timeout_s)
@@ -433,7 +468,13 @@ class Service:
                 # batch redelivered in between stores the same entries (same ids, deduplicated).
                 await self._index(emitter.index(self.name, stored))
             published = stored is not None
-        except Exception:  # a defect, not bad input (that is rejected)
+        except Exception as exc:  # a defect, not bad input (that is rejected)
+            if binding.stateful or isinstance(exc, Unrecoverable):
+                # Not acked, not handled again here: the service stops and is rebuilt from the log.
+                self.counters["handed_back"] += len(msgs)
+                cause = exc.__cause__ if isinstance(exc, Unrecoverable) and exc.__cause__ else exc
+                self.fail(f"batch of {binding.durable} taken but its outputs not made", cause)
+                raise exc if isinstance(exc, Unrecoverable) else Unrecoverable(str(exc)) from exc
             self.counters["retried"] += len(msgs)
             self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
             if len(msgs) > 1:
@@ -481,9 +522,10 @@ class Service:
             self._lag_task.cancel()
         await asyncio.gather(*(c.stop() for c in self.consumers))
 
-    async def run(self) -> None:
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or a failure, see ``fail``); the process's exit status."""
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.app.start()
@@ -509,6 +551,7 @@ class Service:
         handed_back = self.counters["handed_back"]
         log.info(f"drain: handed back {handed_back} unacked messages", service=self.name, handed_back=handed_back,
                  **not_drained)
-        log.info("service stopped", service=self.name, **self.counters)
+        log.info("service stopped", service=self.name, exit_code=self.exit_code, **self.counters)
         self.tracing.shutdown()
         self.metrics.shutdown()
+        return self.exit_code
