@@ -11,18 +11,21 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nats
+import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 
 from shared import subjects as s
 from shared.settings import Settings
+
+log = structlog.get_logger()
 
 # --------------------------------------------------------------------------- connect
 
@@ -205,16 +208,209 @@ def stream_configs(settings: Settings) -> list[api.StreamConfig]:
     return configs
 
 
+#: The national average rate (docs/scaling.md, "Load"): what the streams' history is measured against.
+NATIONAL_ALERTS_PER_S = 610
+#: Smallest ``max_bytes`` the bootstrap gives a stream.
+MIN_STREAM_BYTES = 1024 * 1024
+#: When JetStream has less room than the settings ask, the streams reserve this share of it:
+#: the rest is left to the snapshots' object store, which reserves nothing.
+ROOM_SHARE = 0.9
+#: A stream the bootstrap creates and deletes at once to learn how much storage JetStream will
+#: still reserve (a client cannot read the server's store limit; the server answers a request).
+STORAGE_PROBE = "AST_STORAGE_PROBE"
+#: JetStream's answers to a reservation it cannot make: insufficient storage resources,
+#: insufficient resources (clustered placement), stream max bytes above the account's limit.
+NO_ROOM_ERR_CODES = frozenset({10047, 10023, 10122})
+
+
+class StreamsDoNotFit(RuntimeError):
+    """JetStream cannot reserve even the streams' smallest limits."""
+
+
+def capped(wanted: Mapping[str, int], cap: int) -> dict[str, int]:
+    """``wanted`` within the account's per-stream limit (``cap`` > 0; otherwise none)."""
+    return {n: min(w, cap) if cap > 0 else w for n, w in wanted.items()}
+
+
+def _reserved(current: Mapping[str, int], name: str) -> int:
+    """What an existing stream reserves now (an unlimited or missing one: nothing)."""
+    return max(0, current.get(name, 0))
+
+
+def floors(wanted: Mapping[str, int], current: Mapping[str, int], cap: int = -1) -> dict[str, int]:
+    """The least each stream is given: an existing stream keeps its limit (unless the settings
+    ask for less), a new one gets MIN_STREAM_BYTES."""
+    want = capped(wanted, cap)
+    return {n: min(w, _reserved(current, n) or MIN_STREAM_BYTES) for n, w in want.items()}
+
+
+def reservation_needed(sizes: Mapping[str, int], current: Mapping[str, int]) -> int:
+    """Bytes JetStream must reserve on top of what the streams reserve now to give them ``sizes``
+    (a stream that shrinks gives room back, counted for the others once it has shrunk)."""
+    return sum(max(0, v - _reserved(current, n)) for n, v in sizes.items())
+
+
+def fit_streams(wanted: Mapping[str, int], current: Mapping[str, int], room: int,
+                cap: int = -1) -> dict[str, int] | None:
+    """Each stream's ``max_bytes`` within what JetStream can still reserve.
+
+    ``wanted``: what the settings ask per stream; ``current``: the existing streams' limits
+    (-1: unlimited); ``room``: further bytes JetStream accepts to reserve; ``cap``: the
+    account's per-stream limit (-1: none). All wanted when it fits; otherwise every stream
+    scaled by one factor (so they still reach their limits after about the same number of
+    alerts) within ``ROOM_SHARE`` of what the streams reserve and the room, never below its
+    floor (``floors``: an existing stream is not shrunk); None when not even the floors fit."""
+    want = capped(wanted, cap)
+    if reservation_needed(want, current) <= room:
+        return want
+    low = floors(wanted, current, cap)
+    least = reservation_needed(low, current)
+    if least > room:
+        return None
+    # ROOM_SHARE of all the streams could have (what they reserve now and the room), so a
+    # second bootstrap leaves them as the first sized them.
+    ours = sum(_reserved(current, n) for n in want)
+    budget = int((room + ours) * ROOM_SHARE) - ours
+    if budget < least + MIN_STREAM_BYTES:  # within the room's precision (``storage_room``)
+        budget = least
+
+    def scaled(factor: float) -> dict[str, int]:
+        return {n: max(low[n], min(w, int(w * factor))) for n, w in want.items()}
+
+    fits, too_much = 0.0, 1.0
+    for _ in range(60):
+        middle = (fits + too_much) / 2
+        if reservation_needed(scaled(middle), current) <= budget:
+            fits = middle
+        else:
+            too_much = middle
+    return scaled(fits)
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def history_held(sizes: Mapping[str, int], settings: Settings) -> str:
+    """One sentence: how much history the sized streams hold against the national week."""
+    streams = {n: v for n, v in sizes.items() if n in STREAM_BYTES_PER_ALERT}
+    alerts = min(v / STREAM_BYTES_PER_ALERT[n] for n, v in streams.items())
+    hours = alerts / NATIONAL_ALERTS_PER_S / 3600
+    days = settings.stream_max_age_s / 86_400
+    return (f"JetStream has less storage than ALERT_TIMING_STREAM_MAX_BYTES asks "
+            f"({format_bytes(settings.stream_max_bytes)}): the streams are sized to "
+            f"{format_bytes(sum(streams.values()))}, about {alerts:,.0f} alerts, {hours:.1f} h of national "
+            f"traffic ({NATIONAL_ALERTS_PER_S} alerts/s), {hours / (days * 24):.1%} of the {days:g}-day "
+            f"retention; older messages are discarded sooner (give the server more JetStream storage, "
+            f"max_file_store, for more)")
+
+
+async def _probe(js: JetStreamContext, size: int, replicas: int, cap: int) -> bool:
+    """Whether JetStream reserves ``size`` bytes now: probe streams created, then deleted (one
+    per ``cap`` bytes, when the account limits each stream)."""
+    count = 1 if cap <= 0 else -(-size // cap)
+    made: list[str] = []
+    try:
+        for i in range(count):
+            name = f"{STORAGE_PROBE}_{i}"
+            part = size // count + (1 if i < size % count else 0)
+            await js.add_stream(api.StreamConfig(
+                name=name, subjects=[f"{s.PREFIX}.storage-probe.{i}"], storage=api.StorageType.FILE,
+                num_replicas=replicas, max_bytes=part, retention=api.RetentionPolicy.LIMITS))
+            made.append(name)
+        return True
+    except APIError as exc:
+        if exc.err_code in NO_ROOM_ERR_CODES:
+            return False
+        raise
+    finally:
+        for name in made:
+            await js.delete_stream(name)
+
+
+async def _drop_probes(js: JetStreamContext) -> None:
+    """Probe streams left by a bootstrap that stopped half way (they hold a reservation)."""
+    offset = 0
+    while page := await js.streams_info(offset):
+        offset += len(page)
+        for info in page:
+            if info.config.name and info.config.name.startswith(STORAGE_PROBE):
+                await js.delete_stream(info.config.name)
+
+
+async def storage_room(js: JetStreamContext, need: int, replicas: int, cap: int = -1) -> int:
+    """The most JetStream will reserve now for file streams of ``replicas``, up to ``need``
+    (to MIN_STREAM_BYTES): asked of the server with probe streams, as neither the account's
+    limits (-1: unlimited) nor anything else a client may read says what the server's store
+    limit leaves (a stock server's is a share of the disk that was free when it started)."""
+    await _drop_probes(js)
+    if await _probe(js, need, replicas, cap):
+        return need
+    fits, too_much = 0, need
+    while too_much - fits > MIN_STREAM_BYTES:
+        middle = (fits + too_much) // 2
+        if await _probe(js, middle, replicas, cap):
+            fits = middle
+        else:
+            too_much = middle
+    return fits
+
+
 async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
-    """Create or update every stream and durable consumer. The one place that owns their config."""
+    """Create or update every stream and durable consumer. The one place that owns their config.
+
+    The streams' ``max_bytes`` are reserved against the server's (or the account's) JetStream
+    storage: when it has less room than the settings ask (a stock ``nats-server -js`` offers a
+    share of its free disk), the streams are sized within it and a warning says how much
+    history that holds (``fit_streams``); when not even their smallest limits fit,
+    ``StreamsDoNotFit`` says which setting to change."""
     done = []
-    for config in stream_configs(settings):
+    configs = stream_configs(settings)
+    current: dict[str, int] = {}
+    for config in configs:
         assert config.name is not None  # stream_configs names every stream
-        try:
-            await js.stream_info(config.name)
-            await js.update_stream(config)
+        with contextlib.suppress(NotFoundError):
+            info = await js.stream_info(config.name)
+            current[config.name] = info.config.max_bytes if info.config.max_bytes is not None else -1
+    wanted = {c.name: c.max_bytes or -1 for c in configs if c.name is not None}
+    limits = (await js.account_info()).limits
+    cap = limits.storage_max_stream_bytes if limits.storage_max_stream_bytes is not None else -1
+    need = reservation_needed(capped(wanted, cap), current)
+    room = await storage_room(js, need, settings.stream_replicas, cap) if need > 0 else 0
+    sizes = fit_streams(wanted, current, room, cap)
+    if sizes is None:
+        raise StreamsDoNotFit(
+            f"JetStream has room for {format_bytes(room)} more, less than the streams' smallest limits need "
+            f"({format_bytes(reservation_needed(floors(wanted, current, cap), current))}): give the server more "
+            f"JetStream storage (max_file_store, or the account's limit) or set ALERT_TIMING_STREAM_MAX_BYTES "
+            f"within it")
+    if sizes != capped(wanted, cap):
+        warning = history_held(sizes, settings)
+        log.warning(warning, sized=sizes, room=room)
+    # Streams that shrink first: the room they give back is counted for the others.
+    configs.sort(key=lambda c: sizes[c.name or ""] > current.get(c.name or "", 0))
+    for config in configs:
+        assert config.name is not None
+        config.max_bytes = sizes[config.name]
+        if config.name in current:
+            try:
+                await js.update_stream(config)
+            except APIError as exc:
+                # A store holding more than this server reserves now (streams made on a
+                # server with more storage): JetStream refuses any update, yet the stream
+                # works as it is, with its own limits.
+                if exc.err_code not in NO_ROOM_ERR_CODES:
+                    raise
+                log.warning("stream kept as it is: JetStream refuses to update it (insufficient storage)",
+                            stream=config.name, max_bytes=current[config.name], error=exc.description)
+                done.append(f"stream {config.name} kept as it is (JetStream refused the update: {exc.description})")
+                continue
             done.append(f"stream {config.name} updated")
-        except NotFoundError:
+        else:
             await js.add_stream(config)
             done.append(f"stream {config.name} created")
     try:

@@ -210,15 +210,21 @@ def print_incomplete(command: str, result) -> None:  # type: ignore[no-untyped-d
 def _simulate_sit(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
     """The SIT scenario: every sample alert, twice per device type, and a pass/fail table."""
     from alert_timing.simulator.run import run_traffic
-    from alert_timing.simulator.sit import check, format_table, sit_traffic
-    from alert_timing.simulator.traffic import TrafficConfig
+    from alert_timing.simulator.sit import check, format_table, sit_start, sit_traffic
+    from alert_timing.simulator.traffic import DEFAULT_START, TrafficConfig
     from shared.csp_notifications import NotificationConfigError
     from shared.csp_notifications import load as load_notifications
     from shared.dcc_rules import RuleTable, RuleTableError
+    from shared.timefmt import format_iso
 
+    start = sit_start(_run(_pipeline_event_time(settings)))
+    if start != DEFAULT_START:
+        print(f"the pipeline has run: the samples are dated from {format_iso(start)}, after its event time",
+              file=sys.stderr)
     try:
         traffic, cases = sit_traffic(RuleTable.load(settings.dcc_rules),
-                                     load_notifications(settings.csp_notifications), seed=args.seed)
+                                     load_notifications(settings.csp_notifications), seed=args.seed,
+                                     start_ms=start)
     except (RuleTableError, NotificationConfigError) as exc:
         print(f"alert-timing simulate: {exc}", file=sys.stderr)
         return 2
@@ -229,6 +235,21 @@ def _simulate_sit(args: argparse.Namespace, settings: settings_mod.Settings) -> 
     if not result.complete:
         print("not every expected record came out within --wait", file=sys.stderr)
     return 0 if result.complete and all(r.passed for r in rows) else 1
+
+
+async def _pipeline_event_time(settings: settings_mod.Settings) -> int | None:
+    """At most the event time the pipeline is at now (None: it has seen nothing)."""
+    from alert_timing.ops.common import connect
+    from alert_timing.simulator.run import metrics_latest_inputs
+    from alert_timing.simulator.sit import pipeline_event_time
+
+    nc = await connect(settings, "simulate")
+    try:
+        latest = await metrics_latest_inputs(nc.jetstream(timeout=settings.publish_ack_timeout_s),
+                                             settings.metrics_partitions)
+    finally:
+        await nc.close()
+    return pipeline_event_time(latest, int(time.time() * 1000))
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ import pytest
 import pytest_asyncio
 from nats.js import api
 
+from alert_timing.simulator.run import metrics_latest_inputs
 from services.runtime.deadletter import DeadLetters, advisory_subject
 from shared import bus
 from shared import subjects as s
@@ -463,6 +464,8 @@ async def test_simulator_feeds_inputs_and_reads_outputs_only(bootstrapped: Secur
                 inbox_prefix=bus.reply_prefix(sim.nc))
             await sub.fetch(10, timeout=2)
             await sub.unsubscribe()
+        # the SIT scenario's look at the pipeline's event time (run.metrics_latest_inputs)
+        await metrics_latest_inputs(sim.js, 1)
         assert sim.violations() == []
         outputs = [x for x in PRODUCT_SUBJECTS if not x.startswith("ast.in.")]
         assert await sim.refused(

@@ -13,8 +13,17 @@ from alert_timing import report
 from alert_timing.ops import docs
 from alert_timing.ops.common import event_summary
 from alert_timing.ops.trace import Journey, Step, delivery_summaries
-from alert_timing.simulator.sit import check, format_table, raising_code, sit_traffic
+from alert_timing.simulator.sit import (
+    AFTER_PIPELINE_MS,
+    check,
+    format_table,
+    pipeline_event_time,
+    raising_code,
+    sit_start,
+    sit_traffic,
+)
 from alert_timing.simulator.traffic import (
+    DEFAULT_START,
     Inbound,
     TrafficConfig,
     generate,
@@ -41,6 +50,7 @@ from shared.events import (
     DeliveryExpected,
     OutageNotified,
     RejectedInput,
+    WallClock,
     WindowReport,
 )
 from shared.settings import Settings
@@ -405,6 +415,27 @@ def test_sit_scenario_through_the_cores_passes_and_fails_when_a_record_is_missin
     gone = next(iter(sorted(records)))
     rows = check(cases, {k: r for k, r in records.items() if k != gone})
     assert sum(not r.passed for r in rows) >= 1 and "FAIL" in format_table(rows)
+
+
+def test_sit_samples_start_after_a_used_pipelines_event_time() -> None:
+    """A fresh pipeline: 2023-06-01 00:00. A used one: after the latest time its metrics inputs
+    moved to, plus the wall time since (a quiet pipeline's event time follows the wall clock)."""
+    assert sit_start(pipeline_event_time([], now_ms=10**13)) == DEFAULT_START
+    ten = DEFAULT_START + 10 * 3_600_000
+    tick = ClockTick(event_id="c", time=ten)
+    wall = WallClock(event_id="w", partition=0, alert_clock=ten + 5_000, log_clock=ten + 9_000)
+    stored = 1_700_000_000_000
+    # stored just now: the events' own latest time
+    assert pipeline_event_time([([tick], stored), ([wall], stored)], now_ms=stored) == ten + 9_000
+    # a quiet hour since the last one was stored
+    assert pipeline_event_time([([tick], stored), ([wall], stored - 5_000)], now_ms=stored + 3_600_000) == \
+        ten + 9_000 + 3_605_000
+    assert pipeline_event_time([([], stored)], now_ms=stored) is None
+    start = sit_start(ten)
+    assert start == ten + AFTER_PIPELINE_MS
+    traffic, _ = sit_traffic(RuleTable.load(None), SHAPE, start_ms=start)
+    assert min(traffic.dsp_received.values()) > ten
+    assert sit_start(DEFAULT_START - 10**9) == DEFAULT_START  # never earlier than the default
 
 
 def test_sit_scenario_follows_the_rule_table() -> None:

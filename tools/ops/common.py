@@ -177,6 +177,9 @@ def one_line(name: str, run_command: Callable[[argparse.Namespace], int | None],
         except bus.PublishError as exc:
             note(f"{PROG} {name}: {exc}{server_said()}")
             return 2
+        except bus.StreamsDoNotFit as exc:
+            note(f"{PROG} {name}: {exc}")
+            return 2
         except Exception as exc:  # noqa: BLE001 - the promise is one line, not a traceback
             note(f"{PROG} {name}: unexpected error: {type(exc).__name__}: {describe(exc)}")
             return 2

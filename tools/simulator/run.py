@@ -13,14 +13,16 @@ from pathlib import Path
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext, api
 
 from alert_timing.simulator.traffic import Traffic, TrafficConfig, generate, service_user_answers
+from services.runtime.envelopes import decode_events
 from shared import bus
 from shared import subjects as s
 from shared.csp_notifications import load as load_notifications
 from shared.dcc_rules import RuleTable
-from shared.events import AstRecord, DeliverNotice, deliver_decoder, record_decoder
+from shared.events import AnyEvent, AstRecord, DeliverNotice, deliver_decoder, record_decoder
 from shared.settings import Settings
 from shared.timefmt import format_csp, format_iso
 
@@ -261,6 +263,27 @@ def what_is_missing(result: RunResult, due: dict[int, set[str]], pending: dict[s
                      + ", ".join(f"{name} {waiting:,}/{unacked:,}" for name, (waiting, unacked) in pending.items()))
     lines.append(f"logs: {logs}" if logs else "logs: see the services' own logs")
     return lines
+
+
+async def metrics_latest_inputs(js: JetStreamContext, partitions: int) -> list[tuple[list[AnyEvent], int]]:
+    """The events of the last message on each of the metrics service's input subjects, with
+    the wall time (epoch ms) JetStream stored it (see ``sit.pipeline_event_time``)."""
+    subjects = sorted({f for spec in bus.consumer_specs(partitions) if spec.service == s.METRICS
+                       for f in spec.filter_subjects})
+    latest = []
+    for subject in subjects:
+        try:
+            m = await js.get_last_msg(s.STREAM_EVENTS, subject)
+        except nats.js.errors.NotFoundError:
+            continue
+        if m.subject is None or m.data is None or m.time is None:
+            continue
+        try:
+            events = decode_events(m.subject, m.data)
+        except msgspec.DecodeError:  # not an event the metrics service reads either
+            continue
+        latest.append((events, int(m.time.timestamp() * 1000)))
+    return latest
 
 
 async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float | None = None,

@@ -7,12 +7,17 @@ gas (GSME, GBZ content) meter, and Device Alerts to the Access Control Broker th
 DCC Alerts N39, N53, N54 and N62 (which Device Alert raises which comes from the rule table in
 force). Every Service User acknowledges every delivery, so every expected record is
 ``complete``. Pure: building the traffic and checking the records do no I/O.
+
+The samples are dated from 2023-06-01 00:00, or, on a pipeline that has already run, after its
+own event time (``sit_start``): samples far behind it would time out before their
+acknowledgements count.
 """
 
 from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -28,7 +33,16 @@ from alert_timing.simulator.traffic import (
 )
 from shared.csp_notifications import PowerOutageShape
 from shared.dcc_rules import RuleTable
-from shared.events import AstRecord
+from shared.events import (
+    AnyEvent,
+    AstRecord,
+    ClockTick,
+    DeliveryAttempted,
+    DeliveryExpected,
+    RejectedInput,
+    ServiceResponseSeen,
+    WallClock,
+)
 from shared.gbcs import ACB_EUI, build_alert
 from shared.timefmt import format_csp, from_ms
 
@@ -39,6 +53,8 @@ DEVICE_TYPES = (("ESME", "dlms"), ("GSME", "gbz"))
 REGIONS = ("north", "central", "south")
 COPIES = 2
 STEP_MS = 2_000
+#: How long after a used pipeline's event time the samples start.
+AFTER_PIPELINE_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,39 @@ def raising_code(rules: RuleTable, dcc_code: str) -> str | None:
         if any(rule.dcc_alert_code == dcc_code for rule in rules.rules_for(code)):
             return code
     return None
+
+
+def event_time_of(event: AnyEvent) -> int | None:
+    """The latest time an input of the metrics service moves its clocks to (None: none)."""
+    if isinstance(event, (DeliveryExpected, ServiceResponseSeen, RejectedInput)):
+        return event.dsp_received
+    if isinstance(event, DeliveryAttempted):
+        return max((t for t in (event.su_passed, event.su_acknowledged) if t is not None), default=None)
+    if isinstance(event, ClockTick):
+        return event.time
+    if isinstance(event, WallClock):
+        return max(event.alert_clock, event.log_clock)
+    return None
+
+
+def pipeline_event_time(latest: Iterable[tuple[list[AnyEvent], int]], now_ms: int) -> int | None:
+    """At most the event time the pipeline is at now (None: it has seen nothing).
+
+    ``latest``: the events of the last message on each of the metrics service's input subjects,
+    with the wall time JetStream stored it. A quiet pipeline moves its event time on by the wall
+    time since its last input (``MetricsCore.wall_clock_event``): each message's latest time
+    plus the wall time since it was stored bounds that."""
+    times = [t + max(0, now_ms - stored_ms)
+             for events, stored_ms in latest
+             if (t := max((x for e in events if (x := event_time_of(e)) is not None), default=None)) is not None]
+    return max(times, default=None)
+
+
+def sit_start(pipeline_ms: int | None) -> int:
+    """Where the samples' clock starts: 2023-06-01 00:00, or after the pipeline's event time."""
+    if pipeline_ms is None:
+        return DEFAULT_START
+    return max(DEFAULT_START, pipeline_ms + AFTER_PIPELINE_MS)
 
 
 def sit_traffic(rules: RuleTable, outage: PowerOutageShape, seed: int = 1,
