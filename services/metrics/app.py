@@ -4,7 +4,8 @@ the window files for DS&A.
 
 State is rebuilt, not hoped for: on start it loads the newest valid snapshot of its state
 (``services.metrics.snapshot``, a JetStream Object Store) and replays its own input subjects
-from the event log after the snapshot's sequence, up to the last message its durable
+from the event log after the snapshot's sequence (the consumer's ack floor when it was
+taken: everything at or below it applied), up to the last message its durable
 consumer delivered (outputs of acked messages suppressed; the core is deterministic), then
 resumes from the consumer. Snapshots are written every ``ALERT_TIMING_SNAPSHOT_INTERVAL_S``
 and on drain.
@@ -163,9 +164,10 @@ SNAPSHOT_AFTER_EVENTS = 200_000
 
 
 class _Partition:
-    """One partition's core and where it stands: ``applied_seq`` the last stream sequence its
-    state covers; ``clean`` whether every output of that state is stored (a batch applied but
-    not yet published is not: a snapshot then would lose its outputs)."""
+    """One partition's core and where it stands: ``applied_seq`` the highest stream sequence
+    its state covers (not a contiguous mark: a message below it may still be unapplied, NAKed
+    or lost on its way, and come back); ``clean`` whether every output of that state is stored
+    (a batch applied but not yet published is not: a snapshot then would lose its outputs)."""
 
     def __init__(self, partition: int, core: MetricsCore) -> None:
         self.partition = partition
@@ -174,6 +176,8 @@ class _Partition:
         #: Everything up to here was applied at start (snapshot + replay): a redelivery of such a
         #: message (held by a predecessor that was killed) is acked and not applied again.
         self.fence = 0
+        #: Set while ``clean``: a snapshot waits on it for a state whose outputs are all stored.
+        self.settled = asyncio.Event()
         self.clean = True
         self.consumer_created: str | None = None
         self.filter_subjects: list[str] = []
@@ -184,6 +188,17 @@ class _Partition:
         #: Windows (start -> latest revision) whose files are not written yet: applied events'
         #: outputs, held until the disk takes them (nothing is acked past them meanwhile).
         self.unwritten: dict[str, ClosedWindow] = {}
+
+    @property
+    def clean(self) -> bool:
+        return self.settled.is_set()
+
+    @clean.setter
+    def clean(self, value: bool) -> None:
+        if value:
+            self.settled.set()
+        else:
+            self.settled.clear()
 
 
 def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> Service:
@@ -278,25 +293,35 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
     store: dict[str, SnapshotStore] = {}
 
     def _start_snapshot(part: _Partition) -> None:
-        """Take the state now (it is consistent between two batches) and write it in the background."""
+        """Write a snapshot in the background (see ``_save``)."""
         if "store" not in store:
             return
         part.last_snapshot = time.monotonic()
         part.applied_since_snapshot = 0
-        header = SnapshotHeader(
-            partition=part.partition, stream=s.STREAM_EVENTS, filter_subjects=part.filter_subjects,
-            consumer_created=part.consumer_created, stream_seq=part.applied_seq, config=config,
-            written_ms=int(time.time() * 1000), body_sha256="", body_bytes=0)
-        state = part.core.export_state()
-        part.saving = asyncio.create_task(_save(store["store"], part, state, header))
+        part.saving = asyncio.create_task(_save(store["store"], part))
 
-    async def _save(snapshots: SnapshotStore, part: _Partition, state: bytes, header: SnapshotHeader) -> None:
+    async def _save(snapshots: SnapshotStore, part: _Partition) -> None:
+        """The snapshot's sequence is a contiguous mark, the consumer's ack floor, read before
+        the state is taken: every message at or below it was acked, so applied with its outputs
+        stored, and is in any state taken after. The highest sequence applied is not: a message
+        below it may be unacked (NAKed, or lost on its way) and come back after a restart; the
+        replay from the mark applies it (what the state holds above the mark the core drops
+        as duplicates). The state is taken between two batches, with all its outputs stored."""
         began = time.perf_counter()
         try:
+            info = await snapshots.js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(part.partition))
+            mark = info.ack_floor.stream_seq if info.ack_floor else 0
+            while not part.clean:
+                await part.settled.wait()
+            header = SnapshotHeader(
+                partition=part.partition, stream=s.STREAM_EVENTS, filter_subjects=part.filter_subjects,
+                consumer_created=part.consumer_created, stream_seq=mark, config=config,
+                written_ms=int(time.time() * 1000), body_sha256="", body_bytes=0)
+            state, applied = part.core.export_state(), part.applied_seq
             data = await asyncio.to_thread(encode_snapshot, state, header)
             size = await snapshots.save(data, header)
             log.info("metrics snapshot written", partition=part.partition, stream_seq=header.stream_seq,
-                     bytes=size, state_bytes=len(state), pending=part.core.pending,
+                     applied_seq=applied, bytes=size, state_bytes=len(state), pending=part.core.pending,
                      seconds=round(time.perf_counter() - began, 2))
         except Exception as exc:  # noqa: BLE001 - a snapshot is an optimisation: the next one tries again
             log.warning("metrics snapshot not written", partition=part.partition, error=str(exc))
@@ -330,7 +355,10 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                     loaded = None
                 if loaded is not None:
                     header, part.core = loaded
-                    snapshot_seq = header.stream_seq
+                    # A contiguous mark, never above today's ack floor (a snapshot of an older
+                    # version may hold the highest sequence applied instead): what the state
+                    # holds above it the core drops as duplicates; what it lacks is applied.
+                    snapshot_seq = min(header.stream_seq, floor)
                 else:
                     log.warning("no usable metrics snapshot: replaying the whole log", partition=p,
                                 up_to_seq=delivered)

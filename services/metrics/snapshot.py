@@ -2,7 +2,8 @@
 
 A snapshot is one object: a small header (format, event schema and core state versions,
 partition, stream, the consumer's filter subjects and creation time, the stream sequence the
-state covers, the core configuration, a SHA-256 of the body) and the body, the core state
+state covers contiguously (the consumer's ack floor: every input at or below it is in the
+state; some above it may be too), the core configuration, a SHA-256 of the body) and the body, the core state
 (``MetricsCore.export_state``) compressed with zlib. Each partition keeps two objects
 (``metrics-<p>.a`` / ``.b``) and writes over the older one, so a snapshot spoilt while it was
 written still leaves the one before it.

@@ -1,8 +1,9 @@
 """Metrics state snapshots against a real nats-server: a restart after a long history loads the
 snapshot and replays only what came after it; a corrupt snapshot falls back to a full replay
-with a warning; a SIGKILL mid-history loses nothing and counts nothing twice. Whatever the
-path, the reports are exactly those of one replay of the whole log (no revision number issued
-twice with different content)."""
+with a warning; a SIGKILL in the tail of events after a snapshot loses nothing and counts
+nothing twice; a message left unacked below later ones when a snapshot is taken is applied
+after a restart. Whatever the path, the reports are exactly those of one replay of the whole
+log (no revision number issued twice with different content)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from shared.events import (
     encoder,
 )
 from shared.settings import Settings, load
+from tests.harness.metrics_events import ack, exp
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +160,8 @@ def world(tmp_path: Path):  # type: ignore[no-untyped-def]
     server.stop()
 
 
-def check_figures(settings: Settings) -> None:
+def check_figures(settings: Settings) -> tuple[Stored, dict]:
+    """The stored reports and records against one replay of the whole log; (records, reference records)."""
     stored, reference, records, reference_records = asyncio.run(reports_and_reference(settings))
     for what in (stored, records):
         twice = {key: len(v) for key, v in what.items() if len(v) > 1}
@@ -167,6 +170,7 @@ def check_figures(settings: Settings) -> None:
     assert {key: next(iter(v)) for key, v in records.items()} == reference_records
     assert len(reference) > 20
     assert len({d for d, _ in reference_records}) > len(HISTORY) // 3
+    return records, reference_records
 
 
 def test_restart_after_a_long_history_loads_the_snapshot(world) -> None:  # type: ignore[no-untyped-def]
@@ -222,32 +226,116 @@ def test_corrupt_snapshot_falls_back_to_a_full_replay(world) -> None:  # type: i
     check_figures(settings)
 
 
-def test_sigkill_mid_history_restarts_without_waiting_for_held_messages(world) -> None:  # type: ignore[no-untyped-def]
-    """Killed while consuming (messages delivered, not acked): the successor replays up to what
-    was delivered and goes on at once; the held messages come back later as duplicates."""
+async def consumer(settings: Settings):  # type: ignore[no-untyped-def]
+    nc = await bus.connect(settings, "test-consumer")
+    try:
+        return await nc.jetstream(timeout=10).consumer_info(s.STREAM_EVENTS, bus.metrics_durable(0))
+    finally:
+        await nc.close()
+
+
+async def mid_batch(settings: Settings) -> int:
+    """Polls until the metrics consumer has messages delivered and not acked while more wait
+    (killed then, it dies holding some); how many it held, 0 if it never was."""
+    for _ in range(600):
+        info = await consumer(settings)
+        if info.num_ack_pending and info.num_pending:
+            return info.num_ack_pending
+        await asyncio.sleep(0.005)
+    return 0
+
+
+def test_sigkill_in_the_tail_after_a_snapshot_loses_nothing(world) -> None:  # type: ignore[no-untyped-def]
+    """Killed after a snapshot, while consuming the events since it (some applied and acked,
+    some delivered and not acked): the successor loads the snapshot, replays the tail up to
+    what was delivered and goes on at once (the held messages come back later as duplicates).
+    Every record of the tail comes out exactly, none doubled, as in one undisturbed replay."""
     settings, sup, log = world
-    asyncio.run(publish(settings, HISTORY))
+    asyncio.run(publish(settings, HISTORY[:CUT]))
     proc = sup.start_service(s.METRICS)
-    wait_for_line(log, "service started", proc=proc)
-
-    async def held() -> int:
-        nc = await bus.connect(settings, "test-held")
-        try:
-            for _ in range(600):
-                info = await nc.jetstream(timeout=10).consumer_info(s.STREAM_EVENTS, bus.metrics_durable(0))
-                if info.num_ack_pending and info.num_pending:
-                    return info.num_ack_pending
-                await asyncio.sleep(0.005)
-            return 0
-        finally:
-            await nc.close()
-
-    caught = asyncio.run(held())
-    assert sup.signal_service(f"{s.METRICS}-0", signal.SIGKILL) == -signal.SIGKILL
+    asyncio.run(settled(settings))
+    assert sup.signal_service(f"{s.METRICS}-0", signal.SIGTERM) == 0  # drain: a snapshot
+    [written] = wait_for_line(log, "metrics snapshot written")
+    assert written["stream_seq"] > 0
     proc = sup.restart_service(f"{s.METRICS}-0")
-    rebuilt = wait_for_line(log, "metrics state rebuilt", count=2, proc=proc)[-1]
+    wait_for_line(log, "service started", count=2, proc=proc)
+
+    asyncio.run(publish(settings, HISTORY[CUT:]))  # the tail, consumed as it comes
+    caught = asyncio.run(mid_batch(settings))
+    assert sup.signal_service(f"{s.METRICS}-0", signal.SIGKILL) == -signal.SIGKILL
+    assert len(log_lines(log, "metrics snapshot written")) == 1  # none since the tail began
+    proc = sup.restart_service(f"{s.METRICS}-0")
+    rebuilt = wait_for_line(log, "metrics state rebuilt", count=3, proc=proc)[-1]
+    assert rebuilt["from_snapshot_seq"] == written["stream_seq"]
+    assert rebuilt["up_to_seq"] > written["stream_seq"] and rebuilt["events"] > 0  # the tail, replayed
     assert not log_lines(log, "waiting for the messages")
     if caught:
         assert rebuilt["up_to_seq"] >= rebuilt["ack_floor"]
     asyncio.run(settled(settings))
-    check_figures(settings)
+    records, reference_records = check_figures(settings)
+    tail = {e.delivery_id for e in HISTORY[CUT:] if isinstance(e, (DeliveryExpected, DeliveryAttempted))}
+    tail_reference = {key: {value} for key, value in reference_records.items() if key[0] in tail}
+    assert len(tail_reference) > len(tail) // 2
+    assert {key: value for key, value in records.items() if key[0] in tail} == tail_reference
+
+
+def test_message_unacked_below_a_snapshot_is_applied_after_a_restart(world) -> None:  # type: ignore[no-untyped-def]
+    """One message is delivered and never acked (as one NAKed, or lost on its way) while the
+    messages after it are applied and acked; metrics drains and writes a snapshot then. After a
+    restart the message comes back and is applied: the snapshot's sequence is the ack floor,
+    below it, not the highest sequence applied, which would have the message dropped as one
+    applied at start. Its records come out exactly as in one replay of the whole log."""
+    settings, sup, log = world
+    expected = [exp(f"d{i}", f"10:00:{i:02d}.000") for i in range(40)]
+    acknowledged = [ack(e, 2_000) for e in expected]  # one message: the one left unacked
+    later = [exp(f"e{i}", f"10:01:{i:02d}.000") for i in range(40)]
+    later += [ack(e, 2_000) for e in later]
+    key = f"{s.METRICS}-0"
+    # No wall-clock move (idle close) while the message is away: the figures then depend on
+    # the set of events only, not on when it comes back.
+    proc = sup.start_service(s.METRICS, ALERT_TIMING_IDLE_CLOSE_AFTER_S="3600")
+    asyncio.run(publish(settings, expected))
+    asyncio.run(settled(settings))
+
+    async def leave_one_unacked() -> int:
+        # Paused, metrics has no pull request waiting once its last one expires: the next
+        # message goes to ours.
+        sup.processes[key].send_signal(signal.SIGSTOP)
+        for _ in range(1000):
+            if not (await consumer(settings)).num_waiting:
+                break
+            await asyncio.sleep(0.01)
+        nc = await bus.connect(settings, "test-unacked")
+        try:
+            js = nc.jetstream(timeout=10)
+            sub = await js.pull_subscribe_bind(durable=bus.metrics_durable(0), stream=s.STREAM_EVENTS)
+            await publish(settings, acknowledged)
+            [held] = await sub.fetch(1, timeout=10)
+            await publish(settings, later)
+            sup.processes[key].send_signal(signal.SIGCONT)
+            for _ in range(1000):
+                info = await consumer(settings)
+                if not info.num_pending and info.num_ack_pending == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert info.num_ack_pending == 1 and not info.num_pending, info
+            assert info.delivered.stream_seq > held.metadata.sequence.stream  # later ones applied
+            exit_code = await asyncio.to_thread(sup.signal_service, key, signal.SIGTERM)
+            assert exit_code == 0  # drained: a snapshot
+            await held.nak()
+            return held.metadata.sequence.stream
+        finally:
+            await nc.close()
+
+    seq = asyncio.run(leave_one_unacked())
+    [written] = wait_for_line(log, "metrics snapshot written")
+    proc = sup.restart_service(key)
+    wait_for_line(log, "metrics state rebuilt", count=2, proc=proc)
+    asyncio.run(settled(settings))
+
+    _, _, records, reference_records = asyncio.run(reports_and_reference(settings))
+    twice = {k: len(v) for k, v in records.items() if len(v) > 1}
+    assert not twice, f"revision numbers issued with different content: {twice}"
+    assert {d for d, _ in reference_records} == {e.delivery_id for e in expected + later[:40]}
+    assert {k: next(iter(v)) for k, v in records.items()} == reference_records
+    assert written["stream_seq"] < seq <= written["applied_seq"]
