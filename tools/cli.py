@@ -20,6 +20,7 @@ from alert_timing.simulator.run import RunResult, run_traffic
 from alert_timing.simulator.traffic import TrafficConfig
 from alert_timing.sketch_check import compare, print_comparison
 from alert_timing.supervisor import Supervisor, clear_data_dir, parse_replicas, run_bootstrap, wait_for_signal
+from services.runtime.entry import Builder, serve
 from shared import bus
 from shared import settings as settings_mod
 from shared import subjects as s
@@ -28,12 +29,25 @@ from shared.telemetry import setup_logging
 
 T = TypeVar("T")
 
-SERVICE_BUILDERS = {
-    s.HUB_CAPTURE: "services.hub_capture.app",
-    s.CSP_ENRICHMENT: "services.csp_enrichment.app",
-    s.DSP_MAPPING: "services.dsp_mapping.app",
-    s.METRICS: "services.metrics.app",
-}
+#: The services ``alert-timing service NAME`` runs (each also ``python -m services.<name>``).
+SERVICE_BUILDERS = tuple(s.SERVICES)
+
+
+def service_builder(name: str) -> Builder:
+    """The one service's ``build``, importing that service only."""
+    if name == s.HUB_CAPTURE:
+        from services.hub_capture.app import build as hub_capture
+        return hub_capture
+    if name == s.CSP_ENRICHMENT:
+        from services.csp_enrichment.app import build as csp_enrichment
+        return csp_enrichment
+    if name == s.DSP_MAPPING:
+        from services.dsp_mapping.app import build as dsp_mapping
+        return dsp_mapping
+    if name == s.METRICS:
+        from services.metrics.app import build as metrics
+        return metrics
+    raise ValueError(f"no service {name!r}")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -99,9 +113,7 @@ def cmd_service(args: argparse.Namespace) -> int:
         await close(await connect(settings, "service"))
 
     _run(reachable())
-    module = importlib.import_module(SERVICE_BUILDERS[args.name])
-    service = module.build(settings)
-    return _run(service.run())
+    return serve(service_builder(args.name), settings)  # as `python -m services.<name>` does
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:

@@ -13,17 +13,19 @@ import structlog
 from services.runtime.service import Emitter, Inbound
 from services.runtime.validation import reject
 from shared import subjects as s
-from shared.events import AnyEvent, RejectedInput, batch_decoder
+from shared.events import AnyEvent
+from shared.upcasting import reader
 
 log = structlog.get_logger()
-_rejected = msgspec.json.Decoder(RejectedInput)
 
 
 def decode_events(subject: str, data: bytes) -> list[AnyEvent]:
-    """Raises msgspec.DecodeError when the message is not a readable event."""
+    """Today's events of one message, whatever known schema version wrote them (``shared.upcasting``).
+    Raises msgspec.DecodeError when the message is not a readable event (or is at a version
+    this build does not know)."""
     if subject.startswith(s.REJECTED + ".") or subject.startswith(s.DEAD_LETTER + "."):
-        return [_rejected.decode(data)]
-    return batch_decoder.decode(data).events
+        return [reader.rejection(data)]
+    return reader.batch(data)
 
 
 def events_of(batch: Iterable[Inbound], stage: str, out: Emitter) -> Iterator[tuple[Inbound, AnyEvent]]:
