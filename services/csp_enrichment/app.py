@@ -7,13 +7,15 @@ already gone from ``AST_IN`` (past its limits) is rejected with the captured eve
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import structlog
 from nats.js.errors import NotFoundError
 
 from services.csp_enrichment.core import STAGE, enrich, pass_on, with_original
 from services.runtime.envelopes import events_of
-from services.runtime.service import Emitter, Inbound, Service, binding
+from services.runtime.service import RETRY_MAX_DELAY_S, Emitter, Inbound, Service, binding, transient
 from shared import subjects as s
 from shared.events import AlertCaptured, AlertEnriched, OutageNotified, RejectedInput
 from shared.settings import Settings
@@ -28,12 +30,24 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
 
     async def original(rejection: RejectedInput, event: AlertCaptured) -> RejectedInput:
         assert service.js is not None
-        try:
-            raw = await service.js.get_msg(s.STREAM_IN, event.source_seq)  # its headers as stored
-        except NotFoundError:
-            log.warning("rejected input no longer in its stream; the captured event stands for it",
-                        stream=s.STREAM_IN, stream_seq=event.source_seq, response_id=event.response_id)
-            return rejection
+        delay = 0.25
+        while True:
+            try:
+                raw = await service.js.get_msg(s.STREAM_IN, event.source_seq)  # its headers as stored
+                break
+            except NotFoundError:
+                log.warning("rejected input no longer in its stream; the captured event stands for it",
+                            stream=s.STREAM_IN, stream_seq=event.source_seq, response_id=event.response_id)
+                return rejection
+            except Exception as exc:
+                # The broker restarting or a leader moving passes: read it again, as a publish is
+                # retried (handing the batch on as a defect would dead-letter good input).
+                if not transient(exc) or service.stopping:
+                    raise
+                log.warning("rejected input not read back yet; reading it again", stream=s.STREAM_IN,
+                            stream_seq=event.source_seq, error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
         return with_original(rejection, raw.subject or rejection.subject, raw.headers, raw.data or b"")
 
     async def handle(batch: list[Inbound], out: Emitter) -> None:
