@@ -22,7 +22,8 @@ SPAN = re.compile(r"`([^`\n]+)`")
 START = r"(?:^|(?<=[\s;&|(]))"
 WORD = r"[a-z][a-z0-9_-]*"
 ALERT_TIMING = re.compile(START + rf"alert-timing((?: {WORD})*)")
-PYTHON_M = re.compile(START + r"python3? -m ([A-Za-z_][A-Za-z0-9_.]*)")
+#: A module named in full (``services.<name>`` is a placeholder: the concrete names are given too).
+PYTHON_M = re.compile(START + r"python3? -m ([A-Za-z_][A-Za-z0-9_.]*)(?![<A-Za-z0-9_.])")
 SCRIPT = re.compile(START + r"(scripts/[A-Za-z0-9_.-]+)")
 MAKE = re.compile(START + rf"make((?: {WORD})+)")
 
