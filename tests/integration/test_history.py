@@ -227,3 +227,26 @@ async def test_a_record_republished_by_a_rebuild_is_indexed(tmp_path: Path) -> N
             assert entries == [IndexEntry(stage=s.METRICS, at=[(s.STREAM_OUT, 1)], response_id="RB-1")]
         finally:
             await nc.close()
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_an_alert_costs_the_index_two_entries_the_input_and_the_record(js, nats_server):
+    """One index entry per fact, not per stage: an alert delivered and acknowledged has the
+    input's entry (hub-capture) and the record's (metrics), and trace still shows every point."""
+    rids = [unique(f"TWO-{i}") for i in range(4)]
+    for rid in rids:
+        await _through(js, rid, 1)
+    nc = await nats.connect(nats_server.url)
+    try:
+        for rid in rids:
+            entries = [e for m in await messages_on_subject(nc, s.STREAM_INDEX, s.index_subject(rid))
+                       if (e := msgspec.json.decode(m.data, type=IndexEntry)).response_id == rid]
+            assert len(entries) <= 2, entries
+            assert sorted(e.stage for e in entries) == sorted(INDEXING_STAGES)
+    finally:
+        await nc.close()
+    journey = await _trace(nats_server.url, rids[0])
+    kinds = {e["kind"] for e in journey["events"]}
+    assert kinds >= {"inbound", "alert_captured", "alert_enriched", "delivery_expected", "deliver",
+                     "delivery_log", "delivery_attempted", "record"}, kinds
+    assert journey["not_found"] == []
