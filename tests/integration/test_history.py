@@ -147,7 +147,7 @@ async def _through(js, rid: str, n: int, payload: str | None = None) -> list[dic
     def indexed(got) -> bool:
         entries = [msgspec.json.decode(m.data, type=IndexEntry) for m in got]
         records = {at for e in entries if e.response_id == rid for at in e.at if at[0] == s.STREAM_OUT}
-        return {e.stage for e in entries if e.response_id == rid} == INDEXING_STAGES and len(records) >= n
+        return {e.stage for e in entries if e.response_id == rid} >= INDEXING_STAGES and len(records) >= n
 
     await collect(js, s.STREAM_INDEX, [s.index_subject(rid)], indexed)
     return deliveries
