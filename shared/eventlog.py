@@ -242,12 +242,12 @@ async def sequence_at_time(nc: Client, stream: str, when_ms: int) -> int | None:
 
 
 async def messages_between(nc: Client, stream: str, subject: str, first_seq: int,
-                           last_seq: int | None) -> AsyncIterator[list[Msg]]:
+                           last_seq: int | None, batch_size: int = DIRECT_BATCH) -> AsyncIterator[list[Msg]]:
     """Messages of ``stream`` on ``subject`` (wildcards allowed) from ``first_seq`` to
-    ``last_seq`` (None: to the end), oldest first, by batched direct gets."""
+    ``last_seq`` (None: to the end), oldest first, by batched direct gets of ``batch_size``."""
     seq: int | None = max(first_seq, 1)
     while seq is not None and (last_seq is None or seq <= last_seq):
-        batch, seq = await _direct_batch(nc, stream, subject, seq, DIRECT_BATCH)
+        batch, seq = await _direct_batch(nc, stream, subject, seq, batch_size)
         if last_seq is not None:
             within = [m for m in batch if direct_place(m)[1] <= last_seq]
             if len(within) < len(batch):

@@ -143,6 +143,9 @@ class DeliveryAttempted(Event, frozen=True, tag="delivery_attempted"):
     su_acknowledged: int | None
     outcome: Outcome
     throttled_count: int | None = None
+    #: Where the delivery-log line is stored (its ``AST_IN`` sequence): trace reads it by
+    #: sequence. None in events written before it was carried.
+    source_seq: int | None = None
 
 
 class ClockTick(Event, frozen=True, tag="clock_tick"):
@@ -189,9 +192,13 @@ AnyEvent = (
 
 
 class IndexEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """The trace index (``ast.index.<key>``): where one stage stored an alert's messages. The
-    subject is the alert's bucket, shared with other alerts: ``response_id`` says whose entry
-    it is (entries written before it was added have none: read them all)."""
+    """The trace index (``ast.index.<key>``): where an alert's messages are stored. Written
+    once per fact, not per stage: hub-capture's entry for the input (its sequence and the
+    captured envelope's), metrics' for the record (the record's, and the envelopes and
+    delivery-log lines of the batch that made it); a rejection has one too. The rest of the
+    journey is read by sequence from there (``alert-timing trace``). The subject is the alert's
+    bucket, shared with other alerts: ``response_id`` says whose entry it is (entries written
+    before it was added have none: read them all)."""
 
     v: int = SCHEMA_VERSION
     stage: str

@@ -89,7 +89,6 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
                         tracing.step("dsp-mapping delivery log", parent, msg.stream_time_ms, **{
                             "alert.response_id": event.response_id, "alert.delivery_id": event.delivery_id,
                             "alert.delivery_outcome": event.outcome, "messaging.destination.name": msg.subject})
-                    out.locate(event.response_id, s.STREAM_IN, msg.stream_seq)
                     out.event(s.attempted(s.partition_of(event.delivery_id, partitions)), event)
                     continue
             log_rejected(event)

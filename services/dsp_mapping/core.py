@@ -151,6 +151,7 @@ def delivery_attempt(msg: Inbound, settings: Settings,
             su_acknowledged=acknowledged,
             outcome=outcome,
             throttled_count=count,
+            source_seq=msg.stream_seq,
         )
     except InvalidInput as exc:
         return reject(msg, exc.reason, str(exc), stage=STAGE)

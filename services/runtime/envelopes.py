@@ -13,7 +13,7 @@ import structlog
 from services.runtime.service import Emitter, Inbound
 from services.runtime.validation import reject
 from shared import subjects as s
-from shared.events import AnyEvent
+from shared.events import AnyEvent, DeliveryAttempted
 from shared.upcasting import reader
 
 log = structlog.get_logger()
@@ -39,4 +39,11 @@ def events_of(batch: Iterable[Inbound], stage: str, out: Emitter) -> Iterator[tu
             out.rejected(reject(msg, "bad_event", f"not a readable event envelope: {exc}", stage=stage))
             continue
         for event in events:
+            # Where the alert's messages are, for an index entry the batch may write for it
+            # (a record, a rejection): this envelope, and the delivery-log line an attempt names.
+            rid = getattr(event, "response_id", None)
+            if isinstance(rid, str):
+                out.note(rid, s.STREAM_EVENTS, msg.stream_seq)
+                if type(event) is DeliveryAttempted and event.source_seq is not None:
+                    out.note(rid, s.STREAM_IN, event.source_seq)
             yield msg, event

@@ -103,6 +103,16 @@ def inbound(msg: Msg) -> Inbound:
     )
 
 
+#: Outputs that make a trace index entry for the alerts they mention: the input's fact (the
+#: captured envelope, written with the input's position), the record, and rejections. Any other
+#: output is listed only in an entry the batch writes anyway; trace finds the rest by sequence.
+INDEXED_SUBJECTS = (s.CAPTURED, s.RECORD)
+
+
+def indexed_output(subject: str) -> bool:
+    return subject in INDEXED_SUBJECTS or subject.startswith(s.REJECTED + ".")
+
+
 class Emitter:
     """Collects what a batch produces: envelopes per subject, single contract messages, and
     which alerts (response ids) each of them mentions, for the trace index."""
@@ -113,8 +123,12 @@ class Emitter:
         self.single_keys: list[str | None] = []
         #: response id -> (stream, sequence) of inputs that mention it (see ``locate``)
         self.located: dict[str, set[tuple[str, int]]] = {}
-        #: per message of the last ``messages()``: the response ids it mentions
+        #: (response id, stream, sequence) known positions, listed only in an entry written anyway
+        self.noted: list[tuple[str, str, int]] = []
+        #: per message of the last ``messages()``: the response ids it mentions, and whether it
+        #: makes an index entry for them (``indexed_output``)
         self.keys: list[set[str]] = []
+        self.indexed: list[bool] = []
         #: Run once JetStream has stored the batch's outputs (e.g. counting what was published).
         self.when_stored: list[Callable[[], None]] = []
 
@@ -130,8 +144,13 @@ class Emitter:
         self.single(s.rejected(event.stage), encoder.encode(event), event.event_id, key=key)
 
     def locate(self, key: str, stream: str, seq: int) -> None:
-        """Index an input message under an alert (its outputs are indexed by themselves)."""
+        """Index an input message under an alert (an entry is written for it)."""
         self.located.setdefault(key, set()).add((stream, seq))
+
+    def note(self, key: str, stream: str, seq: int) -> None:
+        """A message known to be about an alert (an input, a position an event carries): listed
+        in the alert's entry if the batch writes one (a record, a rejection), else nothing."""
+        self.noted.append((key, stream, seq))
 
     def messages(self) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -144,16 +163,29 @@ class Emitter:
         out.extend(self.singles)
         keys.extend({k} if k else set() for k in self.single_keys)
         self.keys = keys
+        self.indexed = [indexed_output(o.subject) for o in out]
         return out
 
     def index(self, stage: str, stored: Sequence[tuple[str, int]]) -> list[Outgoing]:
-        """The trace index entries of this batch: one per alert it touched, listing where its
-        inputs and outputs are stored (``stored``: stream and sequence of each message of the
-        last ``messages()``, from JetStream's acks)."""
+        """The trace index entries of this batch: one per alert it located an input of or
+        wrote an indexed output for (``indexed_output``), listing where its inputs and outputs
+        are stored (``stored``: stream and sequence of each message of the last ``messages()``,
+        from JetStream's acks) and the positions noted for it."""
         where: dict[str, set[tuple[str, int]]] = {k: set(v) for k, v in self.located.items()}
-        for keys, at in zip(self.keys, stored, strict=True):
+        listed: list[tuple[str, tuple[str, int]]] = []
+        for keys, indexed, at in zip(self.keys, self.indexed, stored, strict=True):
             for k in keys:
-                where.setdefault(k, set()).add(at)
+                if indexed:
+                    where.setdefault(k, set()).add(at)
+                else:
+                    listed.append((k, at))
+        if where:
+            for k, at in listed:
+                if k in where:
+                    where[k].add(at)
+            for k, stream, seq in self.noted:
+                if k in where:
+                    where[k].add((stream, seq))
         return [index_message(stage, key, sorted(at)) for key, at in where.items()]
 
 

@@ -24,6 +24,9 @@ from tests.integration.test_ops import DSP, deliveries_for, run_ops, unique
 
 pytestmark = [pytest.mark.integration]
 
+#: The stages that write trace index entries: hub-capture for the input, metrics for the record.
+INDEXING_STAGES = {s.HUB_CAPTURE, s.METRICS}
+
 
 @pytest.mark.usefixtures("pipeline")
 async def test_trace_reads_through_the_index_by_response_and_by_delivery_id(js, nats_server):
@@ -32,8 +35,8 @@ async def test_trace_reads_through_the_index_by_response_and_by_delivery_id(js, 
     [delivery] = await deliveries_for(js, rid, 1)
     await send(js, s.IN_DSP_DELIVERY, delivery_line(rid, rid, passed="20230601101502.700",
                                                     acked="20230601101503.100", user=delivery["serviceUserId"]))
-    # the index entries as the stages wrote them: every stage names where it stored the alert
-    want = {s.HUB_CAPTURE, s.CSP_ENRICHMENT, s.DSP_MAPPING, s.METRICS}
+    # the index entries as the stages wrote them: one per fact, the input's and the record's
+    want = INDEXING_STAGES
     got = await collect(js, s.STREAM_INDEX, [s.index_subject(rid)],
                         lambda m: {msgspec.json.decode(x.data, type=IndexEntry).stage for x in m} >= want)
     entries = [msgspec.json.decode(m.data, type=IndexEntry) for m in got]
@@ -144,7 +147,7 @@ async def _through(js, rid: str, n: int, payload: str | None = None) -> list[dic
     def indexed(got) -> bool:
         entries = [msgspec.json.decode(m.data, type=IndexEntry) for m in got]
         records = {at for e in entries if e.response_id == rid for at in e.at if at[0] == s.STREAM_OUT}
-        return {e.stage for e in entries if e.response_id == rid} == set(s.SERVICES) and len(records) >= n
+        return {e.stage for e in entries if e.response_id == rid} >= INDEXING_STAGES and len(records) >= n
 
     await collect(js, s.STREAM_INDEX, [s.index_subject(rid)], indexed)
     return deliveries
@@ -166,10 +169,12 @@ async def test_trace_shows_every_point_when_index_entries_are_lost(js, nats_serv
     await _through(js, only_record, 1)
     await _through(js, half, 1)
     await _through(js, acb, 2, payload=alert_payload("8F3F", recipient=ACB_EUI))
-    # the newest entry (metrics' record) kept, or the newest two (the delivery log's and the
-    # record's): the input, capture, enrichment and expectation are no longer indexed
+    # the newest entry (metrics' record) kept: the input and capture are no longer indexed;
+    # or the newest (the record's) deleted: only the input's entry is left
     await js.purge_stream(s.STREAM_INDEX, subject=s.index_subject(only_record), keep=1)
-    await js.purge_stream(s.STREAM_INDEX, subject=s.index_subject(half), keep=2)
+    newest = await js.get_last_msg(s.STREAM_INDEX, s.index_subject(half))
+    assert msgspec.json.decode(newest.data, type=IndexEntry).stage == s.METRICS
+    await js.delete_msg(s.STREAM_INDEX, newest.seq)
     await js.purge_stream(s.STREAM_INDEX, subject=s.index_subject(acb), keep=1)
 
     for rid, n in ((only_record, 1), (half, 1), (acb, 2)):
@@ -222,3 +227,26 @@ async def test_a_record_republished_by_a_rebuild_is_indexed(tmp_path: Path) -> N
             assert entries == [IndexEntry(stage=s.METRICS, at=[(s.STREAM_OUT, 1)], response_id="RB-1")]
         finally:
             await nc.close()
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_an_alert_costs_the_index_two_entries_the_input_and_the_record(js, nats_server):
+    """One index entry per fact, not per stage: an alert delivered and acknowledged has the
+    input's entry (hub-capture) and the record's (metrics), and trace still shows every point."""
+    rids = [unique(f"TWO-{i}") for i in range(4)]
+    for rid in rids:
+        await _through(js, rid, 1)
+    nc = await nats.connect(nats_server.url)
+    try:
+        for rid in rids:
+            entries = [e for m in await messages_on_subject(nc, s.STREAM_INDEX, s.index_subject(rid))
+                       if (e := msgspec.json.decode(m.data, type=IndexEntry)).response_id == rid]
+            assert len(entries) <= 2, entries
+            assert sorted(e.stage for e in entries) == sorted(INDEXING_STAGES)
+    finally:
+        await nc.close()
+    journey = await _trace(nats_server.url, rids[0])
+    kinds = {e["kind"] for e in journey["events"]}
+    assert kinds >= {"inbound", "alert_captured", "alert_enriched", "delivery_expected", "deliver",
+                     "delivery_log", "delivery_attempted", "record"}, kinds
+    assert journey["not_found"] == []

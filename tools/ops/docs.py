@@ -465,7 +465,8 @@ def asyncapi_document() -> dict:
         "DeliveryBacklog": message("DeliveryBacklog", "Delivery backlog", "Window files still to deliver to DS&A",
                                    "DeliveryBacklog"),
         "IndexEntry": message("IndexEntry", "Trace index entry",
-                              "Where one stage stored an alert's messages (stream, sequence)", "IndexEntry"),
+                              "Where an alert's input or record, and the messages known with it, are stored "
+                              "(stream, sequence)", "IndexEntry"),
     }
     for event, envelope, *_ in ENVELOPES.values():
         messages[envelope] = message(envelope, f"{event} envelope", f"{event} events in a batch envelope",

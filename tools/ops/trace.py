@@ -389,17 +389,76 @@ async def input_store_ms(nc: Client, journey: Journey, matcher: Matcher) -> int 
     return None
 
 
+#: The points read forward from the one before them (oldest first): each stage stores its
+#: output after it read its input, so the output is after the input's store time, usually
+#: a few messages on. Per point, the points whose messages bound it from below, best first.
+FORWARD_FROM: dict[str, tuple[str, ...]] = {
+    "captured": ("input",),
+    "enriched": ("captured",),
+    "delivery_expected": ("enriched",),
+    "deliver": ("delivery_expected", "enriched"),
+    "delivery_log": ("deliver", "delivery_expected"),
+    "delivery_attempted": ("delivery_log", "deliver", "delivery_expected"),
+    "record": ("delivery_attempted", "delivery_expected"),
+}
+#: Messages per batched direct get of a forward read (envelopes are up to 256 events each).
+FORWARD_BATCH = 64
+
+
+def what_of(step: Step) -> str | None:
+    """The point a step is (its ``what``), or None."""
+    if step.kind in ("inbound", "inbound_unreadable"):
+        return "input"
+    if step.subject == s.CAPTURED:
+        return "captured"
+    if step.subject in (s.ENRICHED, s.RESPONSE_SEEN):
+        return "enriched"
+    if step.kind in ("delivery_expected", "deliver", "delivery_log", "delivery_attempted", "record"):
+        return step.kind
+    return None
+
+
+async def follow_positions(nc: Client, journey: Journey, matcher: Matcher) -> int:
+    """Read the messages the journey's events name by position (an attempt's delivery-log
+    line) that it does not hold yet. How many were read."""
+    from nats.js.errors import NotFoundError
+
+    held = {(st.stream, st.seq) for st in journey.steps}
+    wanted = sorted({seq for st in journey.steps if st.kind == "delivery_attempted"
+                     and isinstance(seq := st.data.get("source_seq"), int) and (s.STREAM_IN, seq) not in held})
+    js = nc.jetstream(timeout=10)
+
+    async def read(seq: int) -> None:
+        try:
+            msg = await js.get_msg(s.STREAM_IN, seq=seq, direct=True)
+        except NotFoundError:  # past the stream's limits, or deleted
+            return
+        when = int(msg.time.timestamp() * 1000) if msg.time else 0
+        journey.add(matcher.steps_of(s.STREAM_IN, msg.subject or "", msg.data or b"", seq, when))
+
+    await asyncio.gather(*(read(seq) for seq in wanted))
+    return len(wanted)
+
+
 async def fill_in(nc: Client, journey: Journey, window_s: float) -> None:
-    """Points the index did not name (an entry lost, purged or never written): looked for in a
-    bounded scan of the streams that hold them, from the input's store time to ``window_s``
-    after it (each end resolved to a stream sequence first). Without the input, the scan runs
-    ``window_s`` either side of the earliest message found."""
+    """Points the index does not name (the index names the input and the record; an entry may
+    also be lost, purged or never written), read by sequence: the positions the events carry,
+    then each missing point read forward from the point before it (``FORWARD_FROM``: from its
+    sequence, or the first sequence stored after it in another stream) on its own subjects,
+    stopping as soon as it is found; a point with no point before it is looked for in a
+    bounded scan of the streams that hold it. Nothing is read past ``window_s`` after the
+    input's store time. Without the input, the window is ``window_s`` either side of the
+    earliest message found."""
     matcher = Matcher(journey.response_id)
     missing = missing_points(journey.steps)
     if not missing or not journey.steps:
         journey.not_found = missing
         return
     started = time.perf_counter()
+    read: dict[str, int] = {}
+    followed = await follow_positions(nc, journey, matcher)
+    if followed:
+        read[s.STREAM_IN] = followed
     start_ms = await input_store_ms(nc, journey, matcher)
     window_ms = int(window_s * 1000)
     if start_ms is None:
@@ -407,20 +466,59 @@ async def fill_in(nc: Client, journey: Journey, window_s: float) -> None:
         end_ms = start_ms + 2 * window_ms
     else:
         end_ms = start_ms + window_ms
-    missing = missing_points(journey.steps)
+    ends: dict[str, int | None] = {}
+
+    async def last_seq(stream: str) -> int | None:
+        if stream not in ends:
+            after = await sequence_at_time(nc, stream, end_ms + 1)
+            ends[stream] = None if after is None else after - 1
+        return ends[stream]
+
+    def missing_whats() -> set[str]:
+        return {p.what for p in missing_points(journey.steps)}
+
+    async def forward(what: str, stream: str, first: int) -> None:
+        """Read ``what``'s subjects from ``first`` until it is no longer missing (or the window ends)."""
+        last = await last_seq(stream)
+        for subject in POINT_SUBJECTS[what][1]:
+            async for batch in messages_between(nc, stream, subject, first, last, FORWARD_BATCH):
+                read[stream] = read.get(stream, 0) + len(batch)
+                for msg in batch:
+                    subj, seq, when = direct_place(msg)
+                    journey.add(matcher.steps_of(stream, subj, msg.data or b"", seq, when))
+                if what not in missing_whats():
+                    return
+
+    searched: set[str] = set()
+    for what, before in FORWARD_FROM.items():
+        if what not in missing_whats():
+            continue
+        stream = POINT_SUBJECTS[what][0]
+        bounds = [st for st in journey.steps if what_of(st) in before]
+        if not bounds:
+            continue
+        # the earliest message of the best point before it
+        rank = {w: i for i, w in enumerate(before)}
+        best = min(bounds, key=lambda st: (rank[what_of(st) or ""], st.time_ms, st.seq))
+        if best.stream == stream:
+            first: int | None = best.seq + 1
+        else:
+            first = await sequence_at_time(nc, stream, best.time_ms)
+        searched.add(what)
+        if first is not None:
+            await forward(what, stream, first)
+    missing = [p for p in missing_points(journey.steps) if p.what not in searched]
     wanted: dict[str, set[str]] = {}
     for p in missing:
         stream, subjects = POINT_SUBJECTS[p.what]
         wanted.setdefault(stream, set()).update(subjects)
-    read: dict[str, int] = {}
 
     async def scan(stream: str, subjects: set[str]) -> None:
         first = await sequence_at_time(nc, stream, start_ms)
         if first is None:
-            read[stream] = 0
+            read.setdefault(stream, 0)
             return
-        after = await sequence_at_time(nc, stream, end_ms + 1)
-        last = None if after is None else after - 1
+        last = await last_seq(stream)
         count = 0
         for subject in sorted(subjects):
             async for batch in messages_between(nc, stream, subject, first, last):
@@ -428,7 +526,7 @@ async def fill_in(nc: Client, journey: Journey, window_s: float) -> None:
                 for msg in batch:
                     subj, seq, when = direct_place(msg)
                     journey.add(matcher.steps_of(stream, subj, msg.data or b"", seq, when))
-        read[stream] = count
+        read[stream] = read.get(stream, 0) + count
 
     await asyncio.gather(*(scan(stream, subjects) for stream, subjects in wanted.items()))
     journey.filled = {"from": start_ms, "to": end_ms, "read": {k: read[k] for k in sorted(read)},
