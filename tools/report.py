@@ -17,7 +17,8 @@ Writes to OUTDIR: ``summary.csv``, ``by_region.csv``, ``by_category.csv``,
 ``by_alert_code.csv``, ``by_dcc_alert_code.csv``, ``by_day.csv``, ``by_interval.csv``
 (15 minutes), ``completeness.csv`` (per day), ``latency_histogram.csv``,
 ``operational_metrics.csv`` and ``operational_worst_windows.csv`` (share within target, see
-below) and the Q&A dashboard ``index.html``; with ``--sat FILE`` (CSV with columns
+below), ``by_service_user.csv`` and ``worst_hubs.csv`` (who: Service Users by handshake p95,
+the Comms Hubs with the slowest Comms Hub -> CSP leg) and the Q&A dashboard ``index.html``; with ``--sat FILE`` (CSV with columns
 response_id,time) also ``sat_missing_in_ast.csv`` and ``ast_missing_in_sat.csv``; with
 ``--pdf`` also ``report.pdf``, the dashboard printed by headless Chromium.
 
@@ -51,8 +52,10 @@ from shared.events import LEGS
 from shared.targets import Targets, TargetsError, load_targets
 from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
 
-__all__ = ["HANDSHAKE_LEGS", "LATENCY_ROWS", "TARGETS_ENV", "ReportError", "add_parser", "main", "measured",
-           "month_bounds", "operational_sql", "period_label", "run", "select_files", "window_partitions"]
+__all__ = ["HANDSHAKE_LEGS", "LATENCY_ROWS", "MIN_ALERTS", "SERVICE_USER_COLUMNS", "TARGETS_ENV", "TOP_HUBS",
+           "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "main", "measured",
+           "month_bounds", "operational_sql", "percentiles", "period_label", "run", "select_files",
+           "service_user_sql", "window_partitions", "worst_hubs_sql"]
 
 #: ``ast_<window>[_p<partition>]_r<revision>.<kind>``; no partition: the single-partition default
 #: (read as partition 0).
@@ -69,6 +72,17 @@ LATENCY_ROWS = "status <> 'throttled'"
 HANDSHAKE_LEGS = ("su_handshake_ms", "end_to_end_ms")
 TARGETS_ENV = "ALERT_TIMING_TARGETS"
 WORST_WINDOWS = 20
+#: ``worst_hubs.csv``: a hub is ranked when it has at least this many alerts (``--min-alerts``) ...
+MIN_ALERTS = 20
+#: ... and at most this many hubs are listed (``--top``).
+TOP_HUBS = 100
+#: The leg ``by_service_user.csv`` measures against its target: the Service User's acknowledgement.
+SERVICE_USER_LEG = "su_handshake_ms"
+SERVICE_USER_COLUMNS = ("period", "service_user_id", "alerts", "complete", "no_handshake", "throttled",
+                        "dsp_to_su_p50_ms", "dsp_to_su_p95_ms", "su_handshake_p50_ms", "su_handshake_p95_ms",
+                        "su_handshake_p99_ms", "share_within_target")
+WORST_HUB_COLUMNS = ("period", "rank", "comms_hub_id", "region", "alerts", "hub_to_csp_p50_ms", "hub_to_csp_p95_ms",
+                     "missing_hub_timestamp", "clock_skew")
 
 
 class ReportError(Exception):
@@ -218,11 +232,27 @@ def measured(leg: str) -> str:
     return f"({leg} >= 0 AND {LATENCY_ROWS})"
 
 
+def percentiles(leg: str, quantiles: Sequence[float] = QUANTILES) -> str:
+    """SQL aggregate: the exact ``quantiles`` of ``leg`` over its usable latencies, as a list
+    (``quantile_cont``: linear interpolation at rank q * (n - 1) of the sorted values; every
+    percentile of the report comes from here)."""
+    return f"quantile_cont({leg}, {list(quantiles)}) FILTER (WHERE {measured(leg)})"
+
+
+def counted_for_target(leg: str) -> str:
+    """SQL: the record counts for ``leg``'s share within target: measured, or, for the legs that
+    end at the handshake, a ``no_handshake`` record (never within target)."""
+    counts = measured(leg)
+    if leg in HANDSHAKE_LEGS:
+        counts = f"({counts} OR status = 'no_handshake')"
+    return counts
+
+
 def _leg_columns() -> str:
     parts = []
     for leg in LEGS:
         parts.append(f"count({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_count")
-        parts.append(f"quantile_cont({leg}, {list(QUANTILES)}) FILTER (WHERE {measured(leg)}) AS {leg}_q")
+        parts.append(f"{percentiles(leg)} AS {leg}_q")
         parts.append(f"max({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_max")
     return ",\n       ".join(parts)
 
@@ -280,9 +310,7 @@ def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
         raise ValueError("operational metrics need at least one leg with a target")
     values = []
     for leg in legs:
-        counts = measured(leg)
-        if leg in HANDSHAKE_LEGS:
-            counts = f"({counts} OR status = 'no_handshake')"
+        counts = counted_for_target(leg)
         values.append(f"SELECT '{leg}' AS leg, region, category, {INTERVAL} AS interval_ts,\n"
                       f"       CASE WHEN {measured(leg)} THEN {leg} END AS ms\nFROM ast WHERE {counts}")
     order = "list_position([" + ", ".join(f"'{leg}'" for leg in LEGS) + "], leg)"
@@ -315,6 +343,61 @@ LIMIT {WORST_WINDOWS}""",
     }
 
 
+def service_user_sql(period: str) -> str:
+    """SQL of ``by_service_user.csv`` over table ``ast`` (with ``service_user_id``) and table
+    ``targets``: one row per Service User, the DSP and handshake legs' exact percentiles and the
+    share of its alerts within the handshake leg's target (counted as in the operational
+    metrics; empty when the targets give the leg none), slowest handshake p95 first."""
+    leg = SERVICE_USER_LEG
+    quoted = period.replace("'", "''")
+    return f"""
+SELECT '{quoted}' AS period, service_user_id, alerts, complete, no_handshake, throttled,
+       round(dsp_q[1], 3) AS dsp_to_su_p50_ms, round(dsp_q[2], 3) AS dsp_to_su_p95_ms,
+       round(hs_q[1], 3) AS su_handshake_p50_ms, round(hs_q[2], 3) AS su_handshake_p95_ms,
+       round(hs_q[3], 3) AS su_handshake_p99_ms,
+       round(within_target / nullif(counted, 0), 6) AS share_within_target
+FROM (
+    SELECT a.service_user_id, count(*) AS alerts,
+           count(*) FILTER (WHERE status = 'complete') AS complete,
+           count(*) FILTER (WHERE status = 'no_handshake') AS no_handshake,
+           count(*) FILTER (WHERE status = 'throttled') AS throttled,
+           {percentiles('dsp_to_su_ms', (0.5, 0.95))} AS dsp_q,
+           {percentiles(leg, (0.5, 0.95, 0.99))} AS hs_q,
+           count(*) FILTER (WHERE t.target_ms IS NOT NULL AND {counted_for_target(leg)}) AS counted,
+           count(*) FILTER (WHERE {measured(leg)} AND {leg} <= t.target_ms) AS within_target
+    FROM ast a LEFT JOIN targets t ON t.leg = '{leg}' AND t.region = a.region AND t.category = a.category
+    GROUP BY a.service_user_id
+)
+ORDER BY su_handshake_p95_ms DESC NULLS LAST, alerts DESC, service_user_id NULLS LAST"""
+
+
+def worst_hubs_sql(period: str, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS) -> str:
+    """SQL of ``worst_hubs.csv`` over table ``ast`` (with ``comms_hub_id``): of the hubs with at
+    least ``min_alerts`` alerts, the ``top`` with the slowest Comms Hub -> CSP leg (exact p95;
+    ties: more alerts first, then hub id; hubs without a measured leg last), ranked from 1."""
+    if min_alerts < 1 or top < 1:
+        raise ValueError("min_alerts and top must be at least 1")
+    leg = "hub_to_csp_ms"
+    quoted = period.replace("'", "''")
+    order = "hub_to_csp_p95_ms DESC NULLS LAST, alerts DESC, comms_hub_id"
+    return f"""
+SELECT '{quoted}' AS period, row_number() OVER (ORDER BY {order}) AS rank, comms_hub_id, region, alerts,
+       hub_to_csp_p50_ms, hub_to_csp_p95_ms, missing_hub_timestamp, clock_skew
+FROM (
+    SELECT comms_hub_id, region, alerts, round(q[1], 3) AS hub_to_csp_p50_ms, round(q[2], 3) AS hub_to_csp_p95_ms,
+           missing_hub_timestamp, clock_skew
+    FROM (
+        SELECT comms_hub_id, min(region) AS region, count(*) AS alerts, {percentiles(leg, (0.5, 0.95))} AS q,
+               count(*) FILTER (WHERE missing_hub) AS missing_hub_timestamp,
+               count(*) FILTER (WHERE clock_skew) AS clock_skew
+        FROM ast GROUP BY comms_hub_id HAVING count(*) >= {int(min_alerts)}
+    )
+    ORDER BY {order}
+    LIMIT {int(top)}
+)
+ORDER BY rank"""
+
+
 def _iso_col(expr: str) -> str:
     return f"strftime({expr}, '%Y-%m-%dT%H:%M:%SZ')"
 
@@ -344,10 +427,11 @@ def _table_data(con: Any, table: str) -> dict[str, list[Any]]:
 
 def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None = None,
                  progress: bool = True, *, targets: Targets | None = None, period: str | None = None,
-                 pdf: bool = False) -> dict[str, Any]:
+                 pdf: bool = False, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS) -> dict[str, Any]:
     """Compute everything, write the CSVs and the dashboard (and ``report.pdf`` when ``pdf``);
     return paths and headline counts. ``targets``: the packaged defaults when None; ``period``:
-    the ``period`` column of the operational metrics (default: the ISO 8601 interval)."""
+    the ``period`` column of the operational metrics (default: the ISO 8601 interval);
+    ``min_alerts`` and ``top``: which hubs ``worst_hubs.csv`` ranks and how many it lists."""
     import duckdb
 
     if targets is None:
@@ -382,6 +466,7 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     t_from = f"make_timestamptz({start_ms * 1000})"
     t_to = f"make_timestamptz({end_ms * 1000})"
     columns = f"""revision, region, category, alert_code, alert_name, dcc_alert_code, status, dsp_received,
+       service_user_id, comms_hub_id,
        chf_received IS NULL AS missing_hub, list_contains(flags, 'clock_skew') AS clock_skew, {', '.join(LEGS)}"""
     where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}"
     try:
@@ -504,6 +589,9 @@ ORDER BY leg, ms_from""")
     make("operational_metrics", op["operational_metrics"])
     make("operational_worst_windows", op["operational_worst_windows"])
     say("operational metrics" + (" (illustrative targets)" if targets.illustrative else f" ({targets.source})"))
+    make("by_service_user", service_user_sql(period))
+    make("worst_hubs", worst_hubs_sql(period, min_alerts, top))
+    say("by Service User and worst Comms Hubs")
 
     sat_result: dict[str, int] = {}
     if sat is not None:
@@ -517,7 +605,7 @@ ORDER BY leg, ms_from""")
     data = {name: _table_data(con, name) for name in ("summary", "by_region", "by_category", "by_alert_code",
                                                       "by_dcc_alert_code", "by_day", "by_interval",
                                                       "completeness", "latency_histogram", "operational_metrics",
-                                                      "operational_worst_windows")}
+                                                      "operational_worst_windows", "by_service_user", "worst_hubs")}
     targets_note = (f"Targets: {targets.source}" + (" — ILLUSTRATIVE: public sources give no alert targets; "
                                                      "set --targets or ALERT_TIMING_TARGETS to the operator's file."
                                                      if targets.illustrative else ""))
@@ -617,7 +705,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Read the AST files (latest revisions) with DuckDB and write exact statistics by region, "
                     "category, alert code, DCC alert code, day and 15-minute interval, completeness, the "
                     "operational metrics (operational_metrics.csv: share of alerts within target per leg, "
-                    "owner, region and category) and the self-contained Q&A dashboard (index.html). "
+                    "owner, region and category), Service Users by handshake (by_service_user.csv), the Comms "
+                    "Hubs with the slowest Comms Hub -> CSP leg (worst_hubs.csv) and the self-contained Q&A dashboard (index.html). "
                     "--sat cross-checks against SAT entries; --pdf also prints the dashboard to report.pdf.",
     )
     p.add_argument("--data-dir", required=True, help="the metrics data directory (holding ast/date=YYYY-MM-DD/)")
@@ -632,9 +721,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--pdf", action="store_true",
                    help="also write report.pdf, the dashboard printed by headless Chromium "
                         "(/usr/bin/chromium; `make chromium` installs it)")
+    p.add_argument("--min-alerts", type=_at_least_one, default=MIN_ALERTS, metavar="N",
+                   help=f"worst_hubs.csv ranks only hubs with at least N alerts in the period (default {MIN_ALERTS})")
+    p.add_argument("--top", type=_at_least_one, default=TOP_HUBS, metavar="N",
+                   help=f"worst_hubs.csv lists at most N hubs (default {TOP_HUBS})")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -647,7 +750,8 @@ def run(args: argparse.Namespace) -> int:
             raise ReportError(str(exc), 2) from None
         result = build_report(Path(args.data_dir), start, end, Path(args.out),
                               Path(args.sat) if args.sat else None, progress=not args.quiet,
-                              targets=targets, period=period_label(args.month, start, end), pdf=args.pdf)
+                              targets=targets, period=period_label(args.month, start, end), pdf=args.pdf,
+                              min_alerts=args.min_alerts, top=args.top)
     except ReportError as exc:
         print(f"alert-timing report: {exc}", file=sys.stderr)
         return exc.code
