@@ -18,9 +18,11 @@ Writes to OUTDIR: ``summary.csv``, ``by_region.csv``, ``by_category.csv``,
 (15 minutes), ``completeness.csv`` (per day), ``latency_histogram.csv``,
 ``operational_metrics.csv`` and ``operational_worst_windows.csv`` (share within target, see
 below), ``by_service_user.csv`` and ``worst_hubs.csv`` (who: Service Users by handshake p95,
-the Comms Hubs with the slowest Comms Hub -> CSP leg) and the Q&A dashboard ``index.html``; with ``--sat FILE`` (CSV with columns
-response_id,time) also ``sat_missing_in_ast.csv`` and ``ast_missing_in_sat.csv``; with
-``--pdf`` also ``report.pdf``, the dashboard printed by headless Chromium.
+the Comms Hubs with the slowest Comms Hub -> CSP leg) and the Q&A dashboard ``index.html``;
+with ``--sat FILE`` (CSV with columns response_id,time) also ``sat_missing_in_ast.csv`` and
+``ast_missing_in_sat.csv``; with ``--pdf`` also ``report.pdf``, the dashboard printed by headless
+Chromium. ``--hub ID`` / ``--service-user ID`` narrow every file to that Comms Hub's / Service
+User's records and add ``alerts.csv``, its alerts with their legs (response ids for ``trace``).
 
 Operational metrics, in the style of the DCC's performance measures: per leg, the share of
 alerts within the leg's target (``--targets FILE``, else ``ALERT_TIMING_TARGETS``, else the
@@ -52,9 +54,9 @@ from shared.events import LEGS
 from shared.targets import Targets, TargetsError, load_targets
 from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
 
-__all__ = ["HANDSHAKE_LEGS", "LATENCY_ROWS", "MIN_ALERTS", "SERVICE_USER_COLUMNS", "TARGETS_ENV", "TOP_HUBS",
-           "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "main", "measured",
-           "month_bounds", "operational_sql", "percentiles", "period_label", "run", "select_files",
+__all__ = ["ALERTS_SQL", "HANDSHAKE_LEGS", "LATENCY_ROWS", "MIN_ALERTS", "SERVICE_USER_COLUMNS", "TARGETS_ENV",
+           "TOP_HUBS", "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "main", "measured",
+           "month_bounds", "narrowing", "operational_sql", "percentiles", "period_label", "run", "select_files",
            "service_user_sql", "window_partitions", "worst_hubs_sql"]
 
 #: ``ast_<window>[_p<partition>]_r<revision>.<kind>``; no partition: the single-partition default
@@ -398,6 +400,27 @@ FROM (
 ORDER BY rank"""
 
 
+#: ``alerts.csv`` of a narrowed report: each alert's delivery with its status and legs as recorded
+#: (raw: a throttled delivery's or a skewed leg's value is shown, though no percentile uses it).
+ALERTS_SQL = f"""
+SELECT response_id, delivery_id, strftime(dsp_received, '%Y-%m-%dT%H:%M:%S.%gZ') AS dsp_received, service_user_id,
+       comms_hub_id, region, category, alert_code, dcc_alert_code, status, missing_hub AS missing_hub_timestamp,
+       clock_skew, {', '.join(LEGS)}
+FROM ast ORDER BY ast.dsp_received, delivery_id"""
+
+
+def narrowing(hub: int | None, service_user: str | None) -> list[tuple[str, str]]:
+    """The SQL conditions [(condition, label)] that narrow the records to ``hub`` and/or
+    ``service_user`` (none: the whole period)."""
+    out = []
+    if hub is not None:
+        out.append((f"comms_hub_id = {int(hub)}", f"Comms Hub {int(hub)}"))
+    if service_user is not None:
+        quoted = service_user.replace("'", "''")
+        out.append((f"service_user_id = '{quoted}'", f"Service User {service_user}"))
+    return out
+
+
 def _iso_col(expr: str) -> str:
     return f"strftime({expr}, '%Y-%m-%dT%H:%M:%SZ')"
 
@@ -427,11 +450,15 @@ def _table_data(con: Any, table: str) -> dict[str, list[Any]]:
 
 def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None = None,
                  progress: bool = True, *, targets: Targets | None = None, period: str | None = None,
-                 pdf: bool = False, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS) -> dict[str, Any]:
+                 pdf: bool = False, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS, hub: int | None = None,
+                 service_user: str | None = None) -> dict[str, Any]:
     """Compute everything, write the CSVs and the dashboard (and ``report.pdf`` when ``pdf``);
     return paths and headline counts. ``targets``: the packaged defaults when None; ``period``:
     the ``period`` column of the operational metrics (default: the ISO 8601 interval);
-    ``min_alerts`` and ``top``: which hubs ``worst_hubs.csv`` ranks and how many it lists."""
+    ``min_alerts`` and ``top``: which hubs ``worst_hubs.csv`` ranks and how many it lists;
+    ``hub`` / ``service_user``: narrow every output to that Comms Hub / Service User's records
+    and list them in ``alerts.csv`` (the window reports' counts of rejected inputs, service
+    responses and deliveries without alert name no hub or Service User: left empty)."""
     import duckdb
 
     if targets is None:
@@ -443,9 +470,13 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ReportError(f"no such data directory: {data_dir}", 2)
+    narrowed = narrowing(hub, service_user)
+    if sat is not None and narrowed:
+        raise ReportError("--sat cross-checks the whole period: it cannot be narrowed to a hub or Service User", 2)
     if sat is not None and not Path(sat).is_file():
         raise ReportError(f"no such SAT file: {sat}", 2)
     period_text = f"{format_iso(start_ms)} to {format_iso(end_ms)}"
+    who = "".join(f", {label}" for _, label in narrowed)
     parquet, reports = select_files(data_dir, start_ms, end_ms)
     if not parquet:
         raise ReportError(f"no AST data in {data_dir / 'ast'} for {period_text}")
@@ -465,10 +496,11 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     files_sql = "[" + ", ".join(f"'{_sql_path(p)}'" for p in parquet) + "]"
     t_from = f"make_timestamptz({start_ms * 1000})"
     t_to = f"make_timestamptz({end_ms * 1000})"
-    columns = f"""revision, region, category, alert_code, alert_name, dcc_alert_code, status, dsp_received,
+    ids = "delivery_id, response_id, " if narrowed else ""  # the alerts.csv listing: a few rows only
+    columns = f"""{ids}revision, region, category, alert_code, alert_name, dcc_alert_code, status, dsp_received,
        service_user_id, comms_hub_id,
        chf_received IS NULL AS missing_hub, list_contains(flags, 'clock_skew') AS clock_skew, {', '.join(LEGS)}"""
-    where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}"
+    where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}" + "".join(f" AND {c}" for c, _ in narrowed)
     try:
         con.execute(f"""CREATE TEMP TABLE ast AS
                         SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}""")
@@ -482,8 +514,8 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     except duckdb.Error as exc:
         raise ReportError(f"cannot read the AST Parquet files: {exc}") from None
     if not records:
-        raise ReportError(f"no AST records in {data_dir / 'ast'} for {period_text}")
-    say(f"{records:,} records loaded")
+        raise ReportError(f"no AST records in {data_dir / 'ast'} for {period_text}{who}")
+    say(f"{records:,} records loaded{who}")
 
     import pyarrow as pa
 
@@ -493,9 +525,10 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     counts = _window_counts(reports, start_ms, end_ms)
     windows_src = pa.table({
         "start_ms": pa.array([c[0] for c in counts], pa.int64()),
-        "rejected": pa.array([c[1] for c in counts], pa.int64()),
-        "service_responses_seen": pa.array([c[2] for c in counts], pa.int64()),
-        "delivery_without_alert": pa.array([c[3] for c in counts], pa.int64()),
+        # not of any one hub or Service User: left empty when narrowed
+        "rejected": pa.array([None if narrowed else c[1] for c in counts], pa.int64()),
+        "service_responses_seen": pa.array([None if narrowed else c[2] for c in counts], pa.int64()),
+        "delivery_without_alert": pa.array([None if narrowed else c[3] for c in counts], pa.int64()),
     })
     con.register("windows_src", windows_src)
     con.execute("""CREATE TEMP TABLE windows AS
@@ -503,6 +536,7 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
                           delivery_without_alert FROM windows_src""")
 
     written: list[Path] = []
+    unnarrowed = "NULL" if narrowed else "0"
 
     def make(name: str, sql: str) -> None:
         con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
@@ -513,9 +547,9 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     make("summary", f"""
 SELECT '{format_iso(start_ms)}' AS period_start, '{format_iso(end_ms)}' AS period_end,
        (SELECT count(*) FROM windows) AS windows_reported, *,
-       (SELECT coalesce(sum(rejected), 0) FROM windows) AS rejected,
-       (SELECT coalesce(sum(service_responses_seen), 0) FROM windows) AS service_responses_seen,
-       (SELECT coalesce(sum(delivery_without_alert), 0) FROM windows) AS delivery_without_alert
+       (SELECT coalesce(sum(rejected), {unnarrowed}) FROM windows) AS rejected,
+       (SELECT coalesce(sum(service_responses_seen), {unnarrowed}) FROM windows) AS service_responses_seen,
+       (SELECT coalesce(sum(delivery_without_alert), {unnarrowed}) FROM windows) AS delivery_without_alert
 FROM ({_grouped([])})""")
     say("overall")
     make("by_region", _grouped([("region", "region")]))
@@ -533,8 +567,9 @@ ORDER BY s.alerts DESC, s.alert_code""")
     say("by DCC alert code")
     make("by_day", f"""
 SELECT coalesce(d.day, w.day) AS day, d.* EXCLUDE (day),
-       coalesce(w.rejected, 0) AS rejected, coalesce(w.service_responses_seen, 0) AS service_responses_seen,
-       coalesce(w.delivery_without_alert, 0) AS delivery_without_alert
+       coalesce(w.rejected, {unnarrowed}) AS rejected,
+       coalesce(w.service_responses_seen, {unnarrowed}) AS service_responses_seen,
+       coalesce(w.delivery_without_alert, {unnarrowed}) AS delivery_without_alert
 FROM ({_grouped([(DAY, "day")])}) d
 FULL JOIN (SELECT strftime(start, '%Y-%m-%d') AS day, sum(rejected) AS rejected,
                   sum(service_responses_seen) AS service_responses_seen,
@@ -546,8 +581,9 @@ ORDER BY 1""")
 WITH stats AS ({_grouped([(INTERVAL, "interval_ts")])})
 SELECT {_iso_col('coalesce(s.interval_ts, w.start)')} AS interval_start,
        s.* EXCLUDE (interval_ts),
-       coalesce(w.rejected, 0) AS rejected, coalesce(w.service_responses_seen, 0) AS service_responses_seen,
-       coalesce(w.delivery_without_alert, 0) AS delivery_without_alert
+       coalesce(w.rejected, {unnarrowed}) AS rejected,
+       coalesce(w.service_responses_seen, {unnarrowed}) AS service_responses_seen,
+       coalesce(w.delivery_without_alert, {unnarrowed}) AS delivery_without_alert
 FROM stats s FULL JOIN (SELECT * FROM windows WHERE start >= {t_from} AND start < {t_to}) w
      ON w.start = s.interval_ts
 ORDER BY interval_start""")
@@ -592,6 +628,9 @@ ORDER BY leg, ms_from""")
     make("by_service_user", service_user_sql(period))
     make("worst_hubs", worst_hubs_sql(period, min_alerts, top))
     say("by Service User and worst Comms Hubs")
+    if narrowed:
+        make("alerts", ALERTS_SQL)
+        say(f"the alerts{who}")
 
     sat_result: dict[str, int] = {}
     if sat is not None:
@@ -609,7 +648,7 @@ ORDER BY leg, ms_from""")
     targets_note = (f"Targets: {targets.source}" + (" — ILLUSTRATIVE: public sources give no alert targets; "
                                                      "set --targets or ALERT_TIMING_TARGETS to the operator's file."
                                                      if targets.illustrative else ""))
-    html = build_dashboard(data, out_dir / "index.html", title=f"Alert throughput timing, {period_text}",
+    html = build_dashboard(data, out_dir / "index.html", title=f"Alert throughput timing, {period_text}{who}",
                            sat=sat_result, targets_note=targets_note)
     written.append(html)
     say("dashboard")
@@ -706,7 +745,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "category, alert code, DCC alert code, day and 15-minute interval, completeness, the "
                     "operational metrics (operational_metrics.csv: share of alerts within target per leg, "
                     "owner, region and category), Service Users by handshake (by_service_user.csv), the Comms "
-                    "Hubs with the slowest Comms Hub -> CSP leg (worst_hubs.csv) and the self-contained Q&A dashboard (index.html). "
+                    "Hubs with the slowest Comms Hub -> CSP leg (worst_hubs.csv) and the self-contained Q&A dashboard "
+                    "(index.html); --hub or --service-user narrow it all to one and list its alerts (alerts.csv). "
                     "--sat cross-checks against SAT entries; --pdf also prints the dashboard to report.pdf.",
     )
     p.add_argument("--data-dir", required=True, help="the metrics data directory (holding ast/date=YYYY-MM-DD/)")
@@ -725,6 +765,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"worst_hubs.csv ranks only hubs with at least N alerts in the period (default {MIN_ALERTS})")
     p.add_argument("--top", type=_at_least_one, default=TOP_HUBS, metavar="N",
                    help=f"worst_hubs.csv lists at most N hubs (default {TOP_HUBS})")
+    p.add_argument("--hub", type=int, metavar="ID",
+                   help="narrow every output to this Comms Hub's alerts (comms_hub_id) and list them in alerts.csv")
+    p.add_argument("--service-user", metavar="ID",
+                   help="narrow every output to this Service User's alerts (service_user_id) and list them in "
+                        "alerts.csv")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p
@@ -751,7 +796,8 @@ def run(args: argparse.Namespace) -> int:
         result = build_report(Path(args.data_dir), start, end, Path(args.out),
                               Path(args.sat) if args.sat else None, progress=not args.quiet,
                               targets=targets, period=period_label(args.month, start, end), pdf=args.pdf,
-                              min_alerts=args.min_alerts, top=args.top)
+                              min_alerts=args.min_alerts, top=args.top, hub=args.hub,
+                              service_user=args.service_user)
     except ReportError as exc:
         print(f"alert-timing report: {exc}", file=sys.stderr)
         return exc.code

@@ -499,7 +499,7 @@ def test_by_service_user_puts_the_slow_acknowledger_first(drill: tuple[Path, lis
                       "dsp_to_su_p95_ms,su_handshake_p50_ms,su_handshake_p95_ms,su_handshake_p99_ms,"
                       "share_within_target").split(",")
     rows = [_as_expected(r) for r in _csv(out / "by_service_user.csv")]
-    assert [r["service_user_id"] for r in rows][0] == SU_SLOW
+    assert rows[0]["service_user_id"] == SU_SLOW
     assert rows[0] == _expected_service_user(alerts, SU_SLOW)
     assert rows[0]["su_handshake_p95_ms"] >= 40_000 and rows[0]["throttled"] == 1  # type: ignore[operator]
     assert rows[0]["share_within_target"] == 0.0
@@ -550,3 +550,60 @@ def test_worst_hubs_limits_must_be_whole_and_positive(drill: tuple[Path, list[_A
         assert flag in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least 1"):
         report.worst_hubs_sql("2023-06", min_alerts=0)
+
+
+def test_hub_narrows_every_output_and_lists_its_alerts(drill: tuple[Path, list[_Alert]], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir, alerts = drill
+    mine = [a for a in alerts if a.hub == HUB_LATE]
+    out = tmp_path / "hub"
+    _drill_report(data_dir, out, "--hub", str(HUB_LATE))
+    assert str(out / "alerts.csv") in capsys.readouterr().out
+    listed = _csv(out / "alerts.csv")
+    assert list(listed[0]) == ["response_id", "delivery_id", "dsp_received", "service_user_id", "comms_hub_id",
+                               "region", "category", "alert_code", "dcc_alert_code", "status",
+                               "missing_hub_timestamp", "clock_skew", "hub_to_csp_ms", "csp_to_dsp_ms",
+                               "dsp_to_su_ms", "su_handshake_ms", "end_to_end_ms"]
+    assert [r["response_id"] for r in listed] == [f"resp-{a.did}" for a in mine]  # in time order
+    assert (listed[0]["status"], listed[0]["su_handshake_ms"]) == ("no_handshake", "")  # A's d000
+    second = listed[1]
+    assert (second["dsp_received"], second["comms_hub_id"], second["service_user_id"], second["status"],
+            second["hub_to_csp_ms"], second["su_handshake_ms"]) == (
+        format_iso(mine[1].dsp), str(HUB_LATE), mine[1].su, "complete", str(mine[1].chf), str(mine[1].handshake))
+    assert [r["status"] for r in listed].count("throttled") == 1
+    [summary] = _csv(out / "summary.csv")
+    assert summary["alerts"] == str(len(mine)) and summary["rejected"] == ""  # window counts name no hub
+    assert [r["alerts"] for r in _csv(out / "by_region.csv")] == [str(len(mine))]
+    assert [_as_expected(r) for r in _csv(out / "worst_hubs.csv")] == [_expected_hub(alerts, HUB_LATE, 1)]
+    rows = {r["service_user_id"]: _as_expected(r) for r in _csv(out / "by_service_user.csv")}
+    assert rows == {su: _expected_service_user(mine, su) for su in (SU_A, SU_B, SU_SLOW)}
+    assert {r["region"] for r in _csv(out / "operational_metrics.csv")} == {"north", "all"}
+    assert f"Comms Hub {HUB_LATE}" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_service_user_narrows_every_output(drill: tuple[Path, list[_Alert]], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir, alerts = drill
+    mine = [a for a in alerts if a.su == SU_SLOW]
+    out = tmp_path / "su"
+    _drill_report(data_dir, out, "--service-user", SU_SLOW, "--min-alerts", "1")
+    assert [r["delivery_id"] for r in _csv(out / "alerts.csv")] == [a.did for a in mine]
+    assert [_as_expected(r) for r in _csv(out / "by_service_user.csv")] == [_expected_service_user(mine, SU_SLOW)]
+    hubs = [_as_expected(r) for r in _csv(out / "worst_hubs.csv")]
+    assert hubs[0]["comms_hub_id"] == HUB_FEW  # of SU_SLOW's alerts, HUB_FEW's are the latest
+    assert sum(int(h["alerts"]) for h in hubs) == len(mine)  # type: ignore[call-overload]
+    assert _csv(out / "summary.csv")[0]["alerts"] == str(len(mine))
+
+    # without narrowing there is no listing; nobody's alerts: said, exit 1; --sat cannot be narrowed
+    plain = tmp_path / "plain"
+    _drill_report(data_dir, plain)
+    assert not (plain / "alerts.csv").exists()
+    capsys.readouterr()
+    assert report.main(["--data-dir", str(data_dir), "--from", DRILL_FROM, "--to", DRILL_TO, "--out",
+                        str(tmp_path / "none"), "--hub", "7", "--quiet"]) == 1
+    assert "Comms Hub 7" in capsys.readouterr().err
+    sat = tmp_path / "sat.csv"
+    sat.write_text("response_id,time\n")
+    assert report.main(["--data-dir", str(data_dir), "--month", "2023-06", "--out", str(tmp_path / "s"),
+                        "--sat", str(sat), "--service-user", SU_A, "--quiet"]) == 2
+    assert "cannot be narrowed" in capsys.readouterr().err
