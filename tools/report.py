@@ -648,8 +648,12 @@ ORDER BY leg, ms_from""")
     targets_note = (f"Targets: {targets.source}" + (" — ILLUSTRATIVE: public sources give no alert targets; "
                                                      "set --targets or ALERT_TIMING_TARGETS to the operator's file."
                                                      if targets.illustrative else ""))
+    handshake = next((t for t in targets.legs if t.leg == SERVICE_USER_LEG), None)
     html = build_dashboard(data, out_dir / "index.html", title=f"Alert throughput timing, {period_text}{who}",
-                           sat=sat_result, targets_note=targets_note)
+                           sat=sat_result, targets_note=targets_note,
+                           handshake_target_ms=None if handshake is None else handshake.target_ms,
+                           handshake_target_varies=handshake is not None
+                           and bool(handshake.by_region or handshake.by_category))
     written.append(html)
     say("dashboard")
     con.close()

@@ -508,6 +508,10 @@ def test_by_service_user_puts_the_slow_acknowledger_first(drill: tuple[Path, lis
     p95 = [r["su_handshake_p95_ms"] for r in rows]
     assert p95 == sorted(p95, reverse=True)  # type: ignore[type-var]
     assert rows[1]["no_handshake"] or rows[2]["no_handshake"]  # A's unacknowledged alerts are in the share
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert f"Slowest Service User: {SU_SLOW}, handshake p95 40,600 ms over 32 alerts, 0.0 % within target" in page
+    assert f"Worst Comms Hub: {HUB_LATE} (north), Comms Hub → CSP p95 20,284 ms over 27 alerts" in page
+    assert "target 500 ms (default; varies by region or category)" in page
 
 
 def _expected_hub(alerts: list[_Alert], hub: int, rank: int) -> dict[str, object]:
