@@ -96,7 +96,8 @@ SELECT
     list_filter([CASE WHEN transit < 0 THEN 'clock_skew' END,
                  CASE WHEN region = 'north' THEN 'csp_received_mapped' END,
                  CASE WHEN no_hub THEN 'missing_hub_timestamp' END], lambda x: x IS NOT NULL) AS flags,
-    CASE WHEN no_ack THEN 0 ELSE 1 END::BIGINT AS delivery_attempts
+    CASE WHEN no_ack THEN 0 ELSE 1 END::BIGINT AS delivery_attempts,
+    NULL::BIGINT AS throttled_count
 FROM legs
 ORDER BY dsp
 """
@@ -121,7 +122,8 @@ def generate(data_dir: Path, records: int, month: str = MONTH, seed: int = 42, p
     schema = pa.schema([
         pa.field(name, pa.timestamp("ms", tz="UTC") if name in _TIMESTAMPS else
                  (pa.list_(pa.string()) if name == "flags" else
-                  (pa.int64() if name in {"v", "revision", "comms_hub_id", "delivery_attempts", *LEGS}
+                  (pa.int64() if name in {"v", "revision", "comms_hub_id", "delivery_attempts", "throttled_count",
+                                          *LEGS}
                    else pa.string())))
         for name in RECORD_FIELDS
     ])

@@ -5,7 +5,9 @@ Charts: end-to-end and per-leg latency distributions; p50/p95/p99 per 15-minute 
 volume per interval (outage storms stand out); breakdowns by region, category, alert code
 and DCC alert code; completeness per day (missing HubTimestamp, no handshake, clock skew,
 rejected); the operational metrics (share within target per leg, owner and region) and the
-worst 15-minute windows. Distributions are drawn as step outlines that drop to zero over
+worst 15-minute windows; who: the slowest Service Users (handshake p50 / p95 / p99 against the
+target) and the worst Comms Hubs (Comms Hub -> CSP leg, missing HubTimestamp, clock skew), each
+with a one-line reading. Distributions are drawn as step outlines that drop to zero over
 empty bins. Input: the report tables as ``{table: {column: [values]}}`` (see
 ``alert_timing.report``).
 """
@@ -23,7 +25,8 @@ from plotly.subplots import make_subplots
 
 from shared.events import LEGS
 
-__all__ = ["CHARTS", "build_dashboard", "step_outline"]
+__all__ = ["CHARTS", "SERVICE_USERS_SHOWN", "WORST_HUBS_SHOWN", "build_dashboard", "service_user_reading",
+           "step_outline", "worst_hubs_reading"]
 
 LEG_TITLES = {
     "hub_to_csp_ms": "Comms Hub → CSP out",
@@ -47,7 +50,12 @@ CHARTS = (
     "completeness",
     "operational-metrics",
     "worst-windows",
+    "slowest-service-users",
+    "worst-hubs",
 )
+#: How many rows of by_service_user.csv and worst_hubs.csv the page shows (the CSVs hold them all).
+SERVICE_USERS_SHOWN = 15
+WORST_HUBS_SHOWN = 25
 
 _LAYOUT = dict(
     template="plotly_white",
@@ -331,6 +339,92 @@ def _worst_windows_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
     return fig
 
 
+def _table_rows(data: dict[str, dict[str, list[Any]]], table: str, columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    held = data.get(table, {})
+    return list(zip(*(held.get(c, []) for c in columns), strict=True))
+
+
+_SU_COLUMNS = ("service_user_id", "alerts", "su_handshake_p50_ms", "su_handshake_p95_ms", "su_handshake_p99_ms",
+               "share_within_target")
+_HUB_COLUMNS = ("rank", "comms_hub_id", "region", "alerts", "hub_to_csp_p50_ms", "hub_to_csp_p95_ms",
+                "missing_hub_timestamp", "clock_skew")
+
+
+def service_user_reading(data: dict[str, dict[str, list[Any]]], target_ms: int | None) -> str:
+    """One line on ``by_service_user``: the slowest Service User and how many are over the target."""
+    rows = [r for r in _table_rows(data, "by_service_user", _SU_COLUMNS) if _num(r[3]) is not None]
+    if not rows:
+        return "No Service User acknowledged an alert in the period: no handshake to compare."
+    su, alerts, _, p95, _, share = rows[0]
+    text = f"Slowest Service User: {su}, handshake p95 {_num(p95):,.0f} ms over {int(alerts):,} alerts"
+    if target_ms is None:
+        return text + f"; {len(rows)} Service Users in all (no handshake target set)."
+    if _num(share) is not None:
+        text += f", {100.0 * float(share):.1f} % within target"
+    over = sum(1 for r in rows if (_num(r[3]) or 0.0) > target_ms)
+    return text + f"; {over} of {len(rows)} Service Users have a handshake p95 above the {target_ms:,} ms target."
+
+
+def worst_hubs_reading(data: dict[str, dict[str, list[Any]]]) -> str:
+    """One line on ``worst_hubs``: the worst hub and how many of those listed lack HubTimestamps or skew."""
+    rows = _table_rows(data, "worst_hubs", _HUB_COLUMNS)
+    if not rows:
+        return "No Comms Hub had enough alerts in the period to be ranked (--min-alerts)."
+    _, hub, region, alerts, _, p95, _, _ = rows[0]
+    leg = "no measured leg" if _num(p95) is None else f"Comms Hub → CSP p95 {_num(p95):,.0f} ms"
+    missing = sum(1 for r in rows if int(r[6] or 0))
+    skewed = sum(1 for r in rows if int(r[7] or 0))
+    return (f"Worst Comms Hub: {hub} ({region}), {leg} over {int(alerts):,} alerts; of the {len(rows)} hubs "
+            f"listed, {missing} sent alerts without HubTimestamp and {skewed} showed clock skew.")
+
+
+def _service_users_figure(data: dict[str, dict[str, list[Any]]], target_ms: int | None,
+                          target_varies: bool) -> go.Figure:
+    """Bars of handshake p50 / p95 / p99 of the slowest Service Users, the target as a line."""
+    rows = _table_rows(data, "by_service_user", _SU_COLUMNS)[:SERVICE_USERS_SHOWN]
+    labels = [f"{r[0] if r[0] is not None else 'unknown'}<br>{int(r[1]):,} alerts" for r in rows]
+    fig = go.Figure()
+    for i, name in enumerate(("p50", "p95", "p99"), start=2):
+        fig.add_trace(go.Bar(x=labels, y=[_num(r[i]) for r in rows], name=f"handshake {name}",
+                             marker_color=COLOURS[name],
+                             hovertemplate="%{x}: %{y:,.0f} ms (" + name + ")<extra></extra>"))
+    if target_ms is not None:
+        note = " (default; varies by region or category)" if target_varies else ""
+        fig.add_hline(y=target_ms, line=dict(color="#1d3557", dash="dash"),
+                      annotation_text=f"target {target_ms:,} ms{note}", annotation_position="top right")
+    layout = dict(_LAYOUT)
+    layout["margin"] = dict(l=60, r=30, t=60, b=110)
+    fig.update_layout(title=f"Slowest Service Users: handshake p50 / p95 / p99 (top {SERVICE_USERS_SHOWN} by p95)",
+                      barmode="group", **layout)
+    fig.update_yaxes(title="milliseconds", rangemode="tozero")
+    return fig
+
+
+def _worst_hubs_figure(data: dict[str, dict[str, list[Any]]]) -> go.Figure:
+    """The Comms Hubs with the slowest Comms Hub -> CSP leg, with their completeness counts."""
+    rows = _table_rows(data, "worst_hubs", _HUB_COLUMNS)[:WORST_HUBS_SHOWN]
+
+    def ms(v: Any) -> str:
+        n = _num(v)
+        return "–" if n is None else f"{n:,.0f}"
+
+    cells = [[str(r[0]) for r in rows], [str(r[1]) for r in rows], [str(r[2]) for r in rows],
+             [f"{int(r[3]):,}" for r in rows], [ms(r[4]) for r in rows], [ms(r[5]) for r in rows],
+             [f"{int(r[6] or 0):,}" for r in rows], [f"{int(r[7] or 0):,}" for r in rows]]
+    fig = go.Figure(go.Table(
+        header=dict(values=["rank", "Comms Hub", "region", "alerts", "hub → CSP p50 (ms)", "hub → CSP p95 (ms)",
+                            "missing HubTimestamp", "clock skew"],
+                    fill_color="#1d3557", font=dict(color="white"), align="left"),
+        cells=dict(values=cells, align="left", fill_color="#f3f6f8"),
+        columnwidth=[0.6, 1.4, 0.9, 0.8, 1.2, 1.2, 1.3, 0.9],
+    ))
+    layout = dict(_LAYOUT)
+    layout["height"] = 120 + 28 * max(len(rows), 1)
+    layout["margin"] = dict(l=20, r=20, t=60, b=20)
+    fig.update_layout(title=f"Worst Comms Hubs: slowest Comms Hub → CSP leg (top {WORST_HUBS_SHOWN})", **layout)
+    return fig
+
+
 def _summary_html(data: dict[str, dict[str, list[Any]]], sat: dict[str, int] | None) -> str:
     s = {k: (v[0] if v else None) for k, v in data.get("summary", {}).items()}
 
@@ -390,7 +484,8 @@ th:first-child, td:first-child { text-align: left; } thead th { border-bottom: 1
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
 .grid .chart { margin-bottom: 0; }
 footer { font-size: 12px; color: #55606e; margin-top: 18px; }
-.operational h2 { font-size: 18px; font-weight: 600; margin: 8px 0; }
+.operational h2, .drilldown h2 { font-size: 18px; font-weight: 600; margin: 8px 0; }
+.reading { font-size: 14px; margin: 6px 0 10px; }
 .note { font-size: 13px; color: #8a4b08; background: #fff4e0; padding: 6px 10px; border-radius: 4px; }
 @media (max-width: 1100px) { .grid { grid-template-columns: 1fr; } }
 @page { size: A4; margin: 12mm; }
@@ -398,6 +493,7 @@ footer { font-size: 12px; color: #55606e; margin-top: 18px; }
   body { background: #fff; } main { padding: 0 8px; max-width: none; }
   .grid { grid-template-columns: 1fr; }
   .chart, .summary { box-shadow: none; break-inside: avoid; page-break-inside: avoid; }
+  .drilldown { break-before: page; } .reading { break-after: avoid; }
   header { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
 """
@@ -423,8 +519,12 @@ _CHECK = """
 
 
 def build_dashboard(data: dict[str, dict[str, list[Any]]], path: Path, title: str = "Alert throughput timing",
-                    sat: dict[str, int] | None = None, targets_note: str = "") -> Path:
-    """Write the dashboard to ``path`` (one HTML file, nothing fetched at view time)."""
+                    sat: dict[str, int] | None = None, targets_note: str = "", handshake_target_ms: int | None = None,
+                    handshake_target_varies: bool = False) -> Path:
+    """Write the dashboard to ``path`` (one HTML file, nothing fetched at view time).
+    ``handshake_target_ms``: the Service User handshake leg's target (the line over the Service
+    Users' bars; ``handshake_target_varies``: it is the default of targets set per region or
+    category)."""
     figures = {
         "e2e-distribution": _distribution_figure(data),
         "leg-distributions": _legs_figure(data),
@@ -437,6 +537,8 @@ def build_dashboard(data: dict[str, dict[str, list[Any]]], path: Path, title: st
         "completeness": _completeness_figure(data),
         "operational-metrics": _operational_figure(data),
         "worst-windows": _worst_windows_figure(data),
+        "slowest-service-users": _service_users_figure(data, handshake_target_ms, handshake_target_varies),
+        "worst-hubs": _worst_hubs_figure(data),
     }
     config = {"displaylogo": False, "responsive": True}
     parts = []
@@ -449,8 +551,13 @@ def build_dashboard(data: dict[str, dict[str, list[Any]]], path: Path, title: st
     note = f'<p class="note">{html.escape(targets_note)}</p>' if targets_note else ""
     operational = ('<section class="operational"><h2>Operational metrics: share within target</h2>'
                    f"{note}{parts[8]}{parts[9]}</section>")
+    su_reading = html.escape(service_user_reading(data, handshake_target_ms))
+    hub_reading = html.escape(worst_hubs_reading(data))
+    drilldown = ('<section class="drilldown"><h2>Where the time goes: Service Users and Comms Hubs</h2>'
+                 f'<p class="reading" id="reading-service-users">{su_reading}</p>{parts[10]}'
+                 f'<p class="reading" id="reading-worst-hubs">{hub_reading}</p>{parts[11]}</section>')
     pairs = [parts[0], parts[1], '<div class="grid">' + parts[4] + parts[6] + "</div>", parts[2], parts[3],
-             parts[5], parts[7], operational]
+             parts[5], parts[7], operational, drilldown]
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>

@@ -17,9 +17,12 @@ Writes to OUTDIR: ``summary.csv``, ``by_region.csv``, ``by_category.csv``,
 ``by_alert_code.csv``, ``by_dcc_alert_code.csv``, ``by_day.csv``, ``by_interval.csv``
 (15 minutes), ``completeness.csv`` (per day), ``latency_histogram.csv``,
 ``operational_metrics.csv`` and ``operational_worst_windows.csv`` (share within target, see
-below) and the Q&A dashboard ``index.html``; with ``--sat FILE`` (CSV with columns
-response_id,time) also ``sat_missing_in_ast.csv`` and ``ast_missing_in_sat.csv``; with
-``--pdf`` also ``report.pdf``, the dashboard printed by headless Chromium.
+below), ``by_service_user.csv`` and ``worst_hubs.csv`` (who: Service Users by handshake p95,
+the Comms Hubs with the slowest Comms Hub -> CSP leg) and the Q&A dashboard ``index.html``;
+with ``--sat FILE`` (CSV with columns response_id,time) also ``sat_missing_in_ast.csv`` and
+``ast_missing_in_sat.csv``; with ``--pdf`` also ``report.pdf``, the dashboard printed by headless
+Chromium. ``--hub ID`` / ``--service-user ID`` narrow every file to that Comms Hub's / Service
+User's records and add ``alerts.csv``, its alerts with their legs (response ids for ``trace``).
 
 Operational metrics, in the style of the DCC's performance measures: per leg, the share of
 alerts within the leg's target (``--targets FILE``, else ``ALERT_TIMING_TARGETS``, else the
@@ -51,8 +54,10 @@ from shared.events import LEGS
 from shared.targets import Targets, TargetsError, load_targets
 from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
 
-__all__ = ["HANDSHAKE_LEGS", "LATENCY_ROWS", "TARGETS_ENV", "ReportError", "add_parser", "main", "measured",
-           "month_bounds", "operational_sql", "period_label", "run", "select_files", "window_partitions"]
+__all__ = ["ALERTS_SQL", "HANDSHAKE_LEGS", "LATENCY_ROWS", "MIN_ALERTS", "SERVICE_USER_COLUMNS", "TARGETS_ENV",
+           "TOP_HUBS", "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "main", "measured",
+           "month_bounds", "narrowing", "operational_sql", "percentiles", "period_label", "run", "select_files",
+           "service_user_sql", "window_partitions", "worst_hubs_sql"]
 
 #: ``ast_<window>[_p<partition>]_r<revision>.<kind>``; no partition: the single-partition default
 #: (read as partition 0).
@@ -69,6 +74,17 @@ LATENCY_ROWS = "status <> 'throttled'"
 HANDSHAKE_LEGS = ("su_handshake_ms", "end_to_end_ms")
 TARGETS_ENV = "ALERT_TIMING_TARGETS"
 WORST_WINDOWS = 20
+#: ``worst_hubs.csv``: a hub is ranked when it has at least this many alerts (``--min-alerts``) ...
+MIN_ALERTS = 20
+#: ... and at most this many hubs are listed (``--top``).
+TOP_HUBS = 100
+#: The leg ``by_service_user.csv`` measures against its target: the Service User's acknowledgement.
+SERVICE_USER_LEG = "su_handshake_ms"
+SERVICE_USER_COLUMNS = ("period", "service_user_id", "alerts", "complete", "no_handshake", "throttled",
+                        "dsp_to_su_p50_ms", "dsp_to_su_p95_ms", "su_handshake_p50_ms", "su_handshake_p95_ms",
+                        "su_handshake_p99_ms", "share_within_target")
+WORST_HUB_COLUMNS = ("period", "rank", "comms_hub_id", "region", "alerts", "hub_to_csp_p50_ms", "hub_to_csp_p95_ms",
+                     "missing_hub_timestamp", "clock_skew")
 
 
 class ReportError(Exception):
@@ -218,11 +234,27 @@ def measured(leg: str) -> str:
     return f"({leg} >= 0 AND {LATENCY_ROWS})"
 
 
+def percentiles(leg: str, quantiles: Sequence[float] = QUANTILES) -> str:
+    """SQL aggregate: the exact ``quantiles`` of ``leg`` over its usable latencies, as a list
+    (``quantile_cont``: linear interpolation at rank q * (n - 1) of the sorted values; every
+    percentile of the report comes from here)."""
+    return f"quantile_cont({leg}, {list(quantiles)}) FILTER (WHERE {measured(leg)})"
+
+
+def counted_for_target(leg: str) -> str:
+    """SQL: the record counts for ``leg``'s share within target: measured, or, for the legs that
+    end at the handshake, a ``no_handshake`` record (never within target)."""
+    counts = measured(leg)
+    if leg in HANDSHAKE_LEGS:
+        counts = f"({counts} OR status = 'no_handshake')"
+    return counts
+
+
 def _leg_columns() -> str:
     parts = []
     for leg in LEGS:
         parts.append(f"count({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_count")
-        parts.append(f"quantile_cont({leg}, {list(QUANTILES)}) FILTER (WHERE {measured(leg)}) AS {leg}_q")
+        parts.append(f"{percentiles(leg)} AS {leg}_q")
         parts.append(f"max({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_max")
     return ",\n       ".join(parts)
 
@@ -280,9 +312,7 @@ def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
         raise ValueError("operational metrics need at least one leg with a target")
     values = []
     for leg in legs:
-        counts = measured(leg)
-        if leg in HANDSHAKE_LEGS:
-            counts = f"({counts} OR status = 'no_handshake')"
+        counts = counted_for_target(leg)
         values.append(f"SELECT '{leg}' AS leg, region, category, {INTERVAL} AS interval_ts,\n"
                       f"       CASE WHEN {measured(leg)} THEN {leg} END AS ms\nFROM ast WHERE {counts}")
     order = "list_position([" + ", ".join(f"'{leg}'" for leg in LEGS) + "], leg)"
@@ -315,6 +345,82 @@ LIMIT {WORST_WINDOWS}""",
     }
 
 
+def service_user_sql(period: str) -> str:
+    """SQL of ``by_service_user.csv`` over table ``ast`` (with ``service_user_id``) and table
+    ``targets``: one row per Service User, the DSP and handshake legs' exact percentiles and the
+    share of its alerts within the handshake leg's target (counted as in the operational
+    metrics; empty when the targets give the leg none), slowest handshake p95 first."""
+    leg = SERVICE_USER_LEG
+    quoted = period.replace("'", "''")
+    return f"""
+SELECT '{quoted}' AS period, service_user_id, alerts, complete, no_handshake, throttled,
+       round(dsp_q[1], 3) AS dsp_to_su_p50_ms, round(dsp_q[2], 3) AS dsp_to_su_p95_ms,
+       round(hs_q[1], 3) AS su_handshake_p50_ms, round(hs_q[2], 3) AS su_handshake_p95_ms,
+       round(hs_q[3], 3) AS su_handshake_p99_ms,
+       round(within_target / nullif(counted, 0), 6) AS share_within_target
+FROM (
+    SELECT a.service_user_id, count(*) AS alerts,
+           count(*) FILTER (WHERE status = 'complete') AS complete,
+           count(*) FILTER (WHERE status = 'no_handshake') AS no_handshake,
+           count(*) FILTER (WHERE status = 'throttled') AS throttled,
+           {percentiles('dsp_to_su_ms', (0.5, 0.95))} AS dsp_q,
+           {percentiles(leg, (0.5, 0.95, 0.99))} AS hs_q,
+           count(*) FILTER (WHERE t.target_ms IS NOT NULL AND {counted_for_target(leg)}) AS counted,
+           count(*) FILTER (WHERE {measured(leg)} AND {leg} <= t.target_ms) AS within_target
+    FROM ast a LEFT JOIN targets t ON t.leg = '{leg}' AND t.region = a.region AND t.category = a.category
+    GROUP BY a.service_user_id
+)
+ORDER BY su_handshake_p95_ms DESC NULLS LAST, alerts DESC, service_user_id NULLS LAST"""
+
+
+def worst_hubs_sql(period: str, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS) -> str:
+    """SQL of ``worst_hubs.csv`` over table ``ast`` (with ``comms_hub_id``): of the hubs with at
+    least ``min_alerts`` alerts, the ``top`` with the slowest Comms Hub -> CSP leg (exact p95;
+    ties: more alerts first, then hub id; hubs without a measured leg last), ranked from 1."""
+    if min_alerts < 1 or top < 1:
+        raise ValueError("min_alerts and top must be at least 1")
+    leg = "hub_to_csp_ms"
+    quoted = period.replace("'", "''")
+    order = "hub_to_csp_p95_ms DESC NULLS LAST, alerts DESC, comms_hub_id"
+    return f"""
+SELECT '{quoted}' AS period, row_number() OVER (ORDER BY {order}) AS rank, comms_hub_id, region, alerts,
+       hub_to_csp_p50_ms, hub_to_csp_p95_ms, missing_hub_timestamp, clock_skew
+FROM (
+    SELECT comms_hub_id, region, alerts, round(q[1], 3) AS hub_to_csp_p50_ms, round(q[2], 3) AS hub_to_csp_p95_ms,
+           missing_hub_timestamp, clock_skew
+    FROM (
+        SELECT comms_hub_id, min(region) AS region, count(*) AS alerts, {percentiles(leg, (0.5, 0.95))} AS q,
+               count(*) FILTER (WHERE missing_hub) AS missing_hub_timestamp,
+               count(*) FILTER (WHERE clock_skew) AS clock_skew
+        FROM ast GROUP BY comms_hub_id HAVING count(*) >= {int(min_alerts)}
+    )
+    ORDER BY {order}
+    LIMIT {int(top)}
+)
+ORDER BY rank"""
+
+
+#: ``alerts.csv`` of a narrowed report: each alert's delivery with its status and legs as recorded
+#: (raw: a throttled delivery's or a skewed leg's value is shown, though no percentile uses it).
+ALERTS_SQL = f"""
+SELECT response_id, delivery_id, strftime(dsp_received, '%Y-%m-%dT%H:%M:%S.%gZ') AS dsp_received, service_user_id,
+       comms_hub_id, region, category, alert_code, dcc_alert_code, status, missing_hub AS missing_hub_timestamp,
+       clock_skew, {', '.join(LEGS)}
+FROM ast ORDER BY ast.dsp_received, delivery_id"""
+
+
+def narrowing(hub: int | None, service_user: str | None) -> list[tuple[str, str]]:
+    """The SQL conditions [(condition, label)] that narrow the records to ``hub`` and/or
+    ``service_user`` (none: the whole period)."""
+    out = []
+    if hub is not None:
+        out.append((f"comms_hub_id = {int(hub)}", f"Comms Hub {int(hub)}"))
+    if service_user is not None:
+        quoted = service_user.replace("'", "''")
+        out.append((f"service_user_id = '{quoted}'", f"Service User {service_user}"))
+    return out
+
+
 def _iso_col(expr: str) -> str:
     return f"strftime({expr}, '%Y-%m-%dT%H:%M:%SZ')"
 
@@ -344,10 +450,15 @@ def _table_data(con: Any, table: str) -> dict[str, list[Any]]:
 
 def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None = None,
                  progress: bool = True, *, targets: Targets | None = None, period: str | None = None,
-                 pdf: bool = False) -> dict[str, Any]:
+                 pdf: bool = False, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS, hub: int | None = None,
+                 service_user: str | None = None) -> dict[str, Any]:
     """Compute everything, write the CSVs and the dashboard (and ``report.pdf`` when ``pdf``);
     return paths and headline counts. ``targets``: the packaged defaults when None; ``period``:
-    the ``period`` column of the operational metrics (default: the ISO 8601 interval)."""
+    the ``period`` column of the operational metrics (default: the ISO 8601 interval);
+    ``min_alerts`` and ``top``: which hubs ``worst_hubs.csv`` ranks and how many it lists;
+    ``hub`` / ``service_user``: narrow every output to that Comms Hub / Service User's records
+    and list them in ``alerts.csv`` (the window reports' counts of rejected inputs, service
+    responses and deliveries without alert name no hub or Service User: left empty)."""
     import duckdb
 
     if targets is None:
@@ -359,9 +470,13 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ReportError(f"no such data directory: {data_dir}", 2)
+    narrowed = narrowing(hub, service_user)
+    if sat is not None and narrowed:
+        raise ReportError("--sat cross-checks the whole period: it cannot be narrowed to a hub or Service User", 2)
     if sat is not None and not Path(sat).is_file():
         raise ReportError(f"no such SAT file: {sat}", 2)
     period_text = f"{format_iso(start_ms)} to {format_iso(end_ms)}"
+    who = "".join(f", {label}" for _, label in narrowed)
     parquet, reports = select_files(data_dir, start_ms, end_ms)
     if not parquet:
         raise ReportError(f"no AST data in {data_dir / 'ast'} for {period_text}")
@@ -381,9 +496,11 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     files_sql = "[" + ", ".join(f"'{_sql_path(p)}'" for p in parquet) + "]"
     t_from = f"make_timestamptz({start_ms * 1000})"
     t_to = f"make_timestamptz({end_ms * 1000})"
-    columns = f"""revision, region, category, alert_code, alert_name, dcc_alert_code, status, dsp_received,
+    ids = "delivery_id, response_id, " if narrowed else ""  # the alerts.csv listing: a few rows only
+    columns = f"""{ids}revision, region, category, alert_code, alert_name, dcc_alert_code, status, dsp_received,
+       service_user_id, comms_hub_id,
        chf_received IS NULL AS missing_hub, list_contains(flags, 'clock_skew') AS clock_skew, {', '.join(LEGS)}"""
-    where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}"
+    where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}" + "".join(f" AND {c}" for c, _ in narrowed)
     try:
         con.execute(f"""CREATE TEMP TABLE ast AS
                         SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}""")
@@ -397,8 +514,8 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     except duckdb.Error as exc:
         raise ReportError(f"cannot read the AST Parquet files: {exc}") from None
     if not records:
-        raise ReportError(f"no AST records in {data_dir / 'ast'} for {period_text}")
-    say(f"{records:,} records loaded")
+        raise ReportError(f"no AST records in {data_dir / 'ast'} for {period_text}{who}")
+    say(f"{records:,} records loaded{who}")
 
     import pyarrow as pa
 
@@ -408,9 +525,10 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     counts = _window_counts(reports, start_ms, end_ms)
     windows_src = pa.table({
         "start_ms": pa.array([c[0] for c in counts], pa.int64()),
-        "rejected": pa.array([c[1] for c in counts], pa.int64()),
-        "service_responses_seen": pa.array([c[2] for c in counts], pa.int64()),
-        "delivery_without_alert": pa.array([c[3] for c in counts], pa.int64()),
+        # not of any one hub or Service User: left empty when narrowed
+        "rejected": pa.array([None if narrowed else c[1] for c in counts], pa.int64()),
+        "service_responses_seen": pa.array([None if narrowed else c[2] for c in counts], pa.int64()),
+        "delivery_without_alert": pa.array([None if narrowed else c[3] for c in counts], pa.int64()),
     })
     con.register("windows_src", windows_src)
     con.execute("""CREATE TEMP TABLE windows AS
@@ -418,6 +536,7 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
                           delivery_without_alert FROM windows_src""")
 
     written: list[Path] = []
+    unnarrowed = "NULL" if narrowed else "0"
 
     def make(name: str, sql: str) -> None:
         con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
@@ -428,9 +547,9 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
     make("summary", f"""
 SELECT '{format_iso(start_ms)}' AS period_start, '{format_iso(end_ms)}' AS period_end,
        (SELECT count(*) FROM windows) AS windows_reported, *,
-       (SELECT coalesce(sum(rejected), 0) FROM windows) AS rejected,
-       (SELECT coalesce(sum(service_responses_seen), 0) FROM windows) AS service_responses_seen,
-       (SELECT coalesce(sum(delivery_without_alert), 0) FROM windows) AS delivery_without_alert
+       (SELECT coalesce(sum(rejected), {unnarrowed}) FROM windows) AS rejected,
+       (SELECT coalesce(sum(service_responses_seen), {unnarrowed}) FROM windows) AS service_responses_seen,
+       (SELECT coalesce(sum(delivery_without_alert), {unnarrowed}) FROM windows) AS delivery_without_alert
 FROM ({_grouped([])})""")
     say("overall")
     make("by_region", _grouped([("region", "region")]))
@@ -448,8 +567,9 @@ ORDER BY s.alerts DESC, s.alert_code""")
     say("by DCC alert code")
     make("by_day", f"""
 SELECT coalesce(d.day, w.day) AS day, d.* EXCLUDE (day),
-       coalesce(w.rejected, 0) AS rejected, coalesce(w.service_responses_seen, 0) AS service_responses_seen,
-       coalesce(w.delivery_without_alert, 0) AS delivery_without_alert
+       coalesce(w.rejected, {unnarrowed}) AS rejected,
+       coalesce(w.service_responses_seen, {unnarrowed}) AS service_responses_seen,
+       coalesce(w.delivery_without_alert, {unnarrowed}) AS delivery_without_alert
 FROM ({_grouped([(DAY, "day")])}) d
 FULL JOIN (SELECT strftime(start, '%Y-%m-%d') AS day, sum(rejected) AS rejected,
                   sum(service_responses_seen) AS service_responses_seen,
@@ -461,8 +581,9 @@ ORDER BY 1""")
 WITH stats AS ({_grouped([(INTERVAL, "interval_ts")])})
 SELECT {_iso_col('coalesce(s.interval_ts, w.start)')} AS interval_start,
        s.* EXCLUDE (interval_ts),
-       coalesce(w.rejected, 0) AS rejected, coalesce(w.service_responses_seen, 0) AS service_responses_seen,
-       coalesce(w.delivery_without_alert, 0) AS delivery_without_alert
+       coalesce(w.rejected, {unnarrowed}) AS rejected,
+       coalesce(w.service_responses_seen, {unnarrowed}) AS service_responses_seen,
+       coalesce(w.delivery_without_alert, {unnarrowed}) AS delivery_without_alert
 FROM stats s FULL JOIN (SELECT * FROM windows WHERE start >= {t_from} AND start < {t_to}) w
      ON w.start = s.interval_ts
 ORDER BY interval_start""")
@@ -504,6 +625,12 @@ ORDER BY leg, ms_from""")
     make("operational_metrics", op["operational_metrics"])
     make("operational_worst_windows", op["operational_worst_windows"])
     say("operational metrics" + (" (illustrative targets)" if targets.illustrative else f" ({targets.source})"))
+    make("by_service_user", service_user_sql(period))
+    make("worst_hubs", worst_hubs_sql(period, min_alerts, top))
+    say("by Service User and worst Comms Hubs")
+    if narrowed:
+        make("alerts", ALERTS_SQL)
+        say(f"the alerts{who}")
 
     sat_result: dict[str, int] = {}
     if sat is not None:
@@ -517,12 +644,16 @@ ORDER BY leg, ms_from""")
     data = {name: _table_data(con, name) for name in ("summary", "by_region", "by_category", "by_alert_code",
                                                       "by_dcc_alert_code", "by_day", "by_interval",
                                                       "completeness", "latency_histogram", "operational_metrics",
-                                                      "operational_worst_windows")}
+                                                      "operational_worst_windows", "by_service_user", "worst_hubs")}
     targets_note = (f"Targets: {targets.source}" + (" — ILLUSTRATIVE: public sources give no alert targets; "
                                                      "set --targets or ALERT_TIMING_TARGETS to the operator's file."
                                                      if targets.illustrative else ""))
-    html = build_dashboard(data, out_dir / "index.html", title=f"Alert throughput timing, {period_text}",
-                           sat=sat_result, targets_note=targets_note)
+    handshake = next((t for t in targets.legs if t.leg == SERVICE_USER_LEG), None)
+    html = build_dashboard(data, out_dir / "index.html", title=f"Alert throughput timing, {period_text}{who}",
+                           sat=sat_result, targets_note=targets_note,
+                           handshake_target_ms=None if handshake is None else handshake.target_ms,
+                           handshake_target_varies=handshake is not None
+                           and bool(handshake.by_region or handshake.by_category))
     written.append(html)
     say("dashboard")
     con.close()
@@ -617,7 +748,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Read the AST files (latest revisions) with DuckDB and write exact statistics by region, "
                     "category, alert code, DCC alert code, day and 15-minute interval, completeness, the "
                     "operational metrics (operational_metrics.csv: share of alerts within target per leg, "
-                    "owner, region and category) and the self-contained Q&A dashboard (index.html). "
+                    "owner, region and category), Service Users by handshake (by_service_user.csv), the Comms "
+                    "Hubs with the slowest Comms Hub -> CSP leg (worst_hubs.csv) and the self-contained Q&A dashboard "
+                    "(index.html); --hub or --service-user narrow it all to one and list its alerts (alerts.csv). "
                     "--sat cross-checks against SAT entries; --pdf also prints the dashboard to report.pdf.",
     )
     p.add_argument("--data-dir", required=True, help="the metrics data directory (holding ast/date=YYYY-MM-DD/)")
@@ -632,9 +765,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--pdf", action="store_true",
                    help="also write report.pdf, the dashboard printed by headless Chromium "
                         "(/usr/bin/chromium; `make chromium` installs it)")
+    p.add_argument("--min-alerts", type=_at_least_one, default=MIN_ALERTS, metavar="N",
+                   help=f"worst_hubs.csv ranks only hubs with at least N alerts in the period (default {MIN_ALERTS})")
+    p.add_argument("--top", type=_at_least_one, default=TOP_HUBS, metavar="N",
+                   help=f"worst_hubs.csv lists at most N hubs (default {TOP_HUBS})")
+    p.add_argument("--hub", type=int, metavar="ID",
+                   help="narrow every output to this Comms Hub's alerts (comms_hub_id) and list them in alerts.csv")
+    p.add_argument("--service-user", metavar="ID",
+                   help="narrow every output to this Service User's alerts (service_user_id) and list them in "
+                        "alerts.csv")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -647,7 +799,9 @@ def run(args: argparse.Namespace) -> int:
             raise ReportError(str(exc), 2) from None
         result = build_report(Path(args.data_dir), start, end, Path(args.out),
                               Path(args.sat) if args.sat else None, progress=not args.quiet,
-                              targets=targets, period=period_label(args.month, start, end), pdf=args.pdf)
+                              targets=targets, period=period_label(args.month, start, end), pdf=args.pdf,
+                              min_alerts=args.min_alerts, top=args.top, hub=args.hub,
+                              service_user=args.service_user)
     except ReportError as exc:
         print(f"alert-timing report: {exc}", file=sys.stderr)
         return exc.code

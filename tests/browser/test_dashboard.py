@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 from pypdf import PdfReader
 
@@ -41,13 +42,16 @@ def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.Complete
     )
 
 
+SERVICE_USERS = ("90-B3-D5-1F-30-01-00-00", "90-B3-D5-1F-30-02-00-00", "90-B3-D5-1F-30-03-00-00",
+                 "90-B3-D5-1F-30-0A-00-00")
 PERIOD = ["--from", "2023-06-01T10:00:00Z", "--to", "2023-06-01T12:00:00Z"]
 TITLE = "Alert throughput timing, 2023-06-01T10:00:00.000Z to 2023-06-01T12:00:00.000Z"
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two hours of alerts over three regions, with a storm, timeouts and a missing hub timestamp."""
+    """Two hours of alerts over three regions, with a storm, timeouts and a missing hub timestamp,
+    from four Service Users (the last one slow to acknowledge) and twelve Comms Hubs."""
     rng = random.Random(9)
     data_dir = tmp_path_factory.mktemp("data")
     core = MetricsCore()
@@ -61,12 +65,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         e = exp(f"a{i:04d}", f"{10 + hh:02d}:{mm:02d}:{ss:02d}.{rng.randint(0, 999):03d}",
                 region=("north", "central", "south")[i % 3], category="dcc_alert" if dcc else "device_alert",
                 dcc="N53" if dcc else None, code=codes[i % len(codes)], chf=None if i % 17 == 0 else "-500")
-        events.append(e)
+        su = SERVICE_USERS[i % len(SERVICE_USERS)]
+        events.append(msgspec.structs.replace(e, service_user_id=su, comms_hub_id=1_000_000_000 + i % 12))
         if i % 23:  # every 23rd never acknowledged
-            handshake = rng.randint(50, 900)
+            handshake = rng.randint(50, 900) + (40_000 if su == SERVICE_USERS[-1] else 0)
             slow = 4_000 if 200 <= i < 320 else 0  # the storm is slow too
-            events.append(ack(e, 500 + rng.randint(20, 400) + handshake + rng.randint(0, 2_000) + slow,
-                              handshake=handshake))
+            attempt = ack(e, 500 + rng.randint(20, 400) + handshake + rng.randint(0, 2_000) + slow,
+                          handshake=handshake)
+            events.append(msgspec.structs.replace(attempt, service_user_id=su))
     events.append(tick("12:30:00.000"))
     for closed in core.apply(events).closed:
         write_window(data_dir, closed)
@@ -105,6 +111,12 @@ def test_charts_draw_in_headless_chromium(dashboard: Path, tmp_path: Path) -> No
     ends = [start for start, _ in placed[1:]] + [len(html)]
     for (start, name), end in zip(placed, ends, strict=True):
         assert 'class="main-svg"' in html[start:end], f"chart {name} did not draw"
+    # the two sections on who: headed, read in one line each, drawn
+    section = html[html.index('class="drilldown"'):]
+    assert "Where the time goes: Service Users and Comms Hubs" in section
+    assert f"Slowest Service User: {SERVICE_USERS[-1]}" in section and "Worst Comms Hub: 10000000" in section
+    assert 'id="chart-slowest-service-users"' in section and 'id="chart-worst-hubs"' in section
+    assert "Slowest Service Users: handshake" in section and "missing HubTimestamp" in section  # drawn SVG text
 
     shot = tmp_path / "dashboard.png"
     result = _run_chromium(binary, tmp_path / "profile-shot", "--window-size=1400,3700", f"--screenshot={shot}", url)
@@ -128,7 +140,10 @@ def test_report_pdf_printed_by_headless_chromium(data_dir: Path, tmp_path: Path,
     assert len(pdf.pages) >= 4  # summary, ten charts and the operational section do not fit on fewer
     text = " ".join(page.extract_text() for page in pdf.pages)
     for expected in ("Q&A dashboard", "Operational metrics: share within target", "ILLUSTRATIVE",
-                     "Worst 15-minute windows", "Share of alerts within target"):
+                     "Worst 15-minute windows", "Share of alerts within target",
+                     "Where the time goes: Service Users and Comms Hubs", f"Slowest Service User: {SERVICE_USERS[-1]}",
+                     "Slowest Service Users: handshake", "Worst Comms Hub: 10000000", "Worst Comms Hubs",
+                     "missing HubTimestamp"):
         assert expected in text, expected
     keep = REPO / "var" / "screenshots" / "report.pdf"
     keep.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,8 +21,9 @@ from alert_timing import report
 from services.metrics.core import ClosedWindow, MetricsCore
 from services.metrics.files import write_window
 from shared import subjects as s
-from shared.events import RejectedInput
+from shared.events import DeliveryAttempted, RejectedInput
 from shared.targets import parse_targets
+from shared.timefmt import format_iso
 from tests.harness.metrics_events import ack, at, exp, tick
 
 
@@ -356,3 +358,256 @@ def test_throttled_records_are_not_latencies(dataset: Path, tmp_path: Path) -> N
     metrics = {(r["leg"], r["region"], r["category"]): r for r in _csv(out / "operational_metrics.csv")}
     assert metrics[("end_to_end_ms", "north", "all")]["alerts"] == "10"
     assert metrics[("su_handshake_ms", "north", "all")]["alerts"] == "10"
+
+
+# ----------------------------------------------------------------------------- who: Service Users and Comms Hubs
+
+SU_SLOW = "90-B3-D5-1F-30-0A-00-00"  # acknowledges 40 s late
+SU_A = "90-B3-D5-1F-30-01-00-00"
+SU_B = "90-B3-D5-1F-30-02-00-00"
+HUB_LATE = 2_000_000_001  # its alerts reach the CSP 20 s late
+HUB_FEW = 2_000_000_099  # even later, but too few alerts to be ranked by default
+HUB_REGION = {HUB_LATE: "north", 2_000_000_010: "central", 2_000_000_011: "south", 2_000_000_012: "north",
+              HUB_FEW: "south"}
+#: The handshake target is 500 ms, 800 ms for CSP South: the share follows the region.
+DRILL_TARGETS = """
+[legs.su_handshake_ms]
+owner = "Service User"
+target_ms = 500
+by_region = { south = 800 }
+"""
+DRILL_FROM = "2023-06-01T10:00:00Z"
+DRILL_TO = "2023-06-01T11:00:00Z"
+
+
+class _Alert(msgspec.Struct, frozen=True):
+    did: str
+    hub: int
+    su: str
+    dsp: int
+    chf: int | None  # ms before csp_received (csp_received is dsp - 150): the Comms Hub -> CSP leg
+    dsp_leg: int
+    handshake: int | None  # None: never acknowledged
+    throttled: bool = False
+
+
+def _drill_alerts() -> list[_Alert]:
+    """98 alerts, one every 20 s from 10:00: HUB_LATE 27 (24 about 20 s late, 2 without HubTimestamp,
+    1 throttled 80 s late), three ordinary hubs of 22 (two alerts of the last with the hub's
+    clock ahead: clock skew), HUB_FEW 5 (30 s late). Service Users in turn A, B, SLOW; SLOW's
+    handshakes 40 s and more, A's every tenth alert never acknowledged."""
+    plan: list[tuple[int, int | None, bool]] = []  # (hub, chf lead, throttled)
+    plan += [(HUB_LATE, 20_000 + 13 * k, False) for k in range(24)]
+    plan += [(HUB_LATE, None, False)] * 2 + [(HUB_LATE, 80_000, True)]
+    for n, hub in enumerate((2_000_000_010, 2_000_000_011, 2_000_000_012)):
+        plan += [(hub, 300 + 17 * k + 100 * n, False) for k in range(22)]
+    plan[-1] = plan[-2] = (2_000_000_012, -250, False)  # the hub's clock ahead: negative leg
+    plan += [(HUB_FEW, 30_000 + k, False) for k in range(5)]
+    alerts = []
+    for i, (hub, lead, throttled) in enumerate(plan):
+        su = (SU_A, SU_B, SU_SLOW)[i % 3]
+        if su == SU_SLOW:
+            handshake: int | None = 40_000 + (i % 7) * 100
+        elif su == SU_A and i % 10 == 0:
+            handshake = None
+        else:
+            handshake = 100 + (i * 37) % 900
+        alerts.append(_Alert(did=f"d{i:03d}", hub=hub, su=su, dsp=at("10:00:00.000") + 20_000 * i,
+                             chf=lead, dsp_leg=50 + i % 30, handshake=handshake, throttled=throttled))
+    return alerts
+
+
+@pytest.fixture(scope="module")
+def drill(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[_Alert]]:
+    data_dir = tmp_path_factory.mktemp("drill")
+    alerts = _drill_alerts()
+    events: list[object] = []
+    for a in alerts:
+        hms = format_iso(a.dsp)[11:23]
+        e = exp(a.did, hms, region=HUB_REGION[a.hub],  # type: ignore[arg-type]
+                chf=None if a.chf is None else str(-150 - a.chf))
+        events.append(msgspec.structs.replace(e, comms_hub_id=a.hub, service_user_id=a.su))
+        if a.throttled:
+            events.append(DeliveryAttempted(event_id=f"thr:{a.did}", delivery_id=a.did, response_id=e.response_id,
+                                            dcc_alert_code=None, service_user_id=a.su, su_passed=None,
+                                            su_acknowledged=None, outcome="throttled"))
+        elif a.handshake is not None:
+            passed = a.dsp + a.dsp_leg
+            events.append(DeliveryAttempted(event_id=f"ack:{a.did}", delivery_id=a.did, response_id=e.response_id,
+                                            dcc_alert_code=None, service_user_id=a.su, su_passed=passed,
+                                            su_acknowledged=passed + a.handshake, outcome="acknowledged"))
+    events.append(tick("12:00:00.000"))
+    _write(data_dir, MetricsCore().apply(events).closed)
+    return data_dir, alerts
+
+
+def _pct(values: list[int], q: float) -> float | None:
+    """Linear interpolation between the two nearest ranks (rank h = q * (n - 1))."""
+    if not values:
+        return None
+    v = sorted(values)
+    h = q * (len(v) - 1)
+    lo = int(h)
+    hi = min(lo + 1, len(v) - 1)
+    return round(v[lo] + (h - lo) * (v[hi] - v[lo]), 3)
+
+
+def _f(text: str) -> float | None:
+    return None if text == "" else float(text)
+
+
+def _drill_report(data_dir: Path, out: Path, *extra: str) -> None:
+    targets = out.parent / f"{out.name}-targets.toml"
+    targets.write_text(DRILL_TARGETS, encoding="utf-8")
+    assert report.main(["--data-dir", str(data_dir), "--from", DRILL_FROM, "--to", DRILL_TO, "--out", str(out),
+                        "--targets", str(targets), "--quiet", *extra]) == 0
+
+
+def _expected_service_user(alerts: list[_Alert], su: str) -> dict[str, object]:
+    mine = [a for a in alerts if a.su == su]
+    legs = [a for a in mine if not a.throttled]
+    handshakes = [a.handshake for a in legs if a.handshake is not None]
+    counted = [a for a in legs]  # a measured handshake, or none at all (no_handshake): never within
+    within = [a for a in legs if a.handshake is not None
+              and a.handshake <= (800 if HUB_REGION[a.hub] == "south" else 500)]
+    return {
+        "period": f"{DRILL_FROM[:-1]}.000Z/{DRILL_TO[:-1]}.000Z", "service_user_id": su, "alerts": len(mine),
+        "complete": sum(1 for a in legs if a.handshake is not None),
+        "no_handshake": sum(1 for a in legs if a.handshake is None),
+        "throttled": sum(1 for a in mine if a.throttled),
+        "dsp_to_su_p50_ms": _pct([a.dsp_leg for a in legs if a.handshake is not None], 0.5),
+        "dsp_to_su_p95_ms": _pct([a.dsp_leg for a in legs if a.handshake is not None], 0.95),
+        "su_handshake_p50_ms": _pct(handshakes, 0.5), "su_handshake_p95_ms": _pct(handshakes, 0.95),
+        "su_handshake_p99_ms": _pct(handshakes, 0.99),
+        "share_within_target": round(len(within) / len(counted), 6),
+    }
+
+
+def _as_expected(row: dict[str, str]) -> dict[str, object]:
+    return {k: (v if k in {"period", "service_user_id", "region"} else
+                int(v) if k in {"alerts", "complete", "no_handshake", "throttled", "rank", "comms_hub_id",
+                                "missing_hub_timestamp", "clock_skew"} else _f(v)) for k, v in row.items()}
+
+
+def test_by_service_user_puts_the_slow_acknowledger_first(drill: tuple[Path, list[_Alert]], tmp_path: Path) -> None:
+    data_dir, alerts = drill
+    out = tmp_path / "out"
+    _drill_report(data_dir, out)
+    with (out / "by_service_user.csv").open(newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header == ("period,service_user_id,alerts,complete,no_handshake,throttled,dsp_to_su_p50_ms,"
+                      "dsp_to_su_p95_ms,su_handshake_p50_ms,su_handshake_p95_ms,su_handshake_p99_ms,"
+                      "share_within_target").split(",")
+    rows = [_as_expected(r) for r in _csv(out / "by_service_user.csv")]
+    assert rows[0]["service_user_id"] == SU_SLOW
+    assert rows[0] == _expected_service_user(alerts, SU_SLOW)
+    assert rows[0]["su_handshake_p95_ms"] >= 40_000 and rows[0]["throttled"] == 1  # type: ignore[operator]
+    assert rows[0]["share_within_target"] == 0.0
+    assert {r["service_user_id"]: r for r in rows[1:]} == {
+        su: _expected_service_user(alerts, su) for su in (SU_A, SU_B)}
+    p95 = [r["su_handshake_p95_ms"] for r in rows]
+    assert p95 == sorted(p95, reverse=True)  # type: ignore[type-var]
+    assert rows[1]["no_handshake"] or rows[2]["no_handshake"]  # A's unacknowledged alerts are in the share
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert f"Slowest Service User: {SU_SLOW}, handshake p95 40,600 ms over 32 alerts, 0.0 % within target" in page
+    assert f"Worst Comms Hub: {HUB_LATE} (north), Comms Hub → CSP p95 20,284 ms over 27 alerts" in page
+    assert "target 500 ms (default; varies by region or category)" in page
+
+
+def _expected_hub(alerts: list[_Alert], hub: int, rank: int) -> dict[str, object]:
+    mine = [a for a in alerts if a.hub == hub]
+    legs = [a.chf for a in mine if a.chf is not None and not a.throttled and a.chf >= 0]
+    return {"period": f"{DRILL_FROM[:-1]}.000Z/{DRILL_TO[:-1]}.000Z", "rank": rank, "comms_hub_id": hub,
+            "region": HUB_REGION[hub], "alerts": len(mine), "hub_to_csp_p50_ms": _pct(legs, 0.5),
+            "hub_to_csp_p95_ms": _pct(legs, 0.95), "missing_hub_timestamp": sum(1 for a in mine if a.chf is None),
+            "clock_skew": sum(1 for a in mine if a.chf is not None and a.chf < 0)}
+
+
+def test_worst_hubs_puts_the_late_hub_first(drill: tuple[Path, list[_Alert]], tmp_path: Path) -> None:
+    data_dir, alerts = drill
+    out = tmp_path / "out"
+    _drill_report(data_dir, out)
+    with (out / "worst_hubs.csv").open(newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header == ("period,rank,comms_hub_id,region,alerts,hub_to_csp_p50_ms,hub_to_csp_p95_ms,"
+                      "missing_hub_timestamp,clock_skew").split(",")
+    rows = [_as_expected(r) for r in _csv(out / "worst_hubs.csv")]
+    # HUB_FEW (5 alerts) is below the default --min-alerts 20; the ordinary hubs by their p95
+    assert rows[0] == _expected_hub(alerts, HUB_LATE, 1)
+    assert rows[0]["hub_to_csp_p95_ms"] < 80_000 and rows[0]["missing_hub_timestamp"] == 2  # type: ignore[operator]
+    assert [r["comms_hub_id"] for r in rows] == [HUB_LATE, 2_000_000_012, 2_000_000_011, 2_000_000_010]
+    assert rows[1] == _expected_hub(alerts, 2_000_000_012, 2) and rows[1]["clock_skew"] == 2
+
+    out = tmp_path / "few"
+    _drill_report(data_dir, out, "--min-alerts", "5", "--top", "2")
+    rows = [_as_expected(r) for r in _csv(out / "worst_hubs.csv")]
+    assert rows == [_expected_hub(alerts, HUB_FEW, 1), _expected_hub(alerts, HUB_LATE, 2)]
+
+
+def test_worst_hubs_limits_must_be_whole_and_positive(drill: tuple[Path, list[_Alert]], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir, _ = drill
+    for flag, value in (("--top", "0"), ("--min-alerts", "x")):
+        with pytest.raises(SystemExit) as exc:
+            report.main(["--data-dir", str(data_dir), "--month", "2023-06", "--out", str(tmp_path), flag, value])
+        assert exc.value.code == 2
+        assert flag in capsys.readouterr().err
+    with pytest.raises(ValueError, match="at least 1"):
+        report.worst_hubs_sql("2023-06", min_alerts=0)
+
+
+def test_hub_narrows_every_output_and_lists_its_alerts(drill: tuple[Path, list[_Alert]], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir, alerts = drill
+    mine = [a for a in alerts if a.hub == HUB_LATE]
+    out = tmp_path / "hub"
+    _drill_report(data_dir, out, "--hub", str(HUB_LATE))
+    assert str(out / "alerts.csv") in capsys.readouterr().out
+    listed = _csv(out / "alerts.csv")
+    assert list(listed[0]) == ["response_id", "delivery_id", "dsp_received", "service_user_id", "comms_hub_id",
+                               "region", "category", "alert_code", "dcc_alert_code", "status",
+                               "missing_hub_timestamp", "clock_skew", "hub_to_csp_ms", "csp_to_dsp_ms",
+                               "dsp_to_su_ms", "su_handshake_ms", "end_to_end_ms"]
+    assert [r["response_id"] for r in listed] == [f"resp-{a.did}" for a in mine]  # in time order
+    assert (listed[0]["status"], listed[0]["su_handshake_ms"]) == ("no_handshake", "")  # A's d000
+    second = listed[1]
+    assert (second["dsp_received"], second["comms_hub_id"], second["service_user_id"], second["status"],
+            second["hub_to_csp_ms"], second["su_handshake_ms"]) == (
+        format_iso(mine[1].dsp), str(HUB_LATE), mine[1].su, "complete", str(mine[1].chf), str(mine[1].handshake))
+    assert [r["status"] for r in listed].count("throttled") == 1
+    [summary] = _csv(out / "summary.csv")
+    assert summary["alerts"] == str(len(mine)) and summary["rejected"] == ""  # window counts name no hub
+    assert [r["alerts"] for r in _csv(out / "by_region.csv")] == [str(len(mine))]
+    assert [_as_expected(r) for r in _csv(out / "worst_hubs.csv")] == [_expected_hub(alerts, HUB_LATE, 1)]
+    rows = {r["service_user_id"]: _as_expected(r) for r in _csv(out / "by_service_user.csv")}
+    assert rows == {su: _expected_service_user(mine, su) for su in (SU_A, SU_B, SU_SLOW)}
+    assert {r["region"] for r in _csv(out / "operational_metrics.csv")} == {"north", "all"}
+    assert f"Comms Hub {HUB_LATE}" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_service_user_narrows_every_output(drill: tuple[Path, list[_Alert]], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir, alerts = drill
+    mine = [a for a in alerts if a.su == SU_SLOW]
+    out = tmp_path / "su"
+    _drill_report(data_dir, out, "--service-user", SU_SLOW, "--min-alerts", "1")
+    assert [r["delivery_id"] for r in _csv(out / "alerts.csv")] == [a.did for a in mine]
+    assert [_as_expected(r) for r in _csv(out / "by_service_user.csv")] == [_expected_service_user(mine, SU_SLOW)]
+    hubs = [_as_expected(r) for r in _csv(out / "worst_hubs.csv")]
+    assert hubs[0]["comms_hub_id"] == HUB_FEW  # of SU_SLOW's alerts, HUB_FEW's are the latest
+    assert sum(int(h["alerts"]) for h in hubs) == len(mine)  # type: ignore[call-overload]
+    assert _csv(out / "summary.csv")[0]["alerts"] == str(len(mine))
+
+    # without narrowing there is no listing; nobody's alerts: said, exit 1; --sat cannot be narrowed
+    plain = tmp_path / "plain"
+    _drill_report(data_dir, plain)
+    assert not (plain / "alerts.csv").exists()
+    capsys.readouterr()
+    assert report.main(["--data-dir", str(data_dir), "--from", DRILL_FROM, "--to", DRILL_TO, "--out",
+                        str(tmp_path / "none"), "--hub", "7", "--quiet"]) == 1
+    assert "Comms Hub 7" in capsys.readouterr().err
+    sat = tmp_path / "sat.csv"
+    sat.write_text("response_id,time\n")
+    assert report.main(["--data-dir", str(data_dir), "--month", "2023-06", "--out", str(tmp_path / "s"),
+                        "--sat", str(sat), "--service-user", SU_A, "--quiet"]) == 2
+    assert "cannot be narrowed" in capsys.readouterr().err
