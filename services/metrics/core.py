@@ -270,12 +270,15 @@ class _Delivery:
 
 
 class _Window:
-    __slots__ = ("event_ids", "orphans", "records", "rejected", "responses", "revision", "start")
+    __slots__ = ("event_ids", "late", "orphans", "records", "rejected", "responses", "revision", "start")
 
     def __init__(self, start: int) -> None:
         self.start = start
         self.records: dict[str, AstRecord] = {}
         self.orphans: set[str] = set()
+        #: Deliveries resolved while this window was current whose own window was already
+        #: forgotten: held (for an acknowledgement that revises them) until this one is.
+        self.late: set[str] = set()
         self.responses: dict[str | None, int] = {}
         self.rejected: dict[str | None, int] = {}
         self.event_ids: list[str] = []
@@ -519,7 +522,8 @@ class MetricsCore:
                 refs.append((did, None if own is rec else rec))
             windows.append(_WindowState(
                 start=w.start, records=refs, orphans=sorted(w.orphans), responses=list(w.responses.items()),
-                rejected=list(w.rejected.items()), event_ids=list(w.event_ids), revision=w.revision))
+                rejected=list(w.rejected.items()), event_ids=list(w.event_ids), revision=w.revision,
+                late=sorted(w.late)))
         return _state_encoder.encode(CoreState(
             version=STATE_VERSION, config=self.config, deliveries=deliveries, pending=self._pending,
             fresh=list(self._fresh), buckets=list(self._buckets.items()), bucket_keys=list(self._bucket_keys),
@@ -565,6 +569,7 @@ class MetricsCore:
             w.rejected = dict(ws.rejected)
             w.event_ids = list(ws.event_ids)
             w.revision = ws.revision
+            w.late = set(ws.late)
             self._windows[ws.start] = w
         self._pending = st.pending
         self._fresh = list(st.fresh)
@@ -858,8 +863,16 @@ class MetricsCore:
             self._deliveries[did] = d
         w = self._window_for(e.dsp_received)
         if w is None:
+            # Its window is forgotten (event time ran on past the horizon first, e.g. while
+            # something upstream stalled): no report revision, but the record stands and an
+            # acknowledgement that comes later still revises it. It is held as long as the
+            # window of the current event time.
             self._too_late += 1
-            del self._deliveries[did]
+            hold = None if self._event_time is None else self._window_for(self._event_time)
+            if hold is None:
+                del self._deliveries[did]
+            else:
+                hold.late.add(did)
             return
         w.records[did] = rec
         ptr = self._close_ptr  # set once a window exists
@@ -1091,6 +1104,8 @@ class MetricsCore:
             deliveries.pop(did, None)
         for did in w.orphans:
             deliveries.pop(did, None)
+        for did in w.late:
+            deliveries.pop(did, None)
         self._counted.difference_update(w.event_ids)
         self._dirty.discard(w.start)
 
@@ -1265,6 +1280,8 @@ class _WindowState(msgspec.Struct, array_like=True):
     rejected: list[tuple[str | None, int]]
     event_ids: list[str]
     revision: int
+    #: deliveries resolved into a forgotten window, held with this one (absent in older states)
+    late: list[str] = []
 
 
 _Num = int | float  # int, or +/- infinity

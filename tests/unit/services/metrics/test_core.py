@@ -27,6 +27,7 @@ from services.metrics.core import (
     MetricsCore,
     Output,
     ddsketch_of,
+    import_state,
     merge_reports,
     sketch_quantiles,
 )
@@ -395,8 +396,31 @@ def test_windows_are_forgotten_after_the_horizon() -> None:
     run(core, tick("11:25:00.000"))  # window 10:00 forgotten at wm >= 10:15 + 5 min + 60 min
     assert core.stats().deliveries_tracked == 0
     out = run(core, exp("late", "10:03:00.000"), att("late", "10:03:00.010", "10:03:00.020"))
-    assert [r.delivery_id for r in out.records] == ["late"] and out.closed == []
+    # no_handshake at once (its deadline is long past), then revised by its acknowledgement
+    assert [(r.delivery_id, r.revision, r.status) for r in out.records] == [
+        ("late", 1, "no_handshake"), ("late", 2, "complete")]
+    assert out.closed == []
     assert core.stats().too_late >= 1
+
+
+def test_an_acknowledgement_revises_a_record_resolved_after_its_window_was_forgotten() -> None:
+    """Event time ran past the horizon while the expectation was held up (a stage upstream
+    stalled): it resolves at once as no_handshake, with no report to revise, and the
+    acknowledgement that follows still revises the record; both are held until the window of
+    the event time they were resolved at is forgotten in its turn."""
+    core = MetricsCore(MetricsConfig(done_horizon_ms=60 * MIN))
+    run(core, exp("d1", "10:01:00.500"), att("d1", "10:01:00.540", "10:01:01.240"))
+    run(core, tick("11:25:00.000"))  # window 10:00 forgotten
+    out = run(core, exp("late", "10:03:00.000"))
+    assert [(r.delivery_id, r.revision, r.status) for r in out.records] == [("late", 1, "no_handshake")]
+    out = run(core, att("late", "10:03:00.010", "10:03:00.020"))
+    assert [(r.delivery_id, r.revision, r.status) for r in out.records] == [("late", 2, "complete")]
+    assert out.closed == []  # no window of its own to report again
+    assert core.stats().deliveries_tracked == 1
+    state = core.export_state()
+    assert import_state(state, core.config).export_state() == state
+    run(core, tick("13:00:00.000"))  # the 11:15 window (event time 11:25) is forgotten too
+    assert core.stats().deliveries_tracked == 0
 
 
 def test_a_jump_beyond_the_horizon_is_not_back_filled() -> None:
