@@ -117,20 +117,16 @@ import msgspec
 
 from services.metrics.compact import (
     DERIVED_FLAGS,
-    MILLIS,
-    SECOND_PREFIX,
     compact,
     expected_from_record,
     pack,
     packed_dsp_received,
     parse_iso_ms,
-    record_flags,
-    second_prefix,
     unpack,
     window_start_of,
 )
+from services.metrics.records import Attempt, build_record
 from shared import subjects as s
-from shared.alert_codes import alert_name
 from shared.events import (
     FLAG_CLOCK_SKEW,
     LEGS,
@@ -141,7 +137,6 @@ from shared.events import (
     RejectedInput,
     ReportRow,
     ServiceResponseSeen,
-    Status,
     WallClock,
     WindowReport,
 )
@@ -284,10 +279,6 @@ class _Window:
         self.event_ids: list[str] = []
         self.revision = 0
 
-
-#: One distinct attempt: (su_passed, su_acknowledged, acknowledged, throttled_count);
-#: su_passed None: throttled.
-Attempt = tuple[int | None, int | None, bool, int | None]
 
 _NEVER = float("inf")
 _BUCKET_MS = 1000
@@ -736,121 +727,10 @@ class MetricsCore:
 
     # ------------------------------------------------------------------- records
 
-    def _build(self, e: DeliveryExpected, attempts: tuple[Attempt, ...],
-               revision: int, did: str) -> AstRecord:
-        chf = e.chf_received
-        cr = e.csp_received
-        cs = e.csp_sent
-        dr = e.dsp_received
-        n = len(attempts)
-        sp: int | None
-        sa: int | None
-        throttled = False
-        count = None
-        if n == 1:
-            sp, sa, acked, count = attempts[0]
-            if sp is None:
-                throttled = True
-            elif not acked:
-                sa = None
-        elif n == 0:
-            sp = sa = None
-            acked = False
-        else:
-            passed = [x[0] for x in attempts if x[0] is not None]
-            throttled = len(passed) < n
-            counts = [x[3] for x in attempts if x[3] is not None]
-            count = max(counts) if counts else None
-            sp = min(passed) if passed else None
-            acks = [(x[1] is None, x[1] or 0, x[0]) for x in attempts if x[2]]
-            if acks:
-                best = min(acks)
-                sa = None if best[0] else best[1]
-                acked = True
-            else:
-                sa = None
-                acked = False
-        if throttled:  # discarded by storm protection: never passed, whatever else was logged
-            sp = sa = None
-            acked = False
-        transit = dr - cs
-        skew = transit < 0
-        hub = None if cr is None or chf is None else cr - chf
-        if hub is not None and hub < 0:
-            skew = True
-        if sp is None:
-            dsp = hs = None
-        else:
-            dsp = sp - dr
-            if dsp < 0:
-                skew = True
-            if sa is None:
-                hs = None
-            else:
-                hs = sa - sp
-                if hs < 0:
-                    skew = True
-        if sa is None or chf is None:
-            e2e = None
-        else:
-            e2e = sa - chf
-            if e2e < 0:
-                skew = True
-        status: Status
-        if throttled:
-            status = "throttled"
-        elif not acked:
-            status = "no_handshake"
-        elif cr is not None and sp is not None and sa is not None:
-            status = "complete"
-        else:
-            status = "incomplete"
-        # ISO text inlined (this is the hot path): cached "YYYY-MM-DDTHH:MM:SS." + "mmmZ"
-        sec = SECOND_PREFIX
-        mil = MILLIS
-        dat = e.device_alert_time
-        code = e.alert_code
-        return AstRecord(
-            delivery_id=did,
-            response_id=e.response_id,
-            revision=revision,
-            region=e.region,
-            comms_hub_id=e.comms_hub_id,
-            category=e.category,
-            alert_code=code,
-            alert_name=alert_name(code),
-            dcc_alert_code=e.dcc_alert_code,
-            message_code=e.message_code,
-            originator=e.originator,
-            recipient=e.recipient,
-            service_user_id=e.service_user_id,
-            device_alert_time=None if dat is None else (
-                (sec.get(dat // 1000) or second_prefix(dat // 1000)) + mil[dat % 1000]),
-            chf_received=None if chf is None else (
-                (sec.get(chf // 1000) or second_prefix(chf // 1000)) + mil[chf % 1000]),
-            csp_received=None if cr is None else (
-                (sec.get(cr // 1000) or second_prefix(cr // 1000)) + mil[cr % 1000]),
-            csp_sent=(sec.get(cs // 1000) or second_prefix(cs // 1000)) + mil[cs % 1000],
-            dsp_received=(sec.get(dr // 1000) or second_prefix(dr // 1000)) + mil[dr % 1000],
-            su_passed=None if sp is None else (
-                (sec.get(sp // 1000) or second_prefix(sp // 1000)) + mil[sp % 1000]),
-            su_acknowledged=None if sa is None else (
-                (sec.get(sa // 1000) or second_prefix(sa // 1000)) + mil[sa % 1000]),
-            hub_to_csp_ms=hub,
-            csp_to_dsp_ms=transit,
-            dsp_to_su_ms=dsp,
-            su_handshake_ms=hs,
-            end_to_end_ms=e2e,
-            status=status,
-            flags=record_flags(e.flags, chf is None, skew),
-            delivery_attempts=n,
-            throttled_count=count,
-        )
-
     def _resolve(self, did: str, e: DeliveryExpected, attempts: tuple[Attempt, ...],
                  out: list[AstRecord]) -> None:
         """First record of a pending expected delivery (acknowledged, or timed out)."""
-        rec = self._build(e, attempts, 1, did)
+        rec = build_record(e, attempts, 1, did)
         self._pending -= 1
         out.append(rec)
         if (not attempts or (len(attempts) == 1 and attempts[0][2])) and DERIVED_FLAGS.isdisjoint(e.flags):
@@ -893,7 +773,7 @@ class MetricsCore:
         old = d.record
         assert old is not None
         e = expected_from_record(old, d.flags)
-        rec = self._build(e, d.attempts, old.revision, did)
+        rec = build_record(e, d.attempts, old.revision, did)
         if rec == old:
             return
         rec = msgspec.structs.replace(rec, revision=old.revision + 1)
