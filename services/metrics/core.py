@@ -125,7 +125,19 @@ from services.metrics.compact import (
     unpack,
     window_start_of,
 )
+from services.metrics.model import ClosedWindow, CoreStats, Delivery, MetricsConfig, Output, Window
 from services.metrics.records import Attempt, build_record
+from services.metrics.state import (
+    STATE_VERSION,
+    CoreState,
+    StateError,
+    decode_state,
+    deliveries_from,
+    delivery_entries,
+    encode_state,
+    window_states,
+    windows_from,
+)
 from shared import subjects as s
 from shared.events import (
     FLAG_CLOCK_SKEW,
@@ -153,6 +165,7 @@ from shared.sketches import (
 from shared.timefmt import format_iso
 
 __all__ = [
+    "STATE_VERSION",
     "ClosedWindow",
     "CoreState",
     "CoreStats",
@@ -169,115 +182,6 @@ __all__ = [
     "window_start_of",
 ]
 
-
-
-class MetricsConfig(msgspec.Struct, frozen=True, kw_only=True):
-    window_ms: int = 900_000
-    allowed_lateness_ms: int = 300_000
-    handshake_timeout_ms: int = 300_000
-    #: Live runs: after this long without input, event time follows the wall clock.
-    idle_close_after_s: float = 30.0
-    #: How far the alerts' clock may run ahead of the delivery log's before event time follows
-    #: the alerts alone (a stalled log feed must not hold every window open for ever).
-    max_log_lag_ms: int = 1_800_000
-    #: How long finished deliveries and closed windows are remembered (de-duplication, revisions).
-    done_horizon_ms: int = 86_400_000
-    sketch_relative_accuracy: float = 0.01
-
-    def __post_init__(self) -> None:
-        if self.window_ms <= 0:
-            raise ValueError("window_ms must be positive")
-        if (self.allowed_lateness_ms < 0 or self.handshake_timeout_ms < 0 or self.done_horizon_ms < 0
-                or self.max_log_lag_ms < 0):
-            raise ValueError("allowed_lateness_ms, handshake_timeout_ms, done_horizon_ms, max_log_lag_ms must be >= 0")
-        if not 0.0 < self.sketch_relative_accuracy < 1.0:
-            raise ValueError("sketch_relative_accuracy must be between 0 and 1")
-
-
-class ClosedWindow(msgspec.Struct, frozen=True, kw_only=True):
-    """A window's report (revision n) and the latest revision of each of its records,
-    sorted by delivery_id. ``start_ms``/``end_ms``: the window in epoch milliseconds."""
-
-    report: WindowReport
-    records: list[AstRecord]
-    start_ms: int
-    end_ms: int
-
-
-class Output(msgspec.Struct, kw_only=True):
-    """What one step produced, in order: new records and revisions, closed windows."""
-
-    records: list[AstRecord] = []
-    closed: list[ClosedWindow] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.records or self.closed)
-
-
-class CoreStats(msgspec.Struct, frozen=True, kw_only=True):
-    pending: int  # deliveries waiting for an acknowledgement or the handshake timeout
-    deliveries_tracked: int  # pending + finished ones still remembered
-    windows_open: int
-    windows_retained: int  # closed windows still held for revisions
-    event_time: str | None
-    watermark: str | None
-    alert_clock: str | None  # latest dsp_received seen
-    log_clock: str | None  # latest delivery-log time seen (a stalled log feed shows here)
-    records_emitted: int
-    reports_emitted: int
-    duplicates: int
-    conflicting_expectations: int
-    too_late: int
-    ignored: int
-
-
-
-
-
-# ------------------------------------------------------------------------------ state
-
-
-class _Delivery:
-    """What is known about one delivery, when more than an expectation or a record.
-
-    ``exp``: the expectation while no record exists (then dropped: the record holds it);
-    ``flags``: the expectation's own flags; ``attempts``: distinct attempts as
-    (su_passed, su_acknowledged, acknowledged, throttled_count), su_passed None for a
-    throttled one; ``record``: the latest record published; ``window``: for a delivery
-    without alert, the window where it is counted; ``at``: for a delivery without alert
-    whose attempts are all throttled (no time of their own), the event time it arrived at.
-
-    The common cases are stored without this wrapper: a pending delivery with no attempt
-    is its ``DeliveryExpected`` (or, once swept, that expectation packed into ``bytes``); a
-    finished one whose attempts the record itself tells (none, or one acknowledged) is its
-    ``AstRecord``.
-    """
-
-    __slots__ = ("at", "attempts", "exp", "flags", "record", "window")
-
-    def __init__(self) -> None:
-        self.exp: DeliveryExpected | None = None
-        self.flags: tuple[str, ...] = ()
-        self.attempts: tuple[Attempt, ...] = ()
-        self.record: AstRecord | None = None
-        self.window: int | None = None
-        self.at: int | None = None
-
-
-class _Window:
-    __slots__ = ("event_ids", "late", "orphans", "records", "rejected", "responses", "revision", "start")
-
-    def __init__(self, start: int) -> None:
-        self.start = start
-        self.records: dict[str, AstRecord] = {}
-        self.orphans: set[str] = set()
-        #: Deliveries resolved while this window was current whose own window was already
-        #: forgotten: held (for an acknowledgement that revises them) until this one is.
-        self.late: set[str] = set()
-        self.responses: dict[str | None, int] = {}
-        self.rejected: dict[str | None, int] = {}
-        self.event_ids: list[str] = []
-        self.revision = 0
 
 
 _NEVER = float("inf")
@@ -297,7 +201,7 @@ class MetricsCore:
         self._max_gap = max(config.done_horizon_ms, 86_400_000)
 
         # id -> DeliveryExpected | bytes (packed) while pending with no attempt; AstRecord when finished
-        # and its record tells its attempts; _Delivery otherwise
+        # and its record tells its attempts; Delivery otherwise
         self._deliveries: dict[str, Any] = {}
         self._pending = 0
         self._fresh: list[str] = []  # expectations stored as decoded, compacted in batches
@@ -306,7 +210,7 @@ class MetricsCore:
         self._bucket_keys: list[int] = []  # heap
         self._next_due: float = _NEVER
 
-        self._windows: dict[int, _Window] = {}
+        self._windows: dict[int, Window] = {}
         self._first: int | None = None  # first window reported (or to be)
         self._close_ptr: int | None = None  # windows before this one are closed
         self._retain_from: float = -_NEVER  # windows before this one are forgotten
@@ -493,33 +397,13 @@ class MetricsCore:
 
     def export_state(self) -> bytes:
         """The whole state as msgpack bytes (``export_state``); the core is left as it is."""
-        deliveries: list[_PackedEntry | _ExpectedEntry | _RecordEntry | _DeliveryEntry] = []
-        for did, d in self._deliveries.items():
-            kind = type(d)
-            if kind is bytes:
-                deliveries.append(_PackedEntry(did, d))
-            elif kind is DeliveryExpected:
-                deliveries.append(_ExpectedEntry(d))
-            elif kind is AstRecord:
-                deliveries.append(_RecordEntry(d))
-            else:
-                deliveries.append(_DeliveryEntry(did, d.exp, d.flags, d.attempts, d.record, d.window, d.at))
-        windows = []
-        for w in self._windows.values():
-            refs: list[tuple[str, AstRecord | None]] = []
-            for did, rec in w.records.items():
-                held = self._deliveries.get(did)
-                own = held if type(held) is AstRecord else getattr(held, "record", None)
-                refs.append((did, None if own is rec else rec))
-            windows.append(_WindowState(
-                start=w.start, records=refs, orphans=sorted(w.orphans), responses=list(w.responses.items()),
-                rejected=list(w.rejected.items()), event_ids=list(w.event_ids), revision=w.revision,
-                late=sorted(w.late)))
-        return _state_encoder.encode(CoreState(
-            version=STATE_VERSION, config=self.config, deliveries=deliveries, pending=self._pending,
+        return encode_state(CoreState(
+            version=STATE_VERSION, config=self.config, deliveries=delivery_entries(self._deliveries),
+            pending=self._pending,
             fresh=list(self._fresh), buckets=list(self._buckets.items()), bucket_keys=list(self._bucket_keys),
             next_due=self._next_due,
-            windows=windows, first=self._first, close_ptr=self._close_ptr, retain_from=self._retain_from,
+            windows=window_states(self._windows, self._deliveries), first=self._first,
+            close_ptr=self._close_ptr, retain_from=self._retain_from,
             dirty=sorted(self._dirty), counted=sorted(self._counted), unplaced=list(self._unplaced),
             event_time=self._event_time, alert_clock=self._alert_clock, log_clock=self._log_clock,
             clocks_at_input=self._clocks_at_input, wm=self._wm, next_action=self._next_action,
@@ -530,38 +414,8 @@ class MetricsCore:
 
     def load_state(self, st: CoreState) -> None:
         """Take over a decoded state (``import_state``); a fresh core only."""
-        deliveries: dict[str, Any] = {}
-        for entry in st.deliveries:
-            kind = type(entry)
-            if kind is _PackedEntry:
-                deliveries[entry.did] = entry.blob  # type: ignore[union-attr]
-            elif kind is _ExpectedEntry:
-                deliveries[entry.exp.delivery_id] = entry.exp  # type: ignore[union-attr]
-            elif kind is _RecordEntry:
-                deliveries[entry.rec.delivery_id] = entry.rec  # type: ignore[union-attr]
-            else:
-                d = _Delivery()
-                d.exp, d.flags, d.attempts, d.record, d.window, d.at = (
-                    entry.exp, entry.flags, entry.attempts, entry.record, entry.window,  # type: ignore[union-attr]
-                    entry.at)  # type: ignore[union-attr]
-                deliveries[entry.did] = d  # type: ignore[union-attr]
-        self._deliveries = deliveries
-        for ws in st.windows:
-            w = _Window(ws.start)
-            for did, rec in ws.records:
-                if rec is None:
-                    held = deliveries.get(did)
-                    rec = held if type(held) is AstRecord else getattr(held, "record", None)
-                    if rec is None:
-                        raise StateError(f"window {ws.start} refers to delivery {did}, which has no record")
-                w.records[did] = rec
-            w.orphans = set(ws.orphans)
-            w.responses = dict(ws.responses)
-            w.rejected = dict(ws.rejected)
-            w.event_ids = list(ws.event_ids)
-            w.revision = ws.revision
-            w.late = set(ws.late)
-            self._windows[ws.start] = w
+        self._deliveries = deliveries_from(st.deliveries)
+        self._windows = windows_from(st.windows, self._deliveries)
         self._pending = st.pending
         self._fresh = list(st.fresh)
         self._buckets = {k: list(v) for k, v in st.buckets}
@@ -598,8 +452,8 @@ class MetricsCore:
         if kind is bytes:
             d = unpack(did, d)
             kind = DeliveryExpected
-        if kind is not _Delivery or d.exp is not None or d.record is not None:
-            held = d if kind is not _Delivery else (d.exp or d.record)
+        if kind is not Delivery or d.exp is not None or d.record is not None:
+            held = d if kind is not Delivery else (d.exp or d.record)
             if _same_expectation(held, e):
                 self._duplicates += 1
             else:
@@ -631,7 +485,7 @@ class MetricsCore:
             t = passed if acked_at is None or acked_at < passed else acked_at
         d: Any = self._deliveries.get(did)  # one of four kinds, see _on_expected
         if d is None:  # not (yet) expected
-            d = _Delivery()
+            d = Delivery()
             d.attempts = (key,)
             self._deliveries[did] = d
             self._pending += 1
@@ -649,7 +503,7 @@ class MetricsCore:
             if final:
                 self._resolve(did, d, (key,), out)
             else:
-                w = _Delivery()
+                w = Delivery()
                 w.exp = d
                 w.flags = d.flags
                 w.attempts = (key,)
@@ -736,7 +590,7 @@ class MetricsCore:
         if (not attempts or (len(attempts) == 1 and attempts[0][2])) and DERIVED_FLAGS.isdisjoint(e.flags):
             self._deliveries[did] = rec
         else:
-            d = _Delivery()
+            d = Delivery()
             d.flags = e.flags
             d.attempts = attempts
             d.record = rec
@@ -759,9 +613,9 @@ class MetricsCore:
         if ptr is not None and w.start < ptr:
             self._dirty.add(w.start)
 
-    def _delivery_of_record(self, did: str, rec: AstRecord) -> _Delivery:
+    def _delivery_of_record(self, did: str, rec: AstRecord) -> Delivery:
         """The full state of a delivery stored as its record."""
-        d = _Delivery()
+        d = Delivery()
         d.record = rec
         d.flags = tuple(f for f in rec.flags if f not in DERIVED_FLAGS)
         if rec.delivery_attempts:
@@ -769,7 +623,7 @@ class MetricsCore:
         self._deliveries[did] = d
         return d
 
-    def _revise(self, did: str, d: _Delivery, out: list[AstRecord]) -> None:
+    def _revise(self, did: str, d: Delivery, out: list[AstRecord]) -> None:
         old = d.record
         assert old is not None
         e = expected_from_record(old, d.flags)
@@ -787,15 +641,15 @@ class MetricsCore:
     # ------------------------------------------------------------------- orphans
 
     @staticmethod
-    def _orphan_time(d: _Delivery) -> int | None:
+    def _orphan_time(d: Delivery) -> int | None:
         """A delivery without alert's time: its earliest su_passed, else (throttled attempts
         only) the event time its first one arrived at."""
         return min((x[0] for x in d.attempts if x[0] is not None), default=d.at)
 
-    def _orphan_start(self, d: _Delivery) -> int:
+    def _orphan_start(self, d: Delivery) -> int:
         return window_start_of(self._orphan_time(d), self._w)  # type: ignore[arg-type]
 
-    def _count_orphan(self, did: str, d: _Delivery) -> None:
+    def _count_orphan(self, did: str, d: Delivery) -> None:
         w = self._window_for(self._orphan_time(d))  # type: ignore[arg-type]
         if w is None:
             self._too_late += 1
@@ -805,7 +659,7 @@ class MetricsCore:
         w.orphans.add(did)
         self._touch(w)
 
-    def _drop_orphan(self, did: str, d: _Delivery) -> None:
+    def _drop_orphan(self, did: str, d: Delivery) -> None:
         w = None if d.window is None else self._windows.get(d.window)
         d.window = None
         if w is not None:
@@ -825,12 +679,12 @@ class MetricsCore:
                 self._counted.discard(e.event_id)
                 self._count_rejected(e, t)
 
-    def _touch(self, w: _Window) -> None:
+    def _touch(self, w: Window) -> None:
         ptr = self._close_ptr  # set once a window exists
         if ptr is not None and w.start < ptr:
             self._dirty.add(w.start)
 
-    def _window_for(self, t: int) -> _Window | None:
+    def _window_for(self, t: int) -> Window | None:
         start = t - t % self._w
         w = self._windows.get(start)
         if w is not None:
@@ -839,7 +693,7 @@ class MetricsCore:
             return None  # forgotten
         if self._first is None:  # an event placed before any event time: reporting starts here
             self._start(start)
-        w = self._windows[start] = _Window(start)
+        w = self._windows[start] = Window(start)
         first = self._first
         assert first is not None  # set by _start just above, if not before
         if start < first:
@@ -850,7 +704,7 @@ class MetricsCore:
             else:  # before the first window already reported: report the gap as well
                 for gap in range(start + self._w, first, self._w):
                     if gap not in self._windows:
-                        self._windows[gap] = _Window(gap)
+                        self._windows[gap] = Window(gap)
                     self._dirty.add(gap)
                 self._dirty.add(start)
                 self._first = start
@@ -958,7 +812,7 @@ class MetricsCore:
         while ptr + w_ms + timeout <= wm:
             w = self._windows.get(ptr)
             if w is None:
-                w = self._windows[ptr] = _Window(ptr)
+                w = self._windows[ptr] = Window(ptr)
             self._close(w, closed)
             ptr += w_ms
         self._close_ptr = ptr
@@ -978,7 +832,7 @@ class MetricsCore:
         ptr = self._close_ptr
         return _NEVER if ptr is None else ptr + self._w + self._timeout
 
-    def _evict(self, w: _Window) -> None:
+    def _evict(self, w: Window) -> None:
         deliveries = self._deliveries
         for did in w.records:
             deliveries.pop(did, None)
@@ -989,7 +843,7 @@ class MetricsCore:
         self._counted.difference_update(w.event_ids)
         self._dirty.discard(w.start)
 
-    def _close(self, w: _Window, closed: list[ClosedWindow]) -> None:
+    def _close(self, w: Window, closed: list[ClosedWindow]) -> None:
         self._dirty.discard(w.start)
         w.revision += 1
         closed.append(self._closed_window(w))
@@ -1011,18 +865,18 @@ class MetricsCore:
             kind = type(d)
             if kind is DeliveryExpected:
                 deliveries[did] = pack(d)
-            elif kind is _Delivery and d.exp is not None and d.exp.event_id:
+            elif kind is Delivery and d.exp is not None and d.exp.event_id:
                 d.exp = compact(d.exp)
         self._fresh = []
 
     # ------------------------------------------------------------------- reports
 
-    def _closed_window(self, w: _Window) -> ClosedWindow:
+    def _closed_window(self, w: Window) -> ClosedWindow:
         records = [w.records[k] for k in sorted(w.records)]
         report = self._report(w, records)
         return ClosedWindow(report=report, records=records, start_ms=w.start, end_ms=w.start + self._w)
 
-    def _report(self, w: _Window, records: list[AstRecord]) -> WindowReport:
+    def _report(self, w: Window, records: list[AstRecord]) -> WindowReport:
         groups: dict[tuple[str, str], list[AstRecord]] = {}
         for r in records:
             region_category = (r.region, r.category)
@@ -1114,94 +968,6 @@ def _same_expectation(held: Any, e: DeliveryExpected) -> bool:
         e.service_user_id, e.dcc_alert_code)
 
 
-# ------------------------------------------------------------------------ state export / import
-#
-# The whole state of a core as bytes (msgpack) and back, for snapshots. Pure functions: the
-# core exported is not changed, and ``import_state(export_state(core), core.config)`` is a
-# core that gives the same outputs as ``core`` for any further input. Dictionary order is
-# kept; sets are written sorted. A window's record that is also its delivery's latest record
-# (nearly always) is written once, as a reference.
-
-#: Version of the state layout below; a snapshot of another version is not read.
-STATE_VERSION = 2
-
-_Attempts = tuple[Attempt, ...]
-
-
-class _PackedEntry(msgspec.Struct, array_like=True, tag=0):
-    did: str
-    blob: bytes
-
-
-class _ExpectedEntry(msgspec.Struct, array_like=True, tag=1):
-    exp: DeliveryExpected
-
-
-class _RecordEntry(msgspec.Struct, array_like=True, tag=2):
-    rec: AstRecord
-
-
-class _DeliveryEntry(msgspec.Struct, array_like=True, tag=3):
-    did: str
-    exp: DeliveryExpected | None
-    flags: tuple[str, ...]
-    attempts: _Attempts
-    record: AstRecord | None
-    window: int | None
-    at: int | None
-
-
-class _WindowState(msgspec.Struct, array_like=True):
-    start: int
-    #: delivery id, and the record when it is not the delivery's own latest record
-    records: list[tuple[str, AstRecord | None]]
-    orphans: list[str]
-    responses: list[tuple[str | None, int]]
-    rejected: list[tuple[str | None, int]]
-    event_ids: list[str]
-    revision: int
-    #: deliveries resolved into a forgotten window, held with this one (absent in older states)
-    late: list[str] = []
-
-
-_Num = int | float  # int, or +/- infinity
-
-
-class CoreState(msgspec.Struct, array_like=True):
-    version: int
-    config: MetricsConfig
-    deliveries: list[_PackedEntry | _ExpectedEntry | _RecordEntry | _DeliveryEntry]
-    pending: int
-    fresh: list[str]
-    buckets: list[tuple[int, list[str]]]
-    bucket_keys: list[int]
-    next_due: _Num
-    windows: list[_WindowState]
-    first: int | None
-    close_ptr: int | None
-    retain_from: _Num
-    dirty: list[int]
-    counted: list[str]
-    unplaced: list[RejectedInput]
-    event_time: int | None
-    alert_clock: _Num
-    log_clock: _Num
-    clocks_at_input: _Num
-    wm: _Num
-    next_action: _Num
-    next_evict: _Num
-    event_time_at_input: int | None
-    counters: tuple[int, int, int, int, int, int]
-
-
-_state_encoder = msgspec.msgpack.Encoder()
-_state_decoder = msgspec.msgpack.Decoder(CoreState)
-
-
-class StateError(ValueError):
-    """Bytes that are not a core state this version can read."""
-
-
 def export_state(core: MetricsCore) -> bytes:
     """The core's whole state as msgpack bytes (the core is left as it is)."""
     return core.export_state()
@@ -1211,14 +977,7 @@ def import_state(data: bytes, config: MetricsConfig | None = None) -> MetricsCor
     """A core holding the state ``export_state`` wrote. ``config``: the configuration the
     caller runs with; a state written under another one raises ``StateError`` (its windows,
     deadlines and sketches would not be this configuration's)."""
-    try:
-        st = _state_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise StateError(f"not a metrics core state: {exc}") from None
-    if st.version != STATE_VERSION:
-        raise StateError(f"metrics core state version {st.version}, this code reads {STATE_VERSION}")
-    if config is not None and st.config != config:
-        raise StateError("metrics core state written under another configuration")
+    st = decode_state(data, config)
     core = MetricsCore(st.config)
     core.load_state(st)
     return core
