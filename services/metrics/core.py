@@ -109,7 +109,6 @@ its window is forgotten.
 from __future__ import annotations
 
 import heapq
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -127,6 +126,7 @@ from services.metrics.compact import (
 )
 from services.metrics.model import ClosedWindow, CoreStats, Delivery, MetricsConfig, Output, Window
 from services.metrics.records import Attempt, build_record
+from services.metrics.reports import closed_window
 from services.metrics.state import (
     STATE_VERSION,
     CoreState,
@@ -140,26 +140,19 @@ from services.metrics.state import (
 )
 from shared import subjects as s
 from shared.events import (
-    FLAG_CLOCK_SKEW,
-    LEGS,
     AstRecord,
     ClockTick,
     DeliveryAttempted,
     DeliveryExpected,
     RejectedInput,
-    ReportRow,
     ServiceResponseSeen,
     WallClock,
-    WindowReport,
 )
 from shared.sketches import (
-    ALL,
-    LegSummary,
     Sketcher,
     ddsketch_of,
     leg_stats_from_bins,
     merge_reports,
-    merge_summaries,
     sketch_quantiles,
 )
 from shared.timefmt import format_iso
@@ -872,87 +865,7 @@ class MetricsCore:
     # ------------------------------------------------------------------- reports
 
     def _closed_window(self, w: Window) -> ClosedWindow:
-        records = [w.records[k] for k in sorted(w.records)]
-        report = self._report(w, records)
-        return ClosedWindow(report=report, records=records, start_ms=w.start, end_ms=w.start + self._w)
-
-    def _report(self, w: Window, records: list[AstRecord]) -> WindowReport:
-        groups: dict[tuple[str, str], list[AstRecord]] = {}
-        for r in records:
-            region_category = (r.region, r.category)
-            g = groups.get(region_category)
-            if g is None:
-                groups[region_category] = [r]
-            else:
-                g.append(r)
-        summarise = self._sketcher.summarise
-        summary: dict[tuple[str, str], tuple[list[int], list[LegSummary]]] = {}
-        for key, g in groups.items():
-            statuses = Counter([r.status for r in g])
-            counts = [
-                len(g),
-                statuses["complete"],
-                statuses["no_handshake"],
-                statuses["incomplete"],
-                [r.chf_received for r in g].count(None),
-                sum([FLAG_CLOCK_SKEW in r.flags for r in g]),
-                statuses["throttled"],
-            ]
-            if counts[-1]:  # throttled deliveries are in no leg's statistics
-                g = [r for r in g if r.status != "throttled"]
-            legs = [
-                summarise([v for v in [r.hub_to_csp_ms for r in g] if v is not None and v >= 0]),
-                summarise([v for v in [r.csp_to_dsp_ms for r in g] if v is not None and v >= 0]),
-                summarise([v for v in [r.dsp_to_su_ms for r in g] if v is not None and v >= 0]),
-                summarise([v for v in [r.su_handshake_ms for r in g] if v is not None and v >= 0]),
-                summarise([v for v in [r.end_to_end_ms for r in g] if v is not None and v >= 0]),
-            ]
-            summary[key] = (counts, legs)
-        regions = sorted({k[0] for k in groups} | {r for r in w.responses if r} | {r for r in w.rejected if r})
-        rows = [self._row(ALL, ALL, sorted(groups), summary, len(w.orphans),
-                          sum(w.responses.values()), sum(w.rejected.values()))]
-        for region in regions:
-            keys = sorted(k for k in groups if k[0] == region)
-            rows.append(self._row(region, ALL, keys, summary, 0,
-                                  w.responses.get(region, 0), w.rejected.get(region, 0)))
-            for group in keys:
-                rows.append(self._row(region, group[1], [group], summary, 0, 0, 0))
-        return WindowReport(
-            window_start=format_iso(w.start),
-            window_end=format_iso(w.start + self._w),
-            revision=w.revision,
-            sketch_relative_accuracy=self.config.sketch_relative_accuracy,
-            rows=rows,
-        )
-
-    def _row(self, region: str, category: str, keys: list[tuple[str, str]],
-             summary: dict[tuple[str, str], tuple[list[int], list[LegSummary]]],
-             orphans: int, responses: int, rejected: int) -> ReportRow:
-        totals = [0, 0, 0, 0, 0, 0, 0]
-        for key in keys:
-            for i, n in enumerate(summary[key][0]):
-                totals[i] += n
-        alerts, complete, no_handshake, incomplete, missing, skew, throttled = totals
-        stats = self._sketcher.stats
-        legs = {
-            name: stats(merge_summaries([summary[key][1][i] for key in keys]) if keys else (0, 0, {}, None, None, 0))
-            for i, name in enumerate(LEGS)
-        }
-        return ReportRow(
-            region=region,
-            category=category,
-            alerts=alerts + orphans,
-            complete=complete,
-            no_handshake=no_handshake,
-            incomplete=incomplete + orphans,
-            throttled=throttled,
-            missing_hub_timestamp=missing,
-            clock_skew=skew,
-            delivery_without_alert=orphans,
-            service_responses_seen=responses,
-            rejected=rejected,
-            legs=legs,
-        )
+        return closed_window(w, self._w, self._sketcher)
 
 
 def _same_expectation(held: Any, e: DeliveryExpected) -> bool:
