@@ -114,6 +114,7 @@ from typing import Any
 
 import msgspec
 
+from services.metrics.clock import Clocks
 from services.metrics.compact import (
     DERIVED_FLAGS,
     compact,
@@ -187,7 +188,7 @@ class MetricsCore:
     def __init__(self, config: MetricsConfig | None = None) -> None:
         self.config = config = config or MetricsConfig()
         self._w = config.window_ms
-        self._lateness = config.allowed_lateness_ms
+        self._clocks = Clocks(config)
         self._timeout = config.handshake_timeout_ms
         self._horizon = config.done_horizon_ms
         self._sketcher = Sketcher(config.sketch_relative_accuracy)
@@ -211,14 +212,8 @@ class MetricsCore:
         self._counted: set[str] = set()  # event ids of responses/rejections counted
         self._unplaced: list[RejectedInput] = []  # rejections before any event time
 
-        self._event_time: int | None = None
-        self._alert_clock: float = -_NEVER
-        self._log_clock: float = -_NEVER
-        self._clocks_at_input: float = -_NEVER
-        self._wm: float = -_NEVER
         self._next_action: float = _NEVER
         self._next_evict: float = _NEVER
-        self._event_time_at_input: int | None = None
 
         self._records_emitted = 0
         self._reports_emitted = 0
@@ -233,6 +228,7 @@ class MetricsCore:
         records: list[AstRecord] = []
         closed: list[ClosedWindow] = []
         on_exp, on_att = self._on_expected, self._on_attempted
+        clocks = self._clocks
         seen = False
         t: int | None
         for ev in events:
@@ -249,16 +245,12 @@ class MetricsCore:
                 t = self._on_rejected(ev, closed)
             elif kind is WallClock:  # not an input: the count of quiet wall time goes on
                 if seen:  # the inputs before it, as at the end of a batch (batching changes nothing)
-                    self._event_time_at_input = self._event_time
-                    self._clocks_at_input = max(self._alert_clock, self._log_clock)
+                    clocks.mark_input()
                     seen = False
                 t = self._on_wall_clock(ev)
                 if t is not None:
-                    et = self._event_time
-                    if et is None or t > et:
-                        self._event_time = t
-                        self._wm = t - self._lateness
-                if self._wm >= self._next_action:
+                    clocks.move_to(t)
+                if clocks.watermark >= self._next_action:
                     self._advance(records, closed)
                 if self._dirty:
                     self._flush_dirty(closed)
@@ -274,73 +266,46 @@ class MetricsCore:
                 # (su_passed / su_acknowledged). Event time is the slower of them, so alerts
                 # racing ahead of their handshakes do not close windows under them.
                 if kind is DeliveryAttempted:
-                    if t > self._log_clock:
-                        self._log_clock = t
+                    if t > clocks.log:
+                        clocks.log = t
                 elif kind is ClockTick:
-                    if t > self._log_clock:
-                        self._log_clock = t
-                    if t > self._alert_clock:
-                        self._alert_clock = t
-                elif t > self._alert_clock:
-                    self._alert_clock = t
-                t = self._clock()
+                    if t > clocks.log:
+                        clocks.log = t
+                    if t > clocks.alert:
+                        clocks.alert = t
+                elif t > clocks.alert:
+                    clocks.alert = t
+                t = clocks.slower()
                 if self._first is None and raw is not None:
                     self._start(raw)  # reporting starts at the first event's own window
             if t is not None:
-                et = self._event_time
-                if et is None or t > et:
-                    self._event_time = t
-                    self._wm = t - self._lateness
-            if self._wm >= self._next_action:
+                et = clocks.event_time
+                if et is None or t > et:  # clocks.move_to(t), inlined: this is the hot path
+                    clocks.event_time = t
+                    clocks.watermark = t - clocks.lateness
+            if clocks.watermark >= self._next_action:
                 self._advance(records, closed)
             if self._dirty:
                 self._flush_dirty(closed)
         if seen:
-            self._event_time_at_input = self._event_time
-            self._clocks_at_input = max(self._alert_clock, self._log_clock)
+            clocks.mark_input()
         self._records_emitted += len(records)
         self._reports_emitted += len(closed)
         return Output(records=records, closed=closed)
 
-    def _clock(self) -> int | None:
-        """Event time from the two clocks: the slower one."""
-        a, log = self._alert_clock, self._log_clock
-        if log == -_NEVER:
-            return None
-        return int(min(a, log)) if a != -_NEVER else int(log)
-
     def wall_clock_event(self, now_wall_ms: int, last_input_wall_ms: int,
                          last_log_wall_ms: int | None = None, partition: int = 0) -> WallClock | None:
-        """Live runs only: the wall clock's move, as an event for the log (None: no move). After
-        ``idle_close_after_s`` without any input, event time moves on by the wall time elapsed
-        since the last input, so a quiet stream still closes windows. After
-        ``idle_close_after_s`` without a delivery-log input (``last_log_wall_ms``; None: never)
-        while alerts flow, the log's clock follows the alerts' ``max_log_lag_ms`` behind.
-        Pure: the state changes only when the event is applied (``apply``), in log order."""
-        limit = self.config.idle_close_after_s * 1000
-        idle = now_wall_ms - last_input_wall_ms
-        base = self._event_time_at_input
-        alert, log_ = self._alert_clock, self._log_clock
-        if base is not None and idle >= limit:
-            target = int(max(base, self._clocks_at_input)) + idle  # from the last input, not the last call
-            new_alert, new_log = max(alert, target), max(log_, target)
-        elif alert != -_NEVER and (last_log_wall_ms is None or now_wall_ms - last_log_wall_ms >= limit):
-            new_alert, new_log = alert, max(log_, alert - self.config.max_log_lag_ms)
-        else:
-            return None
-        if new_alert <= alert and new_log <= log_:
-            return None
-        a, lg = int(new_alert), int(new_log)
-        return WallClock(event_id=f"wall-clock:{partition}:{a}:{lg}", partition=partition, alert_clock=a, log_clock=lg)
+        """The wall clock's move, as an event for the log (None: no move); see
+        ``Clocks.wall_clock_event``. Pure: the state changes only when it is applied."""
+        return self._clocks.wall_clock_event(now_wall_ms, last_input_wall_ms, last_log_wall_ms, partition)
 
     def wall_clock_due(self, event: WallClock) -> bool:
         """Whether applying ``event`` would change an output now (time out a delivery, close or
         forget a window): the only wall-clock moves worth putting in the log."""
-        alert, log_ = max(self._alert_clock, event.alert_clock), max(self._log_clock, event.log_clock)
-        target = int(min(alert, log_)) if alert != -_NEVER else int(log_)
-        if self._event_time is not None and target <= self._event_time:
+        target = self._clocks.event_time_after(event)
+        if target is None:
             return False
-        return self._first is None or target - self._lateness >= self._next_action
+        return self._first is None or target - self._clocks.lateness >= self._next_action
 
     def on_wall_clock(self, now_wall_ms: int, last_input_wall_ms: int,
                       last_log_wall_ms: int | None = None) -> Output:
@@ -350,30 +315,26 @@ class MetricsCore:
         return self.apply([event]) if event is not None else Output()
 
     def _on_wall_clock(self, e: WallClock) -> int | None:
-        if e.alert_clock > self._alert_clock:
-            self._alert_clock = e.alert_clock
-        if e.log_clock > self._log_clock:
-            self._log_clock = e.log_clock
-        t = self._clock()
-        if t is not None and self._first is None and (self._event_time is None or t > self._event_time):
+        t = self._clocks.follow(e)
+        if t is not None and self._first is None and (self._clocks.event_time is None or t > self._clocks.event_time):
             self._start(t)
         return t
 
     def stats(self) -> CoreStats:
         closed_ptr = self._close_ptr
         open_windows = sum(1 for s_ in self._windows if closed_ptr is None or s_ >= closed_ptr)
-        if closed_ptr is not None and self._event_time is not None:
-            last = window_start_of(self._event_time, self._w)
+        if closed_ptr is not None and self._clocks.event_time is not None:
+            last = window_start_of(self._clocks.event_time, self._w)
             open_windows = max(open_windows, (last - closed_ptr) // self._w + 1)
         return CoreStats(
             pending=self._pending,
             deliveries_tracked=len(self._deliveries),
             windows_open=open_windows,
             windows_retained=sum(1 for s_ in self._windows if closed_ptr is not None and s_ < closed_ptr),
-            event_time=format_iso(self._event_time),
-            alert_clock=format_iso(int(self._alert_clock)) if self._alert_clock != -_NEVER else None,
-            log_clock=format_iso(int(self._log_clock)) if self._log_clock != -_NEVER else None,
-            watermark=format_iso(int(self._wm)) if self._event_time is not None else None,
+            event_time=format_iso(self._clocks.event_time),
+            alert_clock=format_iso(int(self._clocks.alert)) if self._clocks.alert != -_NEVER else None,
+            log_clock=format_iso(int(self._clocks.log)) if self._clocks.log != -_NEVER else None,
+            watermark=format_iso(int(self._clocks.watermark)) if self._clocks.event_time is not None else None,
             records_emitted=self._records_emitted,
             reports_emitted=self._reports_emitted,
             duplicates=self._duplicates,
@@ -398,9 +359,9 @@ class MetricsCore:
             windows=window_states(self._windows, self._deliveries), first=self._first,
             close_ptr=self._close_ptr, retain_from=self._retain_from,
             dirty=sorted(self._dirty), counted=sorted(self._counted), unplaced=list(self._unplaced),
-            event_time=self._event_time, alert_clock=self._alert_clock, log_clock=self._log_clock,
-            clocks_at_input=self._clocks_at_input, wm=self._wm, next_action=self._next_action,
-            next_evict=self._next_evict, event_time_at_input=self._event_time_at_input,
+            event_time=self._clocks.event_time, alert_clock=self._clocks.alert, log_clock=self._clocks.log,
+            clocks_at_input=self._clocks.at_input, wm=self._clocks.watermark, next_action=self._next_action,
+            next_evict=self._next_evict, event_time_at_input=self._clocks.event_time_at_input,
             counters=(self._records_emitted, self._reports_emitted, self._duplicates, self._conflicts,
                       self._too_late, self._ignored),
         ))
@@ -418,10 +379,10 @@ class MetricsCore:
         self._dirty = set(st.dirty)
         self._counted = set(st.counted)
         self._unplaced = list(st.unplaced)
-        self._event_time = st.event_time
-        self._alert_clock, self._log_clock, self._clocks_at_input = st.alert_clock, st.log_clock, st.clocks_at_input
-        self._wm, self._next_action, self._next_evict = st.wm, st.next_action, st.next_evict
-        self._event_time_at_input = st.event_time_at_input
+        self._clocks.event_time = st.event_time
+        self._clocks.alert, self._clocks.log, self._clocks.at_input = st.alert_clock, st.log_clock, st.clocks_at_input
+        self._clocks.watermark, self._next_action, self._next_evict = st.wm, st.next_action, st.next_evict
+        self._clocks.event_time_at_input = st.event_time_at_input
         (self._records_emitted, self._reports_emitted, self._duplicates, self._conflicts, self._too_late,
          self._ignored) = st.counters
 
@@ -456,7 +417,7 @@ class MetricsCore:
         if d.window is not None:  # it was counted as a delivery without alert
             self._drop_orphan(did, d)
             self._pending += 1
-        if any(a[2] or a[0] is None for a in d.attempts) or e.dsp_received + self._timeout <= self._wm:
+        if any(a[2] or a[0] is None for a in d.attempts) or e.dsp_received + self._timeout <= self._clocks.watermark:
             self._resolve(did, e, d.attempts, out)
         else:
             d.exp = e
@@ -483,7 +444,7 @@ class MetricsCore:
             self._deliveries[did] = d
             self._pending += 1
             if passed is None:
-                d.at = self._arrival_time()
+                d.at = self._clocks.arrival_time()
             at = self._orphan_time(d)
             if at is not None:
                 self._add_deadline(did, at + self._timeout)
@@ -523,12 +484,6 @@ class MetricsCore:
                 self._add_deadline(did, at + self._timeout)
         return t
 
-    def _arrival_time(self) -> int | None:
-        """Now, in event time, for a log line with no time of its own (a throttled one)."""
-        if self._event_time is not None:
-            return self._event_time
-        return int(self._alert_clock) if self._alert_clock != -_NEVER else None
-
     def _on_response(self, e: ServiceResponseSeen, closed: list[ClosedWindow]) -> int:
         if e.event_id in self._counted:
             self._duplicates += 1
@@ -551,7 +506,7 @@ class MetricsCore:
             return e.dsp_received
         # No time of its own: count it at the alerts' clock, the nearest to when it arrived.
         t = e.dsp_received if e.dsp_received is not None else (
-            int(self._alert_clock) if self._alert_clock != -_NEVER else self._event_time)
+            int(self._clocks.alert) if self._clocks.alert != -_NEVER else self._clocks.event_time)
         if t is None:
             self._unplaced.append(e)
             self._counted.add(e.event_id)
@@ -595,7 +550,7 @@ class MetricsCore:
             # acknowledgement that comes later still revises it. It is held as long as the
             # window of the current event time.
             self._too_late += 1
-            hold = None if self._event_time is None else self._window_for(self._event_time)
+            hold = None if self._clocks.event_time is None else self._window_for(self._clocks.event_time)
             if hold is None:
                 del self._deliveries[did]
             else:
@@ -738,7 +693,7 @@ class MetricsCore:
         return None if at is None else at + self._timeout
 
     def _advance(self, records: list[AstRecord], closed: list[ClosedWindow]) -> None:
-        wm = self._wm
+        wm = self._clocks.watermark
         timeout = self._timeout
         # 1. handshake timeouts
         if wm >= self._next_due:
