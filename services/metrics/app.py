@@ -131,6 +131,9 @@ def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict
             value = getattr(record, leg)
             if value is not None and value >= 0:
                 metrics.record("alert_timing.leg", value, leg=leg, region=record.region, category=record.category)
+        handshake = record.su_handshake_ms
+        if handshake is not None and handshake >= 0 and record.service_user_id is not None:
+            metrics.record("alert_timing.handshake", handshake, service_user_id=record.service_user_id)
     if not tracing.enabled:
         return None
     parent = traces.pop(record.delivery_id, None) if complete else traces.get(record.delivery_id)

@@ -189,6 +189,15 @@ async def test_one_trace_per_alert_across_the_four_services(server, tmp_path, cl
     assert sum(p.value for p in points["alert_timing.records"] if p.attributes["status"] == "complete") == 2
     e2e = [p for p in points["alert_timing.leg"] if p.attributes["leg"] == "end_to_end_ms"]
     assert sum(p.count for p in e2e) == 2 and e2e[0].max == 3000
+    # the handshake by Service User, its only label (never a hub)
+    handshakes: dict[str, list[int]] = {}
+    for m in records:
+        record = json.loads(m.data)
+        handshakes.setdefault(record["service_user_id"], []).append(record["su_handshake_ms"])
+    by_user = points["alert_timing.handshake"]
+    assert all(set(p.attributes) == {"service_user_id"} for p in by_user)
+    assert {p.attributes["service_user_id"]: (p.count, p.sum) for p in by_user} == {
+        user: (len(ms), sum(ms)) for user, ms in handshakes.items()}
     # envelopes: the expectations in one (or more), the delivery-log events in one (or more)
     assert sum(p.value for p in points["alert_timing.messages.in"]) >= 2
     assert {p.attributes["service"] for p in points["alert_timing.messages.in"]} == {s.METRICS}
