@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from shared.events import LEGS
-from shared.telemetry import PROMETHEUS_NAMES
+from shared.targets import load_targets
+from shared.telemetry import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, PROMETHEUS_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
@@ -38,6 +39,7 @@ ALERTS = {
     "AlertTimingDeliveryBehind",  # window files not reaching the DS&A File Gateway
     "AlertTimingDeliveryQuarantined",  # a window set held: other content under its names at the gateway
     "AlertTimingLegP99AboveTarget",  # a leg's p99 above its target
+    "AlertTimingServiceUserHandshakeP95AboveTarget",  # one Service User's handshake p95 above its target, 30 min
 }
 
 
@@ -105,8 +107,9 @@ def test_the_unit_tests_catch_a_broken_rule(expr: str, tmp_path: Path) -> None:
 
 def exported_names() -> set[str]:
     names = set(PROMETHEUS_NAMES.values())
-    leg = PROMETHEUS_NAMES["alert_timing.leg"]
-    return (names - {leg}) | {f"{leg}_bucket", f"{leg}_count", f"{leg}_sum"}
+    for histogram in (PROMETHEUS_NAMES[h] for h in HISTOGRAMS):
+        names = (names - {histogram}) | {f"{histogram}_bucket", f"{histogram}_count", f"{histogram}_sum"}
+    return names
 
 
 def referenced(expr: str) -> set[str]:
@@ -123,8 +126,21 @@ def test_rules_use_only_exported_names_and_their_own_records() -> None:
     # and every exported series is used by a rule or a dashboard panel
     used = set().union(*(referenced(r["expr"]) for r in rules()), *(referenced(e) for e in dashboard_exprs()))
     idle = exported_names() - used - {PROMETHEUS_NAMES["alert_timing.metrics.rebuild_gaps"],
-                                      PROMETHEUS_NAMES["alert_timing.leg"] + "_sum"}
+                                      *(PROMETHEUS_NAMES[h] + "_sum" for h in HISTOGRAMS)}
     assert not idle, idle
+
+
+def test_the_handshake_target_is_the_targets_files() -> None:
+    """Prometheus cannot read the targets file: the rule states the handshake target of the
+    packaged one (what `report` uses) and must say the same, at a bucket bound of the histogram
+    (else a p95 at the target could not be told from one above it)."""
+    [target] = [r for r in rules() if r.get("record") == "alert_timing:su_handshake_target_milliseconds"]
+    assert "labels" not in target  # every Service User's
+    stated = int(re.fullmatch(r"vector\((\d+)\)", target["expr"].strip()).group(1))  # type: ignore[union-attr]
+    [leg] = [t for t in load_targets().legs if t.leg == "su_handshake_ms"]
+    assert not leg.by_region and not leg.by_category  # one figure, as the rule has
+    assert stated == leg.target_ms
+    assert stated in HANDSHAKE_BUCKETS_MS
 
 
 # --------------------------------------------------------------------------- Grafana
