@@ -50,6 +50,17 @@ def leg_quantile(q: float) -> str:
             f'(rate(alert_timing_leg_milliseconds_bucket{{leg="$leg"}}[{RATE}])))')
 
 
+#: Service Users the "slowest Service Users" panel shows.
+SLOWEST = 10
+
+
+def slowest_service_users() -> str:
+    """The handshake p95 of the Service Users with the highest, over 5 minutes as the rule reads
+    it (deploy/prometheus/alerts.yml, AlertTimingServiceUserHandshakeP95AboveTarget)."""
+    return (f"topk({SLOWEST}, histogram_quantile(0.95, sum by (le, service_user_id) "
+            "(rate(alert_timing_handshake_milliseconds_bucket[5m]))))")
+
+
 def build() -> dashboard.Dashboard:
     legs = dashboard.CustomVariable("leg").label("Leg").values(",".join(LEGS)).current(
         _current("end_to_end_ms"))
@@ -57,8 +68,8 @@ def build() -> dashboard.Dashboard:
     return (
         dashboard.Dashboard("alert-timing: live view")
         .uid(UID)
-        .description("Alerts in and out, leg latencies, consumer lag, rejections and dead letters, "
-                     "15-minute windows. Rules: deploy/prometheus/alerts.yml.")
+        .description("Alerts in and out, leg latencies, the slowest Service Users, consumer lag, rejections "
+                     "and dead letters, 15-minute windows. Rules: deploy/prometheus/alerts.yml.")
         .tags(["alert-timing"])
         .refresh("30s")
         .time("now-6h", "now")
@@ -139,6 +150,15 @@ def build() -> dashboard.Dashboard:
             "s",
             query("max by (partition) (alert_timing_delivery_oldest_pending_age_seconds)",
                   "partition {{partition}}")))
+        .with_row(dashboard.Row("Service Users"))
+        .with_panel(panel(
+            "slowest Service Users",
+            f"Handshake p95 over 5 minutes of the {SLOWEST} slowest Service Users (complete records; "
+            "the rule warns when one stays above the target line for 30 minutes).",
+            "ms",
+            query(slowest_service_users(), "{{service_user_id}}"),
+            query("alert_timing:su_handshake_target_milliseconds", "target"),
+            width=24))
     )
 
 

@@ -194,6 +194,12 @@ def test_dashboard_shows_what_operators_watch() -> None:
                    "alert_timing_messages_rejected_total", "alert_timing_dead_letters_total",
                    "alert_timing_windows_closed_total", "alert_timing_windows_revised_total"):
         assert needle in exprs, needle
+    # the slowest Service Users: their handshake p95 by Service User, with the rule's target line
+    [slowest] = [p for p in panels if p["title"] == "slowest Service Users"]
+    shown = [t["expr"] for t in slowest["targets"]]
+    assert shown[0].startswith("topk(") and "histogram_quantile(0.95, sum by (le, service_user_id)" in shown[0]
+    assert "alert_timing_handshake_milliseconds_bucket" in shown[0]
+    assert "alert_timing:su_handshake_target_milliseconds" in shown
     recorded = {r["record"] for r in rules() if "record" in r}
     for expr in dashboard_exprs():
         assert not referenced(expr) - exported_names() - recorded, expr
