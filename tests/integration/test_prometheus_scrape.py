@@ -37,7 +37,7 @@ from shared import subjects as s
 from shared.eventlog import read_messages
 from shared.events import LEGS
 from shared.settings import Settings, load
-from shared.telemetry import LEG_BUCKETS_MS, LEVELS, PROMETHEUS_NAMES
+from shared.telemetry import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, LEG_BUCKETS_MS, LEVELS, PROMETHEUS_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -248,9 +248,9 @@ def test_records_per_second_is_what_the_records_say(run: Run) -> None:
     assert by_status == want
 
 
-def bucket_of(value: float) -> tuple[float, float]:
+def bucket_of(value: float, buckets: tuple[int, ...] = LEG_BUCKETS_MS) -> tuple[float, float]:
     """The histogram bucket (lower, upper] that holds ``value``."""
-    bounds = [-math.inf, *LEG_BUCKETS_MS, math.inf]
+    bounds = [-math.inf, *buckets, math.inf]
     for lower, upper in itertools.pairwise(bounds):
         if lower < value <= upper:
             return lower, upper
@@ -297,6 +297,29 @@ def test_p99_by_region_and_category(run: Run) -> None:
         assert lower < exact_quantile(values, 0.99) <= upper, (region, category, value)
 
 
+def test_handshake_p95_by_service_user_is_the_records_within_a_bucket(run: Run) -> None:
+    """The slowest-Service-Users figure: one series per Service User the complete records
+    name (no other label of the records: never a hub), its p95 in the bucket of the records'
+    p95, its count exactly theirs."""
+    by_user: dict[str, list[int]] = {}
+    for _, r in run.records:
+        if r["status"] == "complete" and r["su_handshake_ms"] is not None and r["su_handshake_ms"] >= 0:
+            by_user.setdefault(r["service_user_id"], []).append(r["su_handshake_ms"])
+    assert len(by_user) >= 2 and sum(map(len, by_user.values())) > 100
+    result = run.prometheus.query('histogram_quantile(0.95, sum by (le, service_user_id) '
+                                  '(alert_timing_handshake_milliseconds_bucket))')
+    got = {r["metric"]["service_user_id"]: float(r["value"][1]) for r in result}
+    assert set(got) == set(by_user)
+    for user, value in got.items():
+        lower, upper = bucket_of(value, HANDSHAKE_BUCKETS_MS)
+        assert lower < exact_quantile(by_user[user], 0.95) <= upper, (user, value)
+    counts = {r["metric"]["service_user_id"]: float(r["value"][1]) for r in run.prometheus.query(
+        "sum by (service_user_id) (alert_timing_handshake_milliseconds_count)")}
+    assert counts == {user: len(values) for user, values in by_user.items()}
+    labels = {k for r in run.prometheus.query("alert_timing_handshake_milliseconds_count") for k in r["metric"]}
+    assert not labels & {"comms_hub_id", "leg", "region", "category", "delivery_id"}, labels
+
+
 def test_rejections_and_windows_counted_exactly(run: Run) -> None:
     """Every counter against what JetStream holds: one rejection counted per ast.rejected.<stage>
     message, by the stage that published it."""
@@ -319,9 +342,9 @@ def test_every_exported_name_is_the_documented_one(run: Run) -> None:
     names = set(run.prometheus.get("/api/v1/label/__name__/values"))
     ours = {n for n in names if n.startswith("alert_timing_")}
     documented = set(PROMETHEUS_NAMES.values())
-    histogram = PROMETHEUS_NAMES["alert_timing.leg"]
-    documented |= {f"{histogram}_bucket", f"{histogram}_count", f"{histogram}_sum"}
-    documented.discard(histogram)
+    for histogram in (PROMETHEUS_NAMES[h] for h in HISTOGRAMS):
+        documented |= {f"{histogram}_bucket", f"{histogram}_count", f"{histogram}_sum"}
+        documented.discard(histogram)
     assert ours <= documented, ours - documented
     # everything but the counters that have nothing to count in a clean run, and the delivery
     # gauges (this run does not deliver to DS&A: ALERT_TIMING_DELIVERY_URL is unset)
@@ -344,7 +367,7 @@ def test_rules_load_and_evaluate(run: Run) -> None:
 
 def test_dashboard_queries_run(run: Run) -> None:
     """Every query of the Grafana dashboard is valid PromQL on the scraped series, and the
-    throughput and leg panels show data."""
+    throughput, leg and slowest-Service-Users panels show data."""
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert exprs
@@ -354,6 +377,7 @@ def test_dashboard_queries_run(run: Run) -> None:
         concrete = expr.replace("$__rate_interval", f"{WINDOW_S}s").replace("$leg", "end_to_end_ms")
         if not run.prometheus.query(concrete, at=end):
             empty.append(concrete)
-    shown = [e for e in exprs if "records_total" in e or "leg_milliseconds_bucket" in e]
-    assert shown and not [e for e in empty if any(k in e for k in ("records_total", "leg_milliseconds_bucket"))], empty
+    kinds = ("records_total", "leg_milliseconds_bucket", "handshake_milliseconds_bucket")
+    shown = [e for e in exprs if any(k in e for k in kinds)]
+    assert shown and not [e for e in empty if any(k in e for k in kinds)], empty
 
