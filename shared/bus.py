@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import shutil
 import socket
 import ssl
@@ -309,6 +310,11 @@ def history_held(sizes: Mapping[str, int], settings: Settings) -> str:
             f"max_file_store, for more)")
 
 
+#: JetStream's "error creating store for stream" (a store of the same name still going away).
+STORE_NOT_CREATED_ERR_CODE = 10049
+_probe_serial = itertools.count()
+
+
 async def _probe(js: JetStreamContext, size: int, replicas: int, cap: int) -> bool:
     """Whether JetStream reserves ``size`` bytes now: probe streams created, then deleted (one
     per ``cap`` bytes, when the account limits each stream)."""
@@ -316,11 +322,21 @@ async def _probe(js: JetStreamContext, size: int, replicas: int, cap: int) -> bo
     made: list[str] = []
     try:
         for i in range(count):
-            name = f"{STORAGE_PROBE}_{i}"
+            # A name of its own each time: a stream created again under the name of one just
+            # deleted can meet its store still being removed ("error creating store for stream").
+            name = f"{STORAGE_PROBE}_{next(_probe_serial)}"
             part = size // count + (1 if i < size % count else 0)
-            await js.add_stream(api.StreamConfig(
-                name=name, subjects=[f"{s.PREFIX}.storage-probe.{i}"], storage=api.StorageType.FILE,
-                num_replicas=replicas, max_bytes=part, retention=api.RetentionPolicy.LIMITS))
+            config = api.StreamConfig(
+                name=name, subjects=[f"{s.PREFIX}.storage-probe.{name.lower()}"], storage=api.StorageType.FILE,
+                num_replicas=replicas, max_bytes=part, retention=api.RetentionPolicy.LIMITS)
+            for attempt in range(5):
+                try:
+                    await js.add_stream(config)
+                    break
+                except APIError as exc:
+                    if exc.err_code != STORE_NOT_CREATED_ERR_CODE or attempt == 4:
+                        raise
+                    await asyncio.sleep(0.1 * (attempt + 1))
             made.append(name)
         return True
     except APIError as exc:
