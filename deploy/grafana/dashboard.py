@@ -102,7 +102,7 @@ def build() -> dashboard.Dashboard:
             "99th percentile of the leg; the line is its target (alert_timing:leg_p99_target_milliseconds).",
             "ms",
             query(leg_quantile(0.99), "{{region}} {{category}}"),
-            query('alert_timing:leg_p99_target_milliseconds{leg="$leg"}', "target")))
+            query('alert_timing:leg_p99_target_milliseconds{leg="$leg"}', "target {{category}}")))
         .with_row(dashboard.Row("Backlog, rejections, dead letters"))
         .with_panel(panel(
             "Consumer lag",

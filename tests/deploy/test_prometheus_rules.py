@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from shared.events import LEGS
-from shared.targets import load_targets
+from shared.targets import CATEGORIES, load_targets
 from shared.telemetry import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, PROMETHEUS_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +128,25 @@ def test_rules_use_only_exported_names_and_their_own_records() -> None:
     idle = exported_names() - used - {PROMETHEUS_NAMES["alert_timing.metrics.rebuild_gaps"],
                                       *(PROMETHEUS_NAMES[h] + "_sum" for h in HISTOGRAMS)}
     assert not idle, idle
+
+
+def test_the_leg_targets_are_the_targets_files() -> None:
+    """The leg p99 targets state the packaged targets file's figure for every leg and category
+    (its by_category overrides included), so the live rule and `report` judge a leg alike."""
+    stated = {}
+    for rule in rules():
+        if rule.get("record") == "alert_timing:leg_p99_target_milliseconds":
+            labels = rule["labels"]
+            value = re.fullmatch(r"vector\((\d+)\)", rule["expr"].strip())
+            assert value, rule
+            assert (labels["leg"], labels["category"]) not in stated, labels
+            stated[labels["leg"], labels["category"]] = int(value.group(1))
+    expected = {}
+    for leg in load_targets().legs:
+        assert not leg.by_region, leg  # the rule has no region-specific targets
+        for category in CATEGORIES:
+            expected[leg.leg, category] = leg.target_for("", category)
+    assert stated == expected
 
 
 def test_the_handshake_target_is_the_targets_files() -> None:
