@@ -29,7 +29,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import nats
@@ -81,7 +81,8 @@ async def faststream_path(url: str, durable: str, n: int, settings: Settings, ba
                            pull_sub=PullSub(settings.batch_size, timeout=settings.batch_timeout_s, batch=True))
         async def handle_batch(msg: NatsMessage) -> None:  # the raw batch: nothing decoded
             nonlocal seen
-            seen += len(msg.raw_message)
+            batch_of: Sequence[object] = msg.raw_message  # type: ignore[assignment]  # a batch's: a list of Msg
+            seen += len(batch_of)
             if seen >= n:
                 done.set()
     else:
