@@ -117,7 +117,6 @@ async def runtime_path(url: str, durable: str, n: int, settings: Settings) -> No
         await done.wait()
         await all_acked(service.broker.connection.jetstream(), durable, n)
     finally:
-        await service.dead_letters.stop()  # as Service.run stops it, before the app
         await service.app.stop()
 
 
