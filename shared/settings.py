@@ -42,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: All streams together (split by shared.bus.stream_max_bytes): 7 days at the national
     #: average plus a storm hour at 50x, with a third to spare (docs/scaling.md).
     stream_max_bytes: int = 3 * 1024**4
-    #: Write the trace index (ast.index.<key>, see README "Reliability"): `alert-timing trace`
+    #: Write the trace index (ast.index.<key>, see docs/reliability.md): `alert-timing trace`
     #: reads by sequence instead of scanning the log.
     trace_index: bool = True
     duplicate_window_s: float = 120.0

@@ -119,6 +119,11 @@ class DeadLetters:
                     else:
                         await msg.nak(delay=RETRY_DELAY_S)
             except asyncio.CancelledError:
+                # Unsubscribed, so the connection's drain does not wait out (drain_timeout) the
+                # replies of a pull request cancelled here that nobody will take any more.
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
                 raise
             except Exception as exc:  # noqa: BLE001 - broker away, consumer not created yet: try again
                 log.warning("max-deliveries advisories not read; trying again", stage=self.stage, error=str(exc))

@@ -380,6 +380,9 @@ class Service:
         self.metrics.declare("alert_timing.messages.out", service=name)
         self.metrics.declare("alert_timing.messages.rejected", service=name)
         self.app.after_startup(self._started)
+        # Stopping the app stops everything _started began (each stop returns at once when
+        # Service.run has already stopped it).
+        self.app.on_shutdown(self.dead_letters.stop)
         self.app.on_shutdown(self._quiesce)
         #: The process's exit status: 1 once something failed that a restart must repair.
         self.exit_code = 0
