@@ -1,0 +1,45 @@
+"""Golden rejections through the running services: each input of ``tests.harness.rejections``
+published on its ``ast.in.*`` subject comes out on ``ast.rejected.<stage>`` whole, with the
+reason and message the table gives."""
+
+from __future__ import annotations
+
+import base64
+
+import msgspec
+import pytest
+
+from shared import subjects as s
+from tests.harness.jetstream import collect
+from tests.harness.rejections import CASES
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+
+PUBLISHED = [c for c in CASES if c.subject in s.IN_CSP or c.subject in (s.IN_DSP_DELIVERY, s.IN_DSP_CLOCK)]
+
+
+def _key(body: dict) -> tuple[str, str, bytes, str]:
+    return body["stage"], body["subject"], base64.b64decode(body["raw"]), msgspec.json.encode(body["headers"]).decode()
+
+
+async def test_every_rejection_reason_comes_out_whole(js):
+    seqs = []
+    for case in PUBLISHED:
+        ack = await js.publish(case.subject, case.data, headers=dict(case.headers) or None)
+        seqs.append(ack.seq)
+    wanted = {(c.stage, c.subject, c.data, msgspec.json.encode(c.headers).decode()): c for c in PUBLISHED}
+
+    def found(msgs) -> dict:
+        bodies = [(m.subject, msgspec.json.decode(m.data)) for m in msgs]
+        return {_key(b): (subject, b) for subject, b in bodies if b.get("source_seq") in seqs}
+
+    msgs = await collect(js, s.STREAM_EVENTS, [f"{s.REJECTED}.*"], lambda got: wanted.keys() <= found(got).keys(),
+                         timeout=60.0)
+    got = found(msgs)
+    assert wanted.keys() <= got.keys(), [wanted[k].message for k in wanted.keys() - got.keys()]
+    for key, case in wanted.items():
+        subject, body = got[key]
+        assert subject == s.rejected(case.stage)
+        assert (body["reason"], body["message"]) == (case.reason, case.message)
+
+
