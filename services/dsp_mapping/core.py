@@ -124,7 +124,7 @@ def delivery_attempt(msg: Inbound, settings: Settings,
         if dcc_code is not None and dcc_code not in dcc_alert_codes:
             raise InvalidInput("bad_field", f"`dccAlertCode` {dcc_code!r:.20} is not one of {sorted(dcc_alert_codes)}")
         outcome = obj.get("outcome")
-        if outcome not in OUTCOMES:
+        if not isinstance(outcome, str) or outcome not in OUTCOMES:  # a list or object is not hashable
             raise InvalidInput("bad_outcome", f"`outcome` {outcome!r:.30} is not one of {sorted(OUTCOMES)}")
         count = throttled_count(obj)
         if outcome == "throttled":

@@ -203,6 +203,8 @@ CASES: list[Case] = [
          'bad_outcome', "`outcome` None is not one of ['acknowledged', 'failed', 'throttled']"),
     Case("dsp-mapping", L, w(OK_L, outcome="delivered"), {},
          'bad_outcome', "`outcome` 'delivered' is not one of ['acknowledged', 'failed', 'throttled']"),
+    Case("dsp-mapping", L, w(OK_L, outcome=["acknowledged"]), {},
+         'bad_outcome', "`outcome` ['acknowledged'] is not one of ['acknowledged', 'failed', 'throttled']"),
     Case("dsp-mapping", L, w(OK_L, throttledAlertCount=-1), {},
          'bad_throttled_count', '`throttledAlertCount` must be a whole number from 0 to 4294967295, got -1'),
     Case("dsp-mapping", L, w(OK_L, throttledAlertCount=2**32), {},
