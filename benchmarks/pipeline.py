@@ -21,7 +21,7 @@ import nats
 import psutil
 
 from alert_timing.simulator.run import RunResult, run_traffic
-from alert_timing.simulator.traffic import Traffic, TrafficConfig, generate
+from alert_timing.simulator.traffic import Traffic, TrafficConfig, generate, prepare
 from alert_timing.supervisor import Supervisor, run_bootstrap
 from alert_timing_benchmarks import relays
 from services.metrics.app import metrics_config
@@ -296,8 +296,11 @@ def pending_rss_mb(n: int = 1_000_000) -> float:
 
 
 def _traffic(settings: Settings, config: TrafficConfig) -> Traffic:
-    """The simulator's traffic, built before a timed window (and outside its CPU accounting)."""
-    return generate(config, RuleTable.load(settings.dcc_rules), load_notifications(settings.csp_notifications))
+    """The simulator's traffic, built before a timed window (and outside its CPU accounting):
+    the inputs, their messages and the Service Users' answers (``prepare``)."""
+    traffic = generate(config, RuleTable.load(settings.dcc_rules), load_notifications(settings.csp_notifications))
+    prepare(traffic, config.seed)
+    return traffic
 
 
 def _live(alerts: int, seed: int, seconds: float) -> TrafficConfig:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from services.runtime.service import Inbound
 from services.runtime.validation import (
     TRACE_HEADER,
+    HubId,
     InvalidInput,
+    NonEmpty,
+    Text,
     base64_payload,
     comms_hub_id,
     dsp_received_of,
@@ -16,19 +21,47 @@ from services.runtime.validation import (
     reject,
     text_field,
     timestamp,
+    typed_payload,
+    typed_timestamp,
 )
 from shared import subjects as s
 from shared.csp_notifications import PowerOutageShape
 from shared.events import AlertCaptured, DspReceivedSource, OutageNotified, Region, RejectedInput
 from shared.settings import Settings
+from shared.timefmt import TimestampError, parse_csp
 
 STAGE = s.HUB_CAPTURE
 
-NORTH_FIELDS = {"responseId", "commsHubId", "payload", "timestamp", "HubTimestamp"}
-FEED_FIELDS = {
-    "messageId", "commsHubId", "payload",
-    "chfReceivedTimestamp", "cspReceivedTimestamp", "cspSentTimestamp",
-}
+
+class NorthAlert(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An alert on ``ast.in.csp-north`` as CSP North sends it (extra fields: read by fields)."""
+
+    response_id: Text = msgspec.field(name="responseId")
+    comms_hub_id: HubId = msgspec.field(name="commsHubId")
+    payload: NonEmpty
+    timestamp: str
+    hub_timestamp: str | None = msgspec.field(default=None, name="HubTimestamp")
+
+
+class FeedAlert(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An alert on ``ast.in.csp-central`` / ``ast.in.csp-south`` (the CSP feed)."""
+
+    message_id: Text = msgspec.field(name="messageId")
+    comms_hub_id: HubId = msgspec.field(name="commsHubId")
+    payload: NonEmpty
+    csp_received: str = msgspec.field(name="cspReceivedTimestamp")
+    csp_sent: str = msgspec.field(name="cspSentTimestamp")
+    chf_received: str | None = msgspec.field(default=None, name="chfReceivedTimestamp")
+
+
+def _names(struct: type[msgspec.Struct]) -> frozenset[str]:
+    return frozenset(f.encode_name for f in msgspec.structs.fields(struct))
+
+
+NORTH_FIELDS = _names(NorthAlert)
+FEED_FIELDS = _names(FeedAlert)
+_north = msgspec.json.Decoder(NorthAlert)
+_feed_alert = msgspec.json.Decoder(FeedAlert)
 
 
 DEFAULT_OUTAGE_SHAPE = PowerOutageShape()
@@ -39,6 +72,44 @@ MAX_OUTAGE_S = 366 * 86_400
 def capture(msg: Inbound, settings: Settings,
             outage: PowerOutageShape = DEFAULT_OUTAGE_SHAPE) -> AlertCaptured | OutageNotified | RejectedInput:
     region = s.IN_CSP.get(msg.subject)
+    if region is not None and len(msg.data) <= settings.max_message_bytes:
+        typed = _typed(msg, region, settings, outage)
+        if typed is not None:
+            return typed
+    return checked_capture(msg, settings, outage)
+
+
+def _typed(msg: Inbound, region: Region, settings: Settings, outage: PowerOutageShape) -> AlertCaptured | None:
+    """An alert decoded in one pass into its Struct; None when the decode or a check refuses
+    it (or it may be a notification): ``checked_capture`` reads it then and says why."""
+    try:
+        if region == "north":
+            if outage.type_field in NORTH_FIELDS:
+                return None
+            north = _north.decode(msg.data)
+            payload, hub_id, response_id = north.payload, north.comms_hub_id, north.response_id
+            chf, csp_received, csp_sent = typed_timestamp(north.hub_timestamp), None, north.timestamp
+        else:
+            if outage.type_field in FEED_FIELDS:
+                return None
+            feed = _feed_alert.decode(msg.data)
+            payload, hub_id, response_id = feed.payload, feed.comms_hub_id, feed.message_id
+            chf, csp_received, csp_sent = (typed_timestamp(feed.chf_received), typed_timestamp(feed.csp_received),
+                                           feed.csp_sent)
+        if not typed_payload(payload, max_chars=settings.max_payload_b64_chars):
+            return None
+        dsp_received, source = dsp_received_of(msg)
+        return _captured(msg, region, response_id, hub_id, payload, chf, csp_received,
+                         parse_csp(csp_sent), dsp_received, source, {})
+    except (msgspec.DecodeError, TimestampError, InvalidInput):
+        return None
+
+
+def checked_capture(msg: Inbound, settings: Settings,
+                    outage: PowerOutageShape = DEFAULT_OUTAGE_SHAPE) -> AlertCaptured | OutageNotified | RejectedInput:
+    """The input read field by field: an alert with extra fields, a notification, or the
+    reason it is rejected for."""
+    region = s.IN_CSP.get(msg.subject)
     try:
         if region is None:
             raise InvalidInput("unknown_subject", f"no CSP feed is published on {msg.subject}")
@@ -47,54 +118,54 @@ def capture(msg: Inbound, settings: Settings,
         if outage.is_notification(obj):
             return _outage(obj, msg, region, dsp_received, source, outage)
         if region == "north":
-            return _north(obj, msg, dsp_received, source, settings)
+            return _north_fields(obj, msg, dsp_received, source, settings)
         return _feed(obj, msg, region, dsp_received, source, settings)
     except InvalidInput as exc:
         return reject(msg, exc.reason, str(exc), stage=STAGE)
 
 
-
-
-def _north(obj: dict[str, Any], msg: Inbound, dsp_received: int, source: DspReceivedSource,
-           settings: Settings) -> AlertCaptured:
-    response_id = text_field(obj, "responseId")
-    payload, _ = base64_payload(obj, max_chars=settings.max_payload_b64_chars)
+def _captured(msg: Inbound, region: Region, response_id: str, hub_id: int, payload: str, chf: int | None,
+              csp_received: int | None, csp_sent: int, dsp_received: int, source: DspReceivedSource,
+              extra: dict[str, Any]) -> AlertCaptured:
     return AlertCaptured(
-        event_id=f"cap:north:{response_id}",
+        event_id=f"cap:{region}:{response_id}",
         response_id=response_id,
-        region="north",
-        comms_hub_id=comms_hub_id(obj),
+        region=region,
+        comms_hub_id=hub_id,
         payload=payload,
-        chf_received=timestamp(obj, "HubTimestamp", required=False),
-        csp_received=None,  # CSP North sends when the alert left it; mapped by csp-enrichment
-        csp_sent=timestamp(obj, "timestamp", required=True),
+        chf_received=chf,
+        csp_received=csp_received,  # None for North: CSP North sends when the alert left it (mapped downstream)
+        csp_sent=csp_sent,
         dsp_received=dsp_received,
         dsp_received_source=source,
         source_seq=msg.stream_seq,
-        extra={k: v for k, v in obj.items() if k not in NORTH_FIELDS},
+        extra=extra,
         trace=msg.headers.get(TRACE_HEADER),
     )
+
+
+def _north_fields(obj: dict[str, Any], msg: Inbound, dsp_received: int, source: DspReceivedSource,
+                  settings: Settings) -> AlertCaptured:
+    # The order of the checks is the order of the reasons (the first failing one is given).
+    response_id = text_field(obj, "responseId")
+    payload, _ = base64_payload(obj, max_chars=settings.max_payload_b64_chars)
+    hub_id = comms_hub_id(obj)
+    chf = timestamp(obj, "HubTimestamp", required=False)
+    csp_sent = timestamp(obj, "timestamp", required=True)
+    return _captured(msg, "north", response_id, hub_id, payload, chf, None, csp_sent, dsp_received, source,
+                     {k: v for k, v in obj.items() if k not in NORTH_FIELDS})
 
 
 def _feed(obj: dict[str, Any], msg: Inbound, region: Region, dsp_received: int, source: DspReceivedSource,
           settings: Settings) -> AlertCaptured:
     response_id = text_field(obj, "messageId")
     payload, _ = base64_payload(obj, max_chars=settings.max_payload_b64_chars)
-    return AlertCaptured(
-        event_id=f"cap:{region}:{response_id}",
-        response_id=response_id,
-        region=region,
-        comms_hub_id=comms_hub_id(obj),
-        payload=payload,
-        chf_received=timestamp(obj, "chfReceivedTimestamp", required=False),
-        csp_received=timestamp(obj, "cspReceivedTimestamp", required=True),
-        csp_sent=timestamp(obj, "cspSentTimestamp", required=True),
-        dsp_received=dsp_received,
-        dsp_received_source=source,
-        source_seq=msg.stream_seq,
-        extra={k: v for k, v in obj.items() if k not in FEED_FIELDS},
-        trace=msg.headers.get(TRACE_HEADER),
-    )
+    hub_id = comms_hub_id(obj)
+    chf = timestamp(obj, "chfReceivedTimestamp", required=False)
+    csp_received = timestamp(obj, "cspReceivedTimestamp", required=True)
+    csp_sent = timestamp(obj, "cspSentTimestamp", required=True)
+    return _captured(msg, region, response_id, hub_id, payload, chf, csp_received, csp_sent, dsp_received, source,
+                     {k: v for k, v in obj.items() if k not in FEED_FIELDS})
 
 
 def _outage(obj: dict[str, Any], msg: Inbound, region: str, dsp_received: int, source: str,

@@ -1,9 +1,17 @@
-"""Strict reading of inbound JSON: bounded, typed, with machine-readable reasons."""
+"""Strict reading of inbound JSON: bounded, typed, with machine-readable reasons.
+
+Two readers of one contract. The typed one (``Text``, ``HubId``, ``typed_payload`` and the
+cores' input Structs) decodes a well-formed input in one msgspec pass straight into a Struct:
+the path every good input takes. An input it refuses, for whatever reason, is read again by the
+field checks below (``json_object``, ``text_field``, ...), which say why: the reasons and
+messages of ``ast.rejected.<stage>`` are theirs, unchanged. The typed reader accepts nothing the
+field checks would refuse (its limits are the constants here), so both give the same event.
+"""
 
 from __future__ import annotations
 
 import binascii
-from typing import Any, Literal, overload
+from typing import Annotated, Any, Literal, overload
 
 import msgspec
 
@@ -22,6 +30,15 @@ class InvalidInput(ValueError):
 
 _json = msgspec.json.Decoder()
 UINT32_MAX = 2**32 - 1
+#: The longest identifier a text field may hold (characters).
+MAX_TEXT = 128
+
+#: A non-empty string of at most ``MAX_TEXT`` characters (``text_field``'s rule, typed).
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+#: ``commsHubId``: an unsigned 32-bit integer (``comms_hub_id``'s rule, typed).
+HubId = Annotated[int, msgspec.Meta(ge=0, le=UINT32_MAX)]
+#: A non-empty string (``base64_payload`` checks its length and alphabet after the decode).
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 def json_object(data: bytes, *, max_bytes: int, max_depth: int) -> dict[str, Any]:
@@ -53,7 +70,7 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     return deepest
 
 
-def text_field(obj: dict[str, Any], name: str, *, max_len: int = 128) -> str:
+def text_field(obj: dict[str, Any], name: str, *, max_len: int = MAX_TEXT) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
         raise InvalidInput("missing_field" if value is None else "bad_field",
@@ -63,7 +80,7 @@ def text_field(obj: dict[str, Any], name: str, *, max_len: int = 128) -> str:
     return value
 
 
-def optional_text(obj: dict[str, Any], name: str, *, max_len: int = 128) -> str | None:
+def optional_text(obj: dict[str, Any], name: str, *, max_len: int = MAX_TEXT) -> str | None:
     if obj.get(name) is None:
         return None
     return text_field(obj, name, max_len=max_len)
@@ -111,6 +128,22 @@ def base64_payload(obj: dict[str, Any], *, max_chars: int) -> tuple[str, bytes]:
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput("bad_base64", f"`payload` is not Base64: {exc}") from None
     return value, raw
+
+
+def typed_payload(value: str, *, max_chars: int) -> bool:
+    """Whether a decoded ``payload`` passes ``base64_payload`` (length and strict Base64)."""
+    if len(value) > max_chars:
+        return False
+    try:
+        binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def typed_timestamp(value: str | None) -> int | None:
+    """A decoded optional timestamp as ``timestamp`` reads it (``TimestampError`` if bad)."""
+    return None if value is None else parse_csp(value)
 
 
 DSP_RECEIVED_HEADER = "Dsp-Received-Timestamp"

@@ -16,7 +16,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext, api
 
-from alert_timing.simulator.traffic import Traffic, TrafficConfig, generate, service_user_answers
+from alert_timing.simulator.traffic import Traffic, TrafficConfig, generate, prepare, service_user_answers
 from services.runtime.envelopes import decode_events
 from shared import bus
 from shared import subjects as s
@@ -166,18 +166,17 @@ async def _fetch(sub, n: int = 1000, timeout: float = 0.5) -> list:
 
 
 async def publish_inputs(js: JetStreamContext, traffic: Traffic, rate: float | None, timeout: float,
-                         show: bool) -> None:
+                         show: bool, seed: int = 0) -> None:
+    """Each input its own message with its headers, acked by JetStream (the acks of a chunk
+    awaited together). The messages are built beforehand (``prepare``): here they are sent."""
+    outgoing = prepare(traffic, seed).outgoing
     started = time.perf_counter()
-    total = len(traffic.inputs)
+    total = len(outgoing)
     # At a given rate, about ten chunks a second (a steady flow, not a burst every few seconds).
     step = PUBLISH_CHUNK if not rate else max(1, min(PUBLISH_CHUNK, int(rate / 10)))
     for i in range(0, total, step):
-        chunk = traffic.inputs[i : i + step]
-        await publish_retrying(js, [
-            bus.Outgoing(m.subject, m.data, f"in:{m.response_id}:{m.kind}:{i + k}" if m.kind != "duplicate"
-                         else f"dup:{m.response_id}:{i + k}", m.headers)
-            for k, m in enumerate(chunk)
-        ], timeout)
+        chunk = outgoing[i : i + step]
+        await publish_prepared_retrying(js, chunk, timeout)
         done = i + len(chunk)
         if rate:
             ahead = done / rate - (time.perf_counter() - started)
@@ -187,6 +186,41 @@ async def publish_inputs(js: JetStreamContext, traffic: Traffic, rate: float | N
             progress(f"published {done}/{total} inputs")
 
 
+async def publish_prepared(js: JetStreamContext, messages: list[tuple[str, bytes, dict[str, str]]],
+                           timeout: float) -> None:
+    """``bus.publish_all`` for messages whose headers are built already (``Nats-Msg-Id`` among
+    them): each its own message, the acks of all awaited together."""
+    futures: list[asyncio.Future] = []
+    try:
+        for subject, payload, headers in messages:
+            futures.append(await js.publish_async(subject, payload, headers=headers))
+        await asyncio.wait_for(asyncio.gather(*futures), timeout)
+    except TimeoutError as exc:
+        raise bus.PublishError(f"{len(messages)} publishes not acknowledged within {timeout}s") from exc
+    except Exception as exc:  # an API error from the stream (e.g. no stream, too large), a lost connection
+        raise bus.PublishError(f"publish failed: {exc}") from exc
+    finally:
+        for f in futures:  # as bus.publish_all: a future left waiting holds a pending-publish slot
+            if not f.done():
+                f.cancel()
+
+
+async def publish_prepared_retrying(js: JetStreamContext, messages: list[tuple[str, bytes, dict[str, str]]],
+                                    timeout: float, give_up_s: float = PUBLISH_RETRY_S) -> None:
+    """``publish_prepared``, retried while the broker is away, as ``publish_retrying``."""
+    deadline = time.monotonic() + give_up_s
+    delay = 0.25
+    while True:
+        try:
+            await publish_prepared(js, messages, timeout)
+            return
+        except (bus.PublishError, nats.errors.Error, ConnectionError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, start_seq: int,
                             result: RunResult, timeout: float, stop: asyncio.Event,
                             prefix: bytes = b"_INBOX.") -> None:
@@ -194,6 +228,7 @@ async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, s
     sub = await _tail(js, s.STREAM_EVENTS, [s.DELIVER], start_seq, prefix)
     rng = random.Random(seed)
     seen: set[str] = set()
+    answers = prepare(traffic, seed).answers
     try:
         while not stop.is_set():
             msgs = await _fetch(sub)
@@ -204,7 +239,10 @@ async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, s
                 if received is None or notice.delivery_id in seen:
                     continue
                 seen.add(notice.delivery_id)
-                lines.extend(service_user_answers(
+                ready = answers.get((notice.delivery_id, notice.response_id, notice.dcc_alert_code,
+                                     notice.service_user_id))
+                # A notice routed otherwise than the traffic expected is answered all the same.
+                lines.extend(ready if ready is not None else service_user_answers(
                     notice.delivery_id, notice.response_id, notice.dcc_alert_code, notice.service_user_id,
                     received, seed, throttled=notice.delivery_id in traffic.throttled,
                     throttled_count=traffic.throttled_counts.get(notice.delivery_id),
@@ -299,6 +337,7 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
 
     if traffic is None:
         traffic = generate(config, RuleTable.load(settings.dcc_rules), load_notifications(settings.csp_notifications))
+    prepare(traffic, config.seed)  # a no-op when the caller prepared it before its timed window
     result = RunResult(traffic)
     expected = traffic.expected_deliveries
     # Fails fast (one line) when NATS cannot be reached; once connected, rides out restarts.
@@ -314,13 +353,13 @@ async def run_traffic(settings: Settings, config: TrafficConfig, *, rate: float 
         records = await _tail(js, s.STREAM_OUT, [s.RECORD, s.REPORT_15M], out_from, prefix)
         rejected = await _tail(js, s.STREAM_EVENTS, [f"{s.REJECTED}.*"], deliver_from, prefix)
 
+        due = windows_due(traffic, settings.metrics_partitions)
         result.first_publish = time.perf_counter()
-        await publish_inputs(js, traffic, rate, settings.publish_ack_timeout_s, show)
+        await publish_inputs(js, traffic, rate, settings.publish_ack_timeout_s, show, config.seed)
         result.publish_seconds = time.perf_counter() - result.first_publish
 
         deadline = time.monotonic() + wait_s
         clock_sent = False
-        due = windows_due(traffic, settings.metrics_partitions)
         stall_s = settings.idle_close_after_s + STALL_MARGIN_S
         pending: dict[str, tuple[int, int]] | None = None
         looked = moved = time.monotonic()

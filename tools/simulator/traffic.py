@@ -110,6 +110,11 @@ class Traffic:
     throttled_counts: dict[str, int] = field(default_factory=dict)
     #: Every Service User acknowledges every delivery the first time (the SIT scenario).
     always_acknowledge: bool = False
+    #: Delivery id -> the DCC Alert code and Service User its ``ast.deliver`` notice should
+    #: carry (filled by ``generate``): what the Service User side's answers are built from.
+    routes: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    #: Built by ``prepare`` before a timed run: the inputs as messages, and each delivery's answers.
+    prepared: Prepared | None = None
 
     @property
     def expected_deliveries(self) -> set[str]:
@@ -121,6 +126,64 @@ class Traffic:
     @property
     def last_event_ms(self) -> int:
         return max(self.dsp_received.values(), default=DEFAULT_START)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the simulator sends, built before the run so that the run only sends it: each
+    input as its message (``Nats-Msg-Id`` included), and each expected delivery's log lines
+    keyed by the notice that asks for them (delivery id, response id, DCC Alert code, user)."""
+
+    seed: int
+    outgoing: list[tuple[str, bytes, dict[str, str]]]
+    answers: dict[tuple[str, str, str | None, str], list[LogLine]]
+
+
+def input_msg_id(i: Inbound, n: int) -> str:
+    """The ``Nats-Msg-Id`` the n-th input is published with."""
+    return f"dup:{i.response_id}:{n}" if i.kind == "duplicate" else f"in:{i.response_id}:{i.kind}:{n}"
+
+
+def prepare(traffic: Traffic, seed: int) -> Prepared:
+    """Build (once) the messages and answers of ``traffic``: call it before a timed window."""
+    ready = traffic.prepared
+    if ready is not None and ready.seed == seed and len(ready.outgoing) == len(traffic.inputs):
+        return ready
+    outgoing = []
+    for n, i in enumerate(traffic.inputs):
+        headers = {"Nats-Msg-Id": input_msg_id(i, n)}
+        headers.update(i.headers)
+        outgoing.append((i.subject, i.data, headers))
+    answers = {}
+    for i in traffic.inputs:
+        if i.kind not in ("alert", "outage"):
+            continue
+        for d in i.deliveries:
+            route = traffic.routes.get(d)
+            if route is None:
+                continue
+            dcc, user = route
+            answers[(d, i.response_id, dcc, user)] = service_user_answers(
+                d, i.response_id, dcc, user, i.dsp_received, seed, throttled=d in traffic.throttled,
+                throttled_count=traffic.throttled_counts.get(d), always_acknowledge=traffic.always_acknowledge)
+    traffic.prepared = Prepared(seed, outgoing, answers)
+    return traffic.prepared
+
+
+def _routes(traffic: Traffic, rules: RuleTable, outage: PowerOutageShape | None) -> dict[str, tuple[str | None, str]]:
+    """Where each delivery goes, as dsp-mapping routes it (``services.dsp_mapping.core``)."""
+    routes: dict[str, tuple[str | None, str]] = {}
+    for i in traffic.inputs:
+        if i.kind == "alert" and i.recipient == ACB_EUI:
+            for d, rule in zip(i.deliveries, rules.rules_for(i.alert_code), strict=False):
+                routes[d] = (rule.dcc_alert_code, rule.service_user_id)
+        elif i.kind == "alert" and i.recipient is not None:
+            for d in i.deliveries:
+                routes[d] = (None, i.recipient)
+        elif i.kind == "outage" and outage is not None:
+            for d in i.deliveries:
+                routes[d] = (outage.dcc_alert_code, outage.service_user)
+    return routes
 
 
 def _pick(rng: random.Random, options: tuple) -> tuple:
@@ -148,6 +211,7 @@ def generate(config: TrafficConfig, rules: RuleTable, outage: PowerOutageShape |
     _add_faults(rng, config, traffic)
     traffic.throttled, traffic.throttled_counts = storm_protection(
         traffic.inputs, config.storm_period_ms, config.storm_excluded_codes)
+    traffic.routes = _routes(traffic, rules, outage)
     return traffic
 
 
