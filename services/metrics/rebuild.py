@@ -15,8 +15,6 @@ from shared import subjects as s
 from shared.eventlog import read_messages
 from shared.events import AnyEvent, record_decoder
 
-FETCH = 1000
-
 
 async def read_events(nc: Client, filter_subjects: Sequence[str], first_seq: int,
                       last_seq: int | None = None) -> AsyncIterator[list[AnyEvent]]:
