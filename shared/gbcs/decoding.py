@@ -90,40 +90,6 @@ def _read_length(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
 
 def _decode_signed(data: bytes, pos: int, end: int, mac_header: bool) -> GbcsMessage:
     """The general-signing block in ``data[pos:end]``."""
-    cra, counter, originator, recipient, pos = _signed_header(data, pos, end)
-    other_length, pos = _short_or_ber_length(data, pos, end, "other-information length")
-    if other_length < 2:
-        raise GbcsError(f"other-information length {other_length}: the message code needs 2 bytes")
-    if pos + other_length > end:
-        raise GbcsError(f"other-information length {other_length} runs past the end of the message")
-    message_code = data[pos : pos + 2].hex().upper()
-    pos += other_length
-
-    content_length, content_start = _short_or_ber_length(data, pos, end, "content length")
-    content_end = content_start + content_length
-    if content_end > end:
-        raise GbcsError(
-            f"content length {content_length} runs past the end of the message ({end - content_start} bytes left)"
-        )
-    pre_command = _check_signature(data, content_end, end, cra, mac_header)
-    alert_code, alert_time, encrypted = _content(data, content_start, content_end, cra)
-    return GbcsMessage(
-        CRA_NAMES[cra],
-        counter,
-        originator,
-        recipient,
-        message_code,
-        alert_code,
-        alert_time,
-        mac_header,
-        encrypted,
-        pre_command,
-    )
-
-
-def _signed_header(data: bytes, pos: int, end: int) -> tuple[int, int, str, str, int]:
-    """DF 09, the CRA flag, the originator counter, both system titles and the grouping
-    header's date-time: (CRA flag, counter, originator, recipient, next position)."""
     if end - pos < MIN_PRE_COMMAND_LENGTH:
         raise GbcsError(
             f"truncated general-signing block: {max(end - pos, 0)} bytes, at least {MIN_PRE_COMMAND_LENGTH} needed"
@@ -133,7 +99,8 @@ def _signed_header(data: bytes, pos: int, end: int) -> tuple[int, int, str, str,
             f"expected general-signing DF 09 at offset {pos}, found {data[pos:pos + 2].hex(' ').upper()}"
         )
     cra = data[pos + 2]
-    if cra not in CRA_NAMES:
+    cra_flag = CRA_NAMES.get(cra)
+    if cra_flag is None:
         raise GbcsError(f"unknown CRA flag 0x{cra:02X} (01 command, 02 response, 03 alert)")
     counter = int.from_bytes(data[pos + 3 : pos + 11], "big")
     if data[pos + 11] != 8:
@@ -151,14 +118,42 @@ def _signed_header(data: bytes, pos: int, end: int) -> tuple[int, int, str, str,
         pos += 13
     else:
         raise GbcsError(f"grouping header date-time length {date_time_length}, expected 0 or 12")
-    return cra, counter, originator, recipient, pos
+    if pos < end and data[pos] < 0x80:  # the common one-byte form, read inline
+        other_length = data[pos]
+        pos += 1
+    else:
+        other_length, pos = _read_length(data, pos, end, "other-information length")
+    if other_length < 2:
+        raise GbcsError(f"other-information length {other_length}: the message code needs 2 bytes")
+    if pos + other_length > end:
+        raise GbcsError(f"other-information length {other_length} runs past the end of the message")
+    message_code = data[pos : pos + 2].hex().upper()
+    pos += other_length
 
-
-def _short_or_ber_length(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    """``_read_length``, with the common one-byte form read inline."""
     if pos < end and data[pos] < 0x80:
-        return data[pos], pos + 1
-    return _read_length(data, pos, end, what)
+        content_length = data[pos]
+        content_start = pos + 1
+    else:
+        content_length, content_start = _read_length(data, pos, end, "content length")
+    content_end = content_start + content_length
+    if content_end > end:
+        raise GbcsError(
+            f"content length {content_length} runs past the end of the message ({end - content_start} bytes left)"
+        )
+    pre_command = _check_signature(data, content_end, end, cra, mac_header)
+    alert_code, alert_time, encrypted = _content(data, content_start, content_end, cra)
+    return GbcsMessage(
+        cra_flag,
+        counter,
+        originator,
+        recipient,
+        message_code,
+        alert_code,
+        alert_time,
+        mac_header,
+        encrypted,
+        pre_command,
+    )
 
 
 def _check_signature(data: bytes, content_end: int, end: int, cra: int, mac_header: bool) -> bool:
