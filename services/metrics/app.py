@@ -197,7 +197,7 @@ class _Partition:
         self.consumer_created: str | None = None
         self.filter_subjects: list[str] = []
         self.last_snapshot = time.monotonic()
-        self.applied_since_snapshot = 0  # events
+        self.events_since_snapshot = 0
         self.saving: asyncio.Task[None] | None = None
         self.wall_clock_sent = 0.0  # monotonic time a wall-clock move was published, until it comes back
         #: Windows (start -> latest revision) whose files are not written yet: applied events'
@@ -231,7 +231,7 @@ class SnapshotPolicy:
     def due(self, part: _Partition) -> bool:
         return self.enabled and part.saving is None and (
             time.monotonic() - part.last_snapshot >= self.interval_s
-            or part.applied_since_snapshot >= self.after_events)
+            or part.events_since_snapshot >= self.after_events)
 
 
 @dataclass
@@ -316,7 +316,7 @@ class MetricsService:
                 if isinstance(e, DeliveryExpected) and e.trace:
                     traces[e.delivery_id] = e.trace
         part.clean = False
-        part.applied_since_snapshot += len(events)
+        part.events_since_snapshot += len(events)
         output = part.core.apply(events)
         if batch:
             part.applied_seq = max(part.applied_seq, max(m.stream_seq for m in batch))
@@ -383,7 +383,7 @@ class MetricsService:
         if self.snapshots is None:
             return
         part.last_snapshot = time.monotonic()
-        part.applied_since_snapshot = 0
+        part.events_since_snapshot = 0
         part.saving = asyncio.create_task(self.save(self.snapshots, part))
 
     async def save(self, snapshots: SnapshotStore, part: _Partition) -> None:

@@ -323,11 +323,11 @@ class MetricsCore:
         return encode_state(CoreState(
             version=STATE_VERSION, config=self.config, deliveries=delivery_entries(join.deliveries),
             pending=join.pending, fresh=list(join.fresh), buckets=list(join.buckets.items()),
-            bucket_keys=list(join.bucket_keys), next_due=join.next_due,
+            bucket_keys=list(join.bucket_heap), next_due=join.next_due,
             windows=window_states(windows.windows, join.deliveries), first_reported=windows.first_reported,
             closed_before=windows.closed_before, forgotten_before=windows.forgotten_before,
             revised=sorted(windows.revised), counted=sorted(windows.counted_event_ids),
-            unplaced=list(windows.unplaced),
+            unplaced=list(windows.unplaced_rejections),
             event_time=clocks.event_time, alert_clock=clocks.alert, log_clock=clocks.log,
             clocks_at_input=clocks.at_input, watermark=clocks.watermark, next_action=self._next_action(),
             next_forget=windows.next_forget, event_time_at_input=clocks.event_time_at_input,
@@ -342,14 +342,14 @@ class MetricsCore:
         join.pending = st.pending
         join.fresh = list(st.fresh)
         join.buckets = {k: list(v) for k, v in st.buckets}
-        join.bucket_keys = list(st.bucket_keys)
+        join.bucket_heap = list(st.bucket_keys)
         join.next_due = st.next_due
         windows.windows = windows_from(st.windows, join.deliveries)
         windows.first_reported, windows.closed_before = st.first_reported, st.closed_before
         windows.forgotten_before, windows.next_forget = st.forgotten_before, st.next_forget
         windows.revised = set(st.revised)
         windows.counted_event_ids = set(st.counted)
-        windows.unplaced = list(st.unplaced)
+        windows.unplaced_rejections = list(st.unplaced)
         windows.reschedule()
         clocks.event_time, clocks.watermark = st.event_time, st.watermark
         clocks.alert, clocks.log, clocks.at_input = st.alert_clock, st.log_clock, st.clocks_at_input

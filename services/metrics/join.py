@@ -38,7 +38,7 @@ class Join:
     (``DeliveryExpected``, or packed into ``bytes`` once swept), a finished delivery whose
     record tells its attempts (``AstRecord``), or anything else (``Delivery``)."""
 
-    __slots__ = ("bucket_keys", "buckets", "clocks", "compact_every", "conflicts", "deliveries", "duplicates",
+    __slots__ = ("bucket_heap", "buckets", "clocks", "compact_every", "conflicts", "deliveries", "duplicates",
                  "fresh", "next_due", "pending", "timeout", "too_late", "window_ms", "windows")
 
     def __init__(self, config: MetricsConfig, clocks: Clocks, windows: Windows,
@@ -51,9 +51,12 @@ class Join:
         self.deliveries: dict[str, Any] = {}
         #: Deliveries waiting for an acknowledgement or the handshake timeout.
         self.pending = 0
-        self.fresh: list[str] = []  # expectations stored as decoded, packed in sweeps
-        self.buckets: dict[int, list[str]] = {}  # deadline // BUCKET_MS -> delivery ids
-        self.bucket_keys: list[int] = []  # heap
+        #: Expectations stored as decoded since the last sweep (``compact_fresh``).
+        self.fresh: list[str] = []
+        #: Pending delivery ids by their deadline // BUCKET_MS.
+        self.buckets: dict[int, list[str]] = {}
+        #: The keys of ``buckets``, on a heap.
+        self.bucket_heap: list[int] = []
         #: The watermark at which the next pending delivery times out.
         self.next_due: float = NEVER
         self.duplicates = 0
@@ -88,7 +91,7 @@ class Join:
             return e.dsp_received
         # Its attempts came first: join now.
         if d.window is not None:  # it was counted as a delivery without alert
-            self._drop_orphan(did, d)
+            self._drop_without_alert(did, d)
             self.pending += 1
         if any(a[2] or a[0] is None for a in d.attempts) or e.dsp_received + self.timeout <= self.clocks.watermark:
             self._resolve(did, e, d.attempts, out)
@@ -140,11 +143,11 @@ class Join:
             if final:
                 self._resolve(did, d.exp, d.attempts, out)
         elif d.window is not None:  # a delivery without alert, already counted
-            if self._orphan_start(d) != d.window:
-                self._drop_orphan(did, d)
-                self._count_orphan(did, d)
+            if self._window_without_alert(d) != d.window:
+                self._drop_without_alert(did, d)
+                self._count_without_alert(did, d)
         else:  # a delivery without alert, pending
-            at = _orphan_time(d)
+            at = _time_without_alert(d)
             if at is not None:
                 self.add_deadline(did, at + self.timeout)
         return t
@@ -157,7 +160,7 @@ class Join:
         self.pending += 1
         if key[0] is None:
             d.at = self.clocks.arrival_time()
-        at = _orphan_time(d)
+        at = _time_without_alert(d)
         if at is not None:
             self.add_deadline(did, at + self.timeout)
 
@@ -222,26 +225,26 @@ class Join:
 
     # ------------------------------------------------------------ deliveries without alert
 
-    def _orphan_start(self, d: Delivery) -> int:
-        at = _orphan_time(d)
+    def _window_without_alert(self, d: Delivery) -> int:
+        at = _time_without_alert(d)
         assert at is not None  # counted in a window: it has a time
         return window_start_of(at, self.window_ms)
 
-    def _count_orphan(self, did: str, d: Delivery) -> None:
-        w = self.windows.window_for(_orphan_time(d))  # type: ignore[arg-type]
+    def _count_without_alert(self, did: str, d: Delivery) -> None:
+        w = self.windows.window_for(_time_without_alert(d))  # type: ignore[arg-type]
         if w is None:
             self.too_late += 1
             del self.deliveries[did]
             return
         d.window = w.start
-        w.orphans.add(did)
+        w.without_alert.add(did)
         self.windows.touch(w)
 
-    def _drop_orphan(self, did: str, d: Delivery) -> None:
+    def _drop_without_alert(self, did: str, d: Delivery) -> None:
         w = None if d.window is None else self.windows.get(d.window)
         d.window = None
         if w is not None:
-            w.orphans.discard(did)
+            w.without_alert.discard(did)
             self.windows.touch(w)
 
     # ------------------------------------------------------------ deadlines
@@ -251,7 +254,7 @@ class Join:
         bucket = self.buckets.get(key)
         if bucket is None:
             self.buckets[key] = [did]
-            heapq.heappush(self.bucket_keys, key)
+            heapq.heappush(self.bucket_heap, key)
             at = key * BUCKET_MS
             if at < self.next_due:
                 self.next_due = at
@@ -273,13 +276,13 @@ class Join:
             return d.exp.dsp_received + self.timeout
         if d.window is not None:
             return None
-        at = _orphan_time(d)
+        at = _time_without_alert(d)
         return None if at is None else at + self.timeout
 
     def _pop_due(self, watermark: float) -> dict[str, int]:
         """The pending deliveries whose deadline the watermark has reached, with it."""
         due: dict[str, int] = {}
-        heap = self.bucket_keys
+        heap = self.bucket_heap
         deliveries = self.deliveries
         timeout = self.timeout
         self.next_due = NEVER
@@ -327,7 +330,7 @@ class Join:
                 self._resolve(did, d.exp, d.attempts, records)
             else:
                 self.pending -= 1
-                self._count_orphan(did, d)
+                self._count_without_alert(did, d)
 
     # ------------------------------------------------------------ memory
 
@@ -336,7 +339,7 @@ class Join:
         deliveries = self.deliveries
         for did in w.records:
             deliveries.pop(did, None)
-        for did in w.orphans:
+        for did in w.without_alert:
             deliveries.pop(did, None)
         for did in w.late:
             deliveries.pop(did, None)
@@ -355,7 +358,7 @@ class Join:
         self.fresh = []
 
 
-def _orphan_time(d: Delivery) -> int | None:
+def _time_without_alert(d: Delivery) -> int | None:
     """A delivery without alert's time: its earliest su_passed, else (throttled attempts only)
     the event time its first one arrived at."""
     return min((x[0] for x in d.attempts if x[0] is not None), default=d.at)

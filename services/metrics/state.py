@@ -63,7 +63,7 @@ class _WindowState(msgspec.Struct, array_like=True):
     start: int
     #: delivery id, and the record when it is not the delivery's own latest record
     records: list[tuple[str, AstRecord | None]]
-    orphans: list[str]
+    without_alert: list[str]
     responses: list[tuple[str | None, int]]
     rejected: list[tuple[str | None, int]]
     event_ids: list[str]
@@ -191,7 +191,7 @@ def window_states(windows: dict[int, Window], deliveries: dict[str, Any]) -> lis
         for did, rec in w.records.items():
             refs.append((did, None if _own_record(deliveries.get(did)) is rec else rec))
         states.append(_WindowState(
-            start=w.start, records=refs, orphans=sorted(w.orphans), responses=list(w.responses.items()),
+            start=w.start, records=refs, without_alert=sorted(w.without_alert), responses=list(w.responses.items()),
             rejected=list(w.rejected.items()), event_ids=list(w.event_ids), revision=w.revision,
             late=sorted(w.late)))
     return states
@@ -208,7 +208,7 @@ def windows_from(states: list[_WindowState], deliveries: dict[str, Any]) -> dict
                 if rec is None:
                     raise StateError(f"window {ws.start} refers to delivery {did}, which has no record")
             w.records[did] = rec
-        w.orphans = set(ws.orphans)
+        w.without_alert = set(ws.without_alert)
         w.responses = dict(ws.responses)
         w.rejected = dict(ws.rejected)
         w.event_ids = list(ws.event_ids)

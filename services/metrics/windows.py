@@ -22,8 +22,8 @@ class Windows:
     in them. ``due``: the watermark at which the next window closes or is forgotten."""
 
     __slots__ = ("closed_before", "counted_event_ids", "due", "duplicates", "first_reported", "forgotten_before",
-                 "horizon", "next_forget", "revised", "sketcher", "timeout", "too_late", "unplaced", "window_ms",
-                 "windows")
+                 "horizon", "next_forget", "revised", "sketcher", "timeout", "too_late", "unplaced_rejections",
+                 "window_ms", "windows")
 
     def __init__(self, config: MetricsConfig) -> None:
         self.window_ms = config.window_ms
@@ -39,9 +39,13 @@ class Windows:
         self.forgotten_before: float = -NEVER
         #: Closed windows changed since their last report: reported again at the end of the step.
         self.revised: set[int] = set()
-        self.counted_event_ids: set[str] = set()  # responses and rejections counted
-        self.unplaced: list[RejectedInput] = []  # rejections before any event time
+        #: Responses and rejections counted in a window still held.
+        self.counted_event_ids: set[str] = set()
+        #: Rejections that came before any event time, counted once there is one.
+        self.unplaced_rejections: list[RejectedInput] = []
+        #: The watermark at which the oldest window held is forgotten.
         self.next_forget: float = NEVER
+        #: The watermark at which a window is next closed or forgotten (``reschedule``).
         self.due: float = NEVER
         self.duplicates = 0
         self.too_late = 0
@@ -61,8 +65,8 @@ class Windows:
         self.first_reported = self.closed_before = start
         self.next_forget = start + self.window_ms + self.timeout + self.horizon
         self.reschedule()
-        if self.unplaced:
-            pending, self.unplaced = self.unplaced, []
+        if self.unplaced_rejections:
+            pending, self.unplaced_rejections = self.unplaced_rejections, []
             for e in pending:
                 self.counted_event_ids.discard(e.event_id)
                 self._count_rejected(e, t)
@@ -127,7 +131,7 @@ class Windows:
             self.duplicates += 1
             return
         if t is None:
-            self.unplaced.append(e)
+            self.unplaced_rejections.append(e)
             self.counted_event_ids.add(e.event_id)
             return
         if self.first_reported is None:
