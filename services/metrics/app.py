@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import structlog
+from nats.js import JetStreamContext
 
 from services.metrics.core import ClosedWindow, MetricsConfig, MetricsCore, Output
 from services.metrics.delivery import Deliverer, DeliveryConfigError, landing_from_settings
@@ -29,7 +31,7 @@ from services.metrics.files import partition_tag, write_window
 from services.metrics.rebuild import read_events, republish
 from services.metrics.snapshot import Expected, SnapshotHeader, SnapshotStore, encode_snapshot
 from services.runtime.envelopes import events_of
-from services.runtime.service import Binding, Emitter, Inbound, Service, Unrecoverable, binding
+from services.runtime.service import Emitter, Inbound, Service, Unrecoverable, binding
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
@@ -61,10 +63,19 @@ def report_id(window_start: str, revision: int, partition: int) -> str:
     return f"report:{partition}:{window_start}:{revision}"
 
 
+@dataclass(frozen=True)
+class Telemetry:
+    """The metrics service's telemetry: its traces, its instruments, and the trace context of
+    each delivery awaiting its record (only while tracing is on)."""
+
+    tracing: Tracing
+    metrics: Metrics
+    traces: dict[str, str] = field(default_factory=TraceIndex)
+
+
 def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0,
          report_subject: str = s.REPORT_15M, record_subject: str = s.RECORD,
-         telemetry: tuple[Tracing, Metrics, dict[str, str]] | None = None,
-         partitions: int | None = None) -> None:
+         telemetry: Telemetry | None = None, partitions: int | None = None) -> None:
     """Everything one step of the core produced, as messages and files. ``partition`` names the
     reports (``Nats-Msg-Id``) and, with more than one partition (``partitions``; default: the
     settings), the files."""
@@ -72,12 +83,12 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
     for record in output.records:
         headers = None
         if telemetry is not None:
-            headers = _observe(record, *telemetry)
+            headers = _observe(record, telemetry)
             counted[(record.status, record.region, record.category)] += 1
         out.single(record_subject, encoder.encode(record), record_id(record.delivery_id, record.revision), headers,
                    key=record.response_id)
     if telemetry is not None and counted:
-        metrics = telemetry[1]
+        metrics = telemetry.metrics
 
         def count_records() -> None:  # once per batch, when JetStream has the records
             for (status, region, category), n in counted.items():
@@ -90,7 +101,7 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
         out.single(report_subject, encoder.encode(report), report_id(report.window_start, report.revision, partition))
         latest[report.window_start] = closed
     if telemetry is not None and output.closed:
-        windows = telemetry[1]
+        windows = telemetry.metrics
         first = sum(1 for closed in output.closed if closed.report.revision == 1)
 
         def count_windows() -> None:
@@ -121,10 +132,11 @@ class FilesNotWritten(RuntimeError):
     the next start replays it from the log and writes them."""
 
 
-def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict[str, str]) -> dict[str, str] | None:
+def _observe(record: AstRecord, telemetry: Telemetry) -> dict[str, str] | None:
     """The join span (child of the delivery's trace: one trace from the device alert to its
     record), the journey trace of a complete record, leg histograms (complete records, so a
     revision of an unfinished one does not count its legs twice; clock skew left out)."""
+    tracing, metrics, traces = telemetry.tracing, telemetry.metrics, telemetry.traces
     complete = record.status == "complete"
     if metrics.histograms and complete:
         for leg in LEGS:
@@ -185,8 +197,8 @@ class _Partition:
         self.consumer_created: str | None = None
         self.filter_subjects: list[str] = []
         self.last_snapshot = time.monotonic()
-        self.applied_since_snapshot = 0  # events
-        self.saving: asyncio.Task | None = None
+        self.events_since_snapshot = 0
+        self.saving: asyncio.Task[None] | None = None
         self.wall_clock_sent = 0.0  # monotonic time a wall-clock move was published, until it comes back
         #: Windows (start -> latest revision) whose files are not written yet: applied events'
         #: outputs, held until the disk takes them (nothing is acked past them meanwhile).
@@ -204,106 +216,177 @@ class _Partition:
             self.settled.clear()
 
 
-def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> Service:
-    data_dir = Path(settings.data_dir)
-    config = metrics_config(settings)
-    bindings: list[Binding] = []
-    parts: dict[int, _Partition] = {}
-    started = int(time.time() * 1000)
-    # wall_ms: our last input; log_wall_ms: the delivery log's last message (held fresh while
-    # we are behind, so a backlog never reads as a stalled feed); caught_up: nothing pending.
-    last_input = {"wall_ms": started, "log_wall_ms": started, "caught_up": True}
-    tracing = tracing or setup_tracing(s.METRICS)
-    metrics = metrics or setup_metrics(s.METRICS)
-    traces: dict[str, str] = TraceIndex()  # delivery id -> trace context, only while tracing is on
-    telemetry = (tracing, metrics, traces)
-    metrics.declare("alert_timing.windows.closed")
-    metrics.declare("alert_timing.windows.revised")
-    wall_prefix = s.WALL_CLOCK + "."
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    """When a partition's state is written as a snapshot: every ``interval_s`` (0: never) or
+    after ``after_events`` events applied, whichever comes first."""
 
-    for p in partitions_owned(settings):
-        part = parts[p] = _Partition(p, MetricsCore(config))
+    interval_s: float
+    after_events: int = SNAPSHOT_AFTER_EVENTS
 
-        async def handle(batch: list[Inbound], out: Emitter, part: _Partition = part) -> None:
-            now = int(time.time() * 1000)
-            if part.fence:
-                batch = [m for m in batch if m.stream_seq > part.fence]
-            inputs = [m for m in batch if not m.subject.startswith(wall_prefix)]
-            pairs = list(events_of(batch, s.METRICS, out))
-            events = [event for _, event in pairs]
-            if inputs:  # our own wall-clock moves coming back are not input
-                last_input["wall_ms"] = now
-                # When did the delivery log last speak? Its messages' store times, not when we
-                # got round to them: a backlog here is not a stalled feed.
-                logged = [m.stream_time_ms for m, e in pairs if type(e) is DeliveryAttempted]
-                if logged:
-                    last_input["log_wall_ms"] = max(last_input["log_wall_ms"], max(logged))
-                last_input["caught_up"] = batch[-1].pending == 0
-                if not last_input["caught_up"]:
-                    last_input["log_wall_ms"] = max(last_input["log_wall_ms"], now - 1000)
-            if len(inputs) < len(batch):
-                part.wall_clock_sent = 0.0
-            if tracing.enabled:
-                for e in events:
-                    if isinstance(e, DeliveryExpected) and e.trace:
-                        traces[e.delivery_id] = e.trace
-            part.clean = False
-            part.applied_since_snapshot += len(events)
-            output = part.core.apply(events)
-            if batch:
-                part.applied_seq = max(part.applied_seq, max(m.stream_seq for m in batch))
-            # The core has taken these events: from here on nothing may fail without a retry,
-            # or their outputs would be lost (a redelivery is a duplicate to the core).
+    @property
+    def enabled(self) -> bool:
+        return self.interval_s > 0
+
+    def due(self, part: _Partition) -> bool:
+        return self.enabled and part.saving is None and (
+            time.monotonic() - part.last_snapshot >= self.interval_s
+            or part.events_since_snapshot >= self.after_events)
+
+
+@dataclass
+class InputTimes:
+    """When input last arrived, in wall milliseconds, for the wall clock's moves: ``wall_ms`` our
+    last input; ``log_wall_ms`` the delivery log's last message (held fresh while we are behind,
+    so a backlog never reads as a stalled feed); ``caught_up`` nothing pending."""
+
+    wall_ms: int
+    log_wall_ms: int
+    caught_up: bool = True
+
+    def restart(self) -> None:
+        """Quiet time counts from now (after a rebuild: a long start is not a quiet stream)."""
+        self.wall_ms = self.log_wall_ms = int(time.time() * 1000)
+
+
+class MetricsService:
+    """The metrics service: its partitions (a core each), its snapshot policy and its background
+    tasks (the wall clock, the deliverer, snapshots being written), started and cancelled with
+    the service's lifecycle. ``service`` is the runtime service that runs it."""
+
+    def __init__(self, settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.data_dir = Path(settings.data_dir)
+        self.config = metrics_config(settings)
+        self.telemetry = Telemetry(tracing or setup_tracing(s.METRICS), metrics or setup_metrics(s.METRICS))
+        self.telemetry.metrics.declare("alert_timing.windows.closed")
+        self.telemetry.metrics.declare("alert_timing.windows.revised")
+        started = int(time.time() * 1000)
+        self.inputs = InputTimes(started, started)
+        self.partitions = {p: _Partition(p, MetricsCore(self.config)) for p in partitions_owned(settings)}
+        self.snapshot_policy = SnapshotPolicy(settings.snapshot_interval_s)
+        self.snapshots: SnapshotStore | None = None
+        #: The background tasks running (the wall clock, the deliverer): cancelled on shutdown.
+        self.tasks: list[asyncio.Task[None]] = []
+        bindings = [binding(settings, bus.metrics_durable(p), partial(self.handle, part), partial(self.done, part),
+                            stateful=True) for p, part in self.partitions.items()]
+        self.service = Service(s.METRICS, settings, bindings, tracing=self.telemetry.tracing,
+                               metrics=self.telemetry.metrics)
+        self.deliverer = (_deliverer(self.service, settings, self.data_dir, list(self.partitions),
+                                     self.telemetry.metrics) if settings.delivery_url else None)
+        app = self.service.app
+        app.on_startup(self.start)
+        app.after_startup(self.start_tasks)
+        app.on_shutdown(self.stop)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect, then rebuild every partition's state before any consumer starts."""
+        await self.service.broker.connect()
+        await self.rebuild()
+
+    async def start_tasks(self) -> None:
+        """The background tasks, once the consumers run."""
+        self.tasks.append(asyncio.create_task(self.wall_clock(), name="metrics wall clock"))
+        if self.deliverer is not None:
+            self.tasks.append(asyncio.create_task(self.deliverer.run(), name="metrics delivery"))
+
+    async def stop(self) -> None:
+        """On drain (after the consumers stopped): cancel the background tasks, then write the
+        state of every partition whose outputs are all stored."""
+        tasks, self.tasks = self.tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.final_snapshot()
+
+    # ------------------------------------------------------------ batches
+
+    async def handle(self, part: _Partition, batch: list[Inbound], out: Emitter) -> None:
+        now = int(time.time() * 1000)
+        if part.fence:
+            batch = [m for m in batch if m.stream_seq > part.fence]
+        pairs = list(events_of(batch, s.METRICS, out))
+        events = [event for _, event in pairs]
+        self._note_inputs(part, batch, pairs, now)
+        if self.telemetry.tracing.enabled:
+            traces = self.telemetry.traces
+            for e in events:
+                if isinstance(e, DeliveryExpected) and e.trace:
+                    traces[e.delivery_id] = e.trace
+        part.clean = False
+        part.events_since_snapshot += len(events)
+        output = part.core.apply(events)
+        if batch:
+            part.applied_seq = max(part.applied_seq, max(m.stream_seq for m in batch))
+        # The core has taken these events: from here on nothing may fail without a retry,
+        # or their outputs would be lost (a redelivery is a duplicate to the core).
+        try:
+            emit(output, out, None, part.partition, telemetry=self.telemetry)
+            part.unwritten.update(latest_per_window(output))
+            await self.write_files(part)
+        except Exception as exc:
+            raise Unrecoverable(str(exc)) from exc
+
+    def _note_inputs(self, part: _Partition, batch: list[Inbound], pairs: list[tuple[Inbound, Any]],
+                     now: int) -> None:
+        """When input last arrived (our own wall-clock moves coming back are not input)."""
+        wall_prefix = s.WALL_CLOCK + "."
+        inputs = [m for m in batch if not m.subject.startswith(wall_prefix)]
+        if inputs:
+            inputs_seen = self.inputs
+            inputs_seen.wall_ms = now
+            # When did the delivery log last speak? Its messages' store times, not when we
+            # got round to them: a backlog here is not a stalled feed.
+            logged = [m.stream_time_ms for m, e in pairs if type(e) is DeliveryAttempted]
+            if logged:
+                inputs_seen.log_wall_ms = max(inputs_seen.log_wall_ms, max(logged))
+            inputs_seen.caught_up = batch[-1].pending == 0
+            if not inputs_seen.caught_up:
+                inputs_seen.log_wall_ms = max(inputs_seen.log_wall_ms, now - 1000)
+        if len(inputs) < len(batch):
+            part.wall_clock_sent = 0.0
+
+    async def write_files(self, part: _Partition) -> None:
+        """Write the files of every window held in ``part.unwritten``, off the event loop,
+        retrying a failure (disk full, I/O error) with backoff until it succeeds: the batch
+        is published and acked only after that. On shutdown, give up without acking."""
+        tag_of = partition_tag(part.partition, self.settings.metrics_partitions)
+        delay = WRITE_RETRY_MIN_S
+        while part.unwritten:
+            start, closed = next(iter(part.unwritten.items()))
             try:
-                emit(output, out, None, part.partition, telemetry=telemetry)
-                part.unwritten.update(latest_per_window(output))
-                await write_files(part)
-            except Exception as exc:
-                raise Unrecoverable(str(exc)) from exc
+                await asyncio.to_thread(write_window, self.data_dir, closed, tag_of)
+            except OSError as exc:
+                self.telemetry.metrics.add("alert_timing.batches.retried", 1, service=s.METRICS)
+                if self.service.stopping:
+                    raise FilesNotWritten(f"window {start}: {exc}") from exc
+                log.warning("window files not written yet; writing them again", partition=part.partition,
+                            window_start=start, held=len(part.unwritten), error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, WRITE_RETRY_MAX_S)
+                continue
+            if part.unwritten.get(start) is closed:
+                del part.unwritten[start]
 
-        async def write_files(part: _Partition) -> None:
-            """Write the files of every window held in ``part.unwritten``, off the event loop,
-            retrying a failure (disk full, I/O error) with backoff until it succeeds: the batch
-            is published and acked only after that. On shutdown, give up without acking."""
-            tag_of = partition_tag(part.partition, settings.metrics_partitions)
-            delay = WRITE_RETRY_MIN_S
-            while part.unwritten:
-                start, closed = next(iter(part.unwritten.items()))
-                try:
-                    await asyncio.to_thread(write_window, data_dir, closed, tag_of)
-                except OSError as exc:
-                    metrics.add("alert_timing.batches.retried", 1, service=s.METRICS)
-                    if service.stopping:
-                        raise FilesNotWritten(f"window {start}: {exc}") from exc
-                    log.warning("window files not written yet; writing them again", partition=part.partition,
-                                window_start=start, held=len(part.unwritten), error=str(exc), retry_in_s=delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, WRITE_RETRY_MAX_S)
-                    continue
-                if part.unwritten.get(start) is closed:
-                    del part.unwritten[start]
+    def done(self, part: _Partition) -> None:
+        """A batch's outputs are stored and its inputs acked: a point where a snapshot may be taken."""
+        part.clean = True
+        if self.snapshot_policy.due(part):
+            self.start_snapshot(part)
 
-        def done(part: _Partition = part) -> None:
-            part.clean = True
-            if settings.snapshot_interval_s > 0 and part.saving is None and (
-                    time.monotonic() - part.last_snapshot >= settings.snapshot_interval_s
-                    or part.applied_since_snapshot >= SNAPSHOT_AFTER_EVENTS):
-                _start_snapshot(part)
+    # ------------------------------------------------------------ snapshots
 
-        bindings.append(binding(settings, bus.metrics_durable(p), handle, done, stateful=True))
-
-    service = Service(s.METRICS, settings, bindings, tracing=tracing, metrics=metrics)
-    store: dict[str, SnapshotStore] = {}
-
-    def _start_snapshot(part: _Partition) -> None:
-        """Write a snapshot in the background (see ``_save``)."""
-        if "store" not in store:
+    def start_snapshot(self, part: _Partition) -> None:
+        """Write a snapshot in the background (see ``save``)."""
+        if self.snapshots is None:
             return
         part.last_snapshot = time.monotonic()
-        part.applied_since_snapshot = 0
-        part.saving = asyncio.create_task(_save(store["store"], part))
+        part.events_since_snapshot = 0
+        part.saving = asyncio.create_task(self.save(self.snapshots, part))
 
-    async def _save(snapshots: SnapshotStore, part: _Partition) -> None:
+    async def save(self, snapshots: SnapshotStore, part: _Partition) -> None:
         """The snapshot's sequence is a contiguous mark, the consumer's ack floor, read before
         the state is taken: every message at or below it was acked, so applied with its outputs
         stored, and is in any state taken after. The highest sequence applied is not: a message
@@ -318,7 +401,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                 await part.settled.wait()
             header = SnapshotHeader(
                 partition=part.partition, stream=s.STREAM_EVENTS, filter_subjects=part.filter_subjects,
-                consumer_created=part.consumer_created, stream_seq=mark, config=config,
+                consumer_created=part.consumer_created, stream_seq=mark, config=self.config,
                 written_ms=int(time.time() * 1000), body_sha256="", body_bytes=0)
             state, applied = part.core.export_state(), part.applied_seq
             data = await asyncio.to_thread(encode_snapshot, state, header)
@@ -331,119 +414,119 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
         finally:
             part.saving = None
 
-    async def rebuild() -> None:
-        """Load the newest valid snapshot, then replay the log after it up to the last message
-        the consumer delivered (to us or to a predecessor that was killed), so what comes next
-        is applied in stream order without waiting for held messages to be redelivered. A
-        redelivered one is a duplicate the core ignores."""
-        nc = service.broker.connection
-        js = nc.jetstream(timeout=settings.publish_ack_timeout_s)
-        if settings.snapshot_interval_s > 0:
-            store["store"] = SnapshotStore(js)
-        for p, part in parts.items():
-            began = time.perf_counter()
-            info = await js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(p))
-            part.filter_subjects = list(info.config.filter_subjects or [])
-            part.consumer_created = info.created.isoformat() if info.created else None
-            delivered = info.delivered.stream_seq if info.delivered else 0
-            floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            snapshot_seq = 0
-            if delivered and "store" in store:
-                try:
-                    loaded = await store["store"].load(Expected(
-                        partition=p, stream=s.STREAM_EVENTS, filter_subjects=part.filter_subjects,
-                        consumer_created=part.consumer_created, config=config, delivered_seq=delivered))
-                except Exception as exc:  # noqa: BLE001 - no bucket, no permission: replay it all
-                    log.warning("metrics snapshots unreadable", partition=p, error=str(exc))
-                    loaded = None
-                if loaded is not None:
-                    header, part.core = loaded
-                    # A contiguous mark, never above today's ack floor (a snapshot of an older
-                    # version may hold the highest sequence applied instead): what the state
-                    # holds above it the core drops as duplicates; what it lacks is applied.
-                    snapshot_seq = min(header.stream_seq, floor)
-                else:
-                    log.warning("no usable metrics snapshot: replaying the whole log", partition=p,
-                                up_to_seq=delivered)
-            loaded_s = time.perf_counter() - began
-            count = 0
-            # Up to the ack floor the outputs are stored (outputs before acks): replayed silently.
-            async for events in read_events(nc, part.filter_subjects, snapshot_seq + 1, min(floor, delivered)):
-                part.core.apply(events)
-                count += len(events)
-            # Above it, a predecessor may have died between applying and publishing: the outputs
-            # are published again (their Nats-Msg-Ids drop the ones already stored).
-            republished = 0
-            async for events in read_events(nc, part.filter_subjects, max(snapshot_seq, floor) + 1, delivered):
-                out = Emitter()
-                emit(part.core.apply(events), out, data_dir, p)
-                republished += await republish(js, out, settings.publish_ack_timeout_s, settings.trace_index)
-                count += len(events)
-            part.applied_seq = part.fence = max(delivered, snapshot_seq)
-            part.clean = True
-            log.info("metrics state rebuilt from the event log", partition=p, from_snapshot_seq=snapshot_seq,
-                     up_to_seq=delivered, ack_floor=floor, held=info.num_ack_pending or 0, events=count,
-                     republished=republished, snapshot_s=round(loaded_s, 2),
-                     seconds=round(time.perf_counter() - began, 2))
-            if count >= 10_000 or (delivered and not snapshot_seq):
-                _start_snapshot(part)  # the next start need not replay all that again
-        # The wall clock counts quiet time from now, not from before the rebuild: a long start
-        # must not read as a quiet stream and close windows on the wall clock.
-        last_input["wall_ms"] = last_input["log_wall_ms"] = int(time.time() * 1000)
-
-    async def wall_clock() -> None:
-        """Live runs: a quiet stream (or a silent delivery log) still closes windows. The move is
-        published to the log (ast.wall-clock.<p>) and applied when it comes back through the
-        consumer, in log order, so a replay or a restart closes the same windows with the same
-        revisions. Only moves that change an output are published."""
-        while True:
-            await asyncio.sleep(1.0)
-            if service.js is None or service.stopping:
-                continue
-            now = int(time.time() * 1000)
-            for p, part in parts.items():
-                if part.wall_clock_sent and time.monotonic() - part.wall_clock_sent < 10.0:
-                    continue  # the last one has not come back yet
-                event = part.core.wall_clock_event(now, last_input["wall_ms"], last_input["log_wall_ms"], p)
-                if event is None or not part.core.wall_clock_due(event):
-                    continue
-                message = bus.Outgoing(s.wall_clock(p), encoder.encode(Batch(events=[event])), event.event_id)
-                try:
-                    await bus.publish_all(service.js, [message], settings.publish_ack_timeout_s)
-                    part.wall_clock_sent = time.monotonic()
-                except Exception as exc:  # noqa: BLE001 - decided again next second
-                    log.warning("wall-clock move not published yet; retrying", partition=p, error=str(exc))
-
-    async def final_snapshot() -> None:
+    async def final_snapshot(self) -> None:
         """On drain: the state of every partition whose outputs are all stored."""
-        if settings.snapshot_interval_s <= 0 or "store" not in store:
+        if not self.snapshot_policy.enabled or self.snapshots is None:
             return
-        for part in parts.values():
+        for part in self.partitions.values():
             if part.saving is not None:
                 with contextlib.suppress(Exception):
                     await part.saving
             if part.clean and part.applied_seq:
-                _start_snapshot(part)
+                self.start_snapshot(part)
                 if part.saving is not None:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(part.saving, settings.drain_timeout_s / 2)
+                        await asyncio.wait_for(part.saving, self.settings.drain_timeout_s / 2)
 
-    ticker: dict[str, asyncio.Task] = {}
+    # ------------------------------------------------------------ rebuild
 
-    async def start_clock() -> None:
-        ticker["task"] = asyncio.create_task(wall_clock())
+    async def rebuild(self) -> None:
+        """Load the newest valid snapshot, then replay the log after it up to the last message
+        the consumer delivered (to us or to a predecessor that was killed), so what comes next
+        is applied in stream order without waiting for held messages to be redelivered. A
+        redelivered one is a duplicate the core ignores."""
+        js = self.service.broker.connection.jetstream(timeout=self.settings.publish_ack_timeout_s)
+        if self.snapshot_policy.enabled:
+            self.snapshots = SnapshotStore(js)
+        for part in self.partitions.values():
+            await self._rebuild_partition(js, part)
+        # The wall clock counts quiet time from now, not from before the rebuild: a long start
+        # must not read as a quiet stream and close windows on the wall clock.
+        self.inputs.restart()
 
-    service.app.on_startup(_connect_first(service, rebuild))
-    service.app.after_startup(start_clock)
-    service.app.on_shutdown(final_snapshot)
-    if settings.delivery_url:
-        deliverer = _deliverer(service, settings, data_dir, list(parts), metrics)
+    async def _load_snapshot(self, part: _Partition, delivered: int, floor: int) -> int:
+        """The newest usable snapshot into ``part.core``; the sequence to replay after (0: all)."""
+        if not delivered or self.snapshots is None:
+            return 0
+        p = part.partition
+        try:
+            loaded = await self.snapshots.load(Expected(
+                partition=p, stream=s.STREAM_EVENTS, filter_subjects=part.filter_subjects,
+                consumer_created=part.consumer_created, config=self.config, delivered_seq=delivered))
+        except Exception as exc:  # noqa: BLE001 - no bucket, no permission: replay it all
+            log.warning("metrics snapshots unreadable", partition=p, error=str(exc))
+            loaded = None
+        if loaded is None:
+            log.warning("no usable metrics snapshot: replaying the whole log", partition=p, up_to_seq=delivered)
+            return 0
+        header, part.core = loaded
+        # A contiguous mark, never above today's ack floor (a snapshot of an older version may
+        # hold the highest sequence applied instead): what the state holds above it the core
+        # drops as duplicates; what it lacks is applied.
+        return min(header.stream_seq, floor)
 
-        async def start_delivery() -> None:
-            ticker["delivery"] = asyncio.create_task(deliverer.run())
+    async def _rebuild_partition(self, js: JetStreamContext, part: _Partition) -> None:
+        began = time.perf_counter()
+        nc = self.service.broker.connection
+        p = part.partition
+        info = await js.consumer_info(s.STREAM_EVENTS, bus.metrics_durable(p))
+        part.filter_subjects = list(info.config.filter_subjects or [])
+        part.consumer_created = info.created.isoformat() if info.created else None
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        snapshot_seq = await self._load_snapshot(part, delivered, floor)
+        loaded_s = time.perf_counter() - began
+        count = 0
+        # Up to the ack floor the outputs are stored (outputs before acks): replayed silently.
+        async for events in read_events(nc, part.filter_subjects, snapshot_seq + 1, min(floor, delivered)):
+            part.core.apply(events)
+            count += len(events)
+        # Above it, a predecessor may have died between applying and publishing: the outputs
+        # are published again (their Nats-Msg-Ids drop the ones already stored).
+        republished = 0
+        async for events in read_events(nc, part.filter_subjects, max(snapshot_seq, floor) + 1, delivered):
+            out = Emitter()
+            emit(part.core.apply(events), out, self.data_dir, p)
+            republished += await republish(js, out, self.settings.publish_ack_timeout_s, self.settings.trace_index)
+            count += len(events)
+        part.applied_seq = part.fence = max(delivered, snapshot_seq)
+        part.clean = True
+        log.info("metrics state rebuilt from the event log", partition=p, from_snapshot_seq=snapshot_seq,
+                 up_to_seq=delivered, ack_floor=floor, held=info.num_ack_pending or 0, events=count,
+                 republished=republished, snapshot_s=round(loaded_s, 2), seconds=round(time.perf_counter() - began, 2))
+        if count >= 10_000 or (delivered and not snapshot_seq):
+            self.start_snapshot(part)  # the next start need not replay all that again
 
-        service.app.after_startup(start_delivery)
-    return service
+    # ------------------------------------------------------------ wall clock
+
+    async def wall_clock(self) -> None:
+        """Live runs: a quiet stream (or a silent delivery log) still closes windows. The move is
+        published to the log (ast.wall-clock.<p>) and applied when it comes back through the
+        consumer, in log order, so a replay or a restart closes the same windows with the same
+        revisions. Only moves that change an output are published. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(1.0)
+            js = self.service.js
+            if js is None or self.service.stopping:
+                continue
+            now = int(time.time() * 1000)
+            for p, part in self.partitions.items():
+                if part.wall_clock_sent and time.monotonic() - part.wall_clock_sent < 10.0:
+                    continue  # the last one has not come back yet
+                event = part.core.wall_clock_event(now, self.inputs.wall_ms, self.inputs.log_wall_ms, p)
+                if event is None or not part.core.wall_clock_due(event):
+                    continue
+                message = bus.Outgoing(s.wall_clock(p), encoder.encode(Batch(events=[event])), event.event_id)
+                try:
+                    await bus.publish_all(js, [message], self.settings.publish_ack_timeout_s)
+                    part.wall_clock_sent = time.monotonic()
+                except Exception as exc:  # noqa: BLE001 - decided again next second
+                    log.warning("wall-clock move not published yet; retrying", partition=p, error=str(exc))
+
+
+def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics | None = None) -> Service:
+    """The metrics service, ready to run (``MetricsService``)."""
+    return MetricsService(settings, tracing, metrics).service
 
 
 def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions: list[int],
@@ -476,11 +559,3 @@ def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions:
     return Deliverer(landing, data_dir, partitions, publish, read_delivered,
                      retry_max_s=settings.delivery_retry_max_s, horizon_days=settings.delivery_horizon_days,
                      gauge=gauge)
-
-
-def _connect_first(service: Service, rebuild: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    async def hook() -> None:
-        await service.broker.connect()
-        await rebuild()
-
-    return hook

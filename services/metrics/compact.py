@@ -62,7 +62,8 @@ def parse_iso_ms(text: str | None) -> int | None:
     return None if text is None else parse_iso(text)
 
 
-def window_start_of(ms: int, window_ms: int = 900_000) -> int:
+def window_start_of(ms: int, window_ms: int) -> int:
+    """The start of the window (``MetricsConfig.window_ms`` long) that holds ``ms``."""
     return ms - ms % window_ms
 
 

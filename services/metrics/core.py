@@ -108,26 +108,13 @@ its window is forgotten.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
-
-from services.metrics.clock import Clocks
-from services.metrics.compact import (
-    DERIVED_FLAGS,
-    compact,
-    expected_from_record,
-    pack,
-    packed_dsp_received,
-    parse_iso_ms,
-    unpack,
-    window_start_of,
-)
-from services.metrics.model import ClosedWindow, CoreStats, Delivery, MetricsConfig, Output, Window
-from services.metrics.records import Attempt, build_record
-from services.metrics.reports import closed_window
+from services.metrics.clock import NEVER, Clocks
+from services.metrics.compact import window_start_of
+from services.metrics.join import COMPACT_EVERY, Join
+from services.metrics.model import ClosedWindow, CoreStats, MetricsConfig, Output
 from services.metrics.state import (
     STATE_VERSION,
     CoreState,
@@ -139,7 +126,7 @@ from services.metrics.state import (
     window_states,
     windows_from,
 )
-from shared import subjects as s
+from services.metrics.windows import Windows
 from shared.events import (
     AstRecord,
     ClockTick,
@@ -149,13 +136,7 @@ from shared.events import (
     ServiceResponseSeen,
     WallClock,
 )
-from shared.sketches import (
-    Sketcher,
-    ddsketch_of,
-    leg_stats_from_bins,
-    merge_reports,
-    sketch_quantiles,
-)
+from shared.sketches import ddsketch_of, leg_stats_from_bins, merge_reports, sketch_quantiles
 from shared.timefmt import format_iso
 
 __all__ = [
@@ -177,49 +158,20 @@ __all__ = [
 ]
 
 
-
-_NEVER = float("inf")
-_BUCKET_MS = 1000
-
-
 class MetricsCore:
-    """The join and the windows. See the module docstring for the rules."""
+    """The clocks, the join and the windows, moved together by ``apply``. See the module
+    docstring for the rules."""
 
-    def __init__(self, config: MetricsConfig | None = None) -> None:
+    __slots__ = ("_ignored", "_records_emitted", "_reports_emitted", "clocks", "config", "join", "windows")
+
+    def __init__(self, config: MetricsConfig | None = None, compact_every: int = COMPACT_EVERY) -> None:
+        """``compact_every``: pending expectations are packed after this many new ones."""
         self.config = config = config or MetricsConfig()
-        self._w = config.window_ms
-        self._clocks = Clocks(config)
-        self._timeout = config.handshake_timeout_ms
-        self._horizon = config.done_horizon_ms
-        self._sketcher = Sketcher(config.sketch_relative_accuracy)
-        self._max_gap = max(config.done_horizon_ms, 86_400_000)
-
-        # id -> DeliveryExpected | bytes (packed) while pending with no attempt; AstRecord when finished
-        # and its record tells its attempts; Delivery otherwise
-        self._deliveries: dict[str, Any] = {}
-        self._pending = 0
-        self._fresh: list[str] = []  # expectations stored as decoded, compacted in batches
-        self._compact_every = 16_384
-        self._buckets: dict[int, list[str]] = {}  # deadline // 1000 -> delivery ids
-        self._bucket_keys: list[int] = []  # heap
-        self._next_due: float = _NEVER
-
-        self._windows: dict[int, Window] = {}
-        self._first: int | None = None  # first window reported (or to be)
-        self._close_ptr: int | None = None  # windows before this one are closed
-        self._retain_from: float = -_NEVER  # windows before this one are forgotten
-        self._dirty: set[int] = set()
-        self._counted: set[str] = set()  # event ids of responses/rejections counted
-        self._unplaced: list[RejectedInput] = []  # rejections before any event time
-
-        self._next_action: float = _NEVER
-        self._next_evict: float = _NEVER
-
+        self.clocks = Clocks(config)
+        self.windows = Windows(config)
+        self.join = Join(config, self.clocks, self.windows, compact_every)
         self._records_emitted = 0
         self._reports_emitted = 0
-        self._duplicates = 0
-        self._conflicts = 0
-        self._too_late = 0
         self._ignored = 0
 
     # ------------------------------------------------------------------ public
@@ -227,33 +179,29 @@ class MetricsCore:
     def apply(self, events: Iterable[Any]) -> Output:
         records: list[AstRecord] = []
         closed: list[ClosedWindow] = []
-        on_exp, on_att = self._on_expected, self._on_attempted
-        clocks = self._clocks
+        on_expected, on_attempted = self.join.on_expected, self.join.on_attempted
+        clocks, join, windows = self.clocks, self.join, self.windows
         seen = False
         t: int | None
         for ev in events:
             kind = type(ev)
             if kind is DeliveryExpected:
-                t = on_exp(ev, records)
+                t = on_expected(ev, records)
             elif kind is DeliveryAttempted:
-                t = on_att(ev, records)
+                t = on_attempted(ev, records)
             elif kind is ClockTick:
                 t = ev.time
             elif kind is ServiceResponseSeen:
-                t = self._on_response(ev, closed)
+                windows.count_response(ev)
+                t = ev.dsp_received
             elif kind is RejectedInput:
-                t = self._on_rejected(ev, closed)
+                t = self._on_rejected(ev)
             elif kind is WallClock:  # not an input: the count of quiet wall time goes on
                 if seen:  # the inputs before it, as at the end of a batch (batching changes nothing)
                     clocks.mark_input()
                     seen = False
-                t = self._on_wall_clock(ev)
-                if t is not None:
-                    clocks.move_to(t)
-                if clocks.watermark >= self._next_action:
-                    self._advance(records, closed)
-                if self._dirty:
-                    self._flush_dirty(closed)
+                self._on_wall_clock(ev)
+                self._advance(records, closed)
                 continue
             else:
                 self._ignored += 1
@@ -276,36 +224,51 @@ class MetricsCore:
                 elif t > clocks.alert:
                     clocks.alert = t
                 t = clocks.slower()
-                if self._first is None and raw is not None:
-                    self._start(raw)  # reporting starts at the first event's own window
+                if windows.first_reported is None:
+                    windows.start(raw)  # reporting starts at the first event's own window
             if t is not None:
-                et = clocks.event_time
-                if et is None or t > et:  # clocks.move_to(t), inlined: this is the hot path
+                event_time = clocks.event_time
+                if event_time is None or t > event_time:  # clocks.move_to(t), inlined: this is the hot path
                     clocks.event_time = t
                     clocks.watermark = t - clocks.lateness
-            if clocks.watermark >= self._next_action:
+            watermark = clocks.watermark
+            if watermark >= join.next_due or watermark >= windows.due:
                 self._advance(records, closed)
-            if self._dirty:
-                self._flush_dirty(closed)
+            elif windows.revised:
+                windows.report_revised(closed)
         if seen:
             clocks.mark_input()
         self._records_emitted += len(records)
         self._reports_emitted += len(closed)
         return Output(records=records, closed=closed)
 
+    def _advance(self, records: list[AstRecord], closed: list[ClosedWindow]) -> None:
+        """What the watermark now reaches: handshake timeouts, then closing and forgetting
+        windows, then reporting the closed windows changed meanwhile."""
+        watermark = self.clocks.watermark
+        self.join.time_out(watermark, records)
+        for w in self.windows.close_due(watermark, closed):
+            self.join.forget(w)
+        if self.windows.revised:
+            self.windows.report_revised(closed)
+
+    def _next_action(self) -> float:
+        """The watermark at which something is next due (a timeout, a window closed or forgotten)."""
+        return min(self.join.next_due, self.windows.due)
+
     def wall_clock_event(self, now_wall_ms: int, last_input_wall_ms: int,
                          last_log_wall_ms: int | None = None, partition: int = 0) -> WallClock | None:
         """The wall clock's move, as an event for the log (None: no move); see
         ``Clocks.wall_clock_event``. Pure: the state changes only when it is applied."""
-        return self._clocks.wall_clock_event(now_wall_ms, last_input_wall_ms, last_log_wall_ms, partition)
+        return self.clocks.wall_clock_event(now_wall_ms, last_input_wall_ms, last_log_wall_ms, partition)
 
     def wall_clock_due(self, event: WallClock) -> bool:
         """Whether applying ``event`` would change an output now (time out a delivery, close or
         forget a window): the only wall-clock moves worth putting in the log."""
-        target = self._clocks.event_time_after(event)
+        target = self.clocks.event_time_after(event)
         if target is None:
             return False
-        return self._first is None or target - self._clocks.lateness >= self._next_action
+        return self.windows.first_reported is None or target - self.clocks.lateness >= self._next_action()
 
     def on_wall_clock(self, now_wall_ms: int, last_input_wall_ms: int,
                       last_log_wall_ms: int | None = None) -> Output:
@@ -314,526 +277,87 @@ class MetricsCore:
         event = self.wall_clock_event(now_wall_ms, last_input_wall_ms, last_log_wall_ms)
         return self.apply([event]) if event is not None else Output()
 
-    def _on_wall_clock(self, e: WallClock) -> int | None:
-        t = self._clocks.follow(e)
-        if t is not None and self._first is None and (self._clocks.event_time is None or t > self._clocks.event_time):
-            self._start(t)
-        return t
+    def _on_wall_clock(self, e: WallClock) -> None:
+        clocks = self.clocks
+        t = clocks.follow(e)
+        if t is None:
+            return
+        if self.windows.first_reported is None and (clocks.event_time is None or t > clocks.event_time):
+            self.windows.start(t)
+        clocks.move_to(t)
+
+    def _on_rejected(self, e: RejectedInput) -> int | None:
+        # No time of its own: count it at the alerts' clock, the nearest to when it arrived.
+        clocks = self.clocks
+        t = e.dsp_received if e.dsp_received is not None else (
+            int(clocks.alert) if clocks.alert != -NEVER else clocks.event_time)
+        self.windows.count_rejected(e, t)
+        return e.dsp_received
 
     def stats(self) -> CoreStats:
-        closed_ptr = self._close_ptr
-        open_windows = sum(1 for s_ in self._windows if closed_ptr is None or s_ >= closed_ptr)
-        if closed_ptr is not None and self._clocks.event_time is not None:
-            last = window_start_of(self._clocks.event_time, self._w)
-            open_windows = max(open_windows, (last - closed_ptr) // self._w + 1)
+        clocks = self.clocks
         return CoreStats(
-            pending=self._pending,
-            deliveries_tracked=len(self._deliveries),
-            windows_open=open_windows,
-            windows_retained=sum(1 for s_ in self._windows if closed_ptr is not None and s_ < closed_ptr),
-            event_time=format_iso(self._clocks.event_time),
-            alert_clock=format_iso(int(self._clocks.alert)) if self._clocks.alert != -_NEVER else None,
-            log_clock=format_iso(int(self._clocks.log)) if self._clocks.log != -_NEVER else None,
-            watermark=format_iso(int(self._clocks.watermark)) if self._clocks.event_time is not None else None,
+            pending=self.join.pending,
+            deliveries_tracked=len(self.join.deliveries),
+            windows_open=self.windows.open_count(clocks.event_time),
+            windows_retained=self.windows.retained_count(),
+            event_time=format_iso(clocks.event_time),
+            alert_clock=format_iso(int(clocks.alert)) if clocks.alert != -NEVER else None,
+            log_clock=format_iso(int(clocks.log)) if clocks.log != -NEVER else None,
+            watermark=format_iso(int(clocks.watermark)) if clocks.event_time is not None else None,
             records_emitted=self._records_emitted,
             reports_emitted=self._reports_emitted,
-            duplicates=self._duplicates,
-            conflicting_expectations=self._conflicts,
-            too_late=self._too_late,
+            duplicates=self.join.duplicates + self.windows.duplicates,
+            conflicting_expectations=self.join.conflicts,
+            too_late=self.join.too_late + self.windows.too_late,
             ignored=self._ignored,
         )
 
-    snapshot = stats
-
     @property
     def pending(self) -> int:
-        return self._pending
+        return self.join.pending
 
     def export_state(self) -> bytes:
         """The whole state as msgpack bytes (``export_state``); the core is left as it is."""
+        join, windows, clocks = self.join, self.windows, self.clocks
         return encode_state(CoreState(
-            version=STATE_VERSION, config=self.config, deliveries=delivery_entries(self._deliveries),
-            pending=self._pending,
-            fresh=list(self._fresh), buckets=list(self._buckets.items()), bucket_keys=list(self._bucket_keys),
-            next_due=self._next_due,
-            windows=window_states(self._windows, self._deliveries), first=self._first,
-            close_ptr=self._close_ptr, retain_from=self._retain_from,
-            dirty=sorted(self._dirty), counted=sorted(self._counted), unplaced=list(self._unplaced),
-            event_time=self._clocks.event_time, alert_clock=self._clocks.alert, log_clock=self._clocks.log,
-            clocks_at_input=self._clocks.at_input, wm=self._clocks.watermark, next_action=self._next_action,
-            next_evict=self._next_evict, event_time_at_input=self._clocks.event_time_at_input,
-            counters=(self._records_emitted, self._reports_emitted, self._duplicates, self._conflicts,
-                      self._too_late, self._ignored),
+            version=STATE_VERSION, config=self.config, deliveries=delivery_entries(join.deliveries),
+            pending=join.pending, fresh=list(join.fresh), buckets=list(join.buckets.items()),
+            bucket_keys=list(join.bucket_heap), next_due=join.next_due,
+            windows=window_states(windows.windows, join.deliveries), first_reported=windows.first_reported,
+            closed_before=windows.closed_before, forgotten_before=windows.forgotten_before,
+            revised=sorted(windows.revised), counted=sorted(windows.counted_event_ids),
+            unplaced=list(windows.unplaced_rejections),
+            event_time=clocks.event_time, alert_clock=clocks.alert, log_clock=clocks.log,
+            clocks_at_input=clocks.at_input, watermark=clocks.watermark, next_action=self._next_action(),
+            next_forget=windows.next_forget, event_time_at_input=clocks.event_time_at_input,
+            counters=(self._records_emitted, self._reports_emitted, join.duplicates + windows.duplicates,
+                      join.conflicts, join.too_late + windows.too_late, self._ignored),
         ))
 
     def load_state(self, st: CoreState) -> None:
         """Take over a decoded state (``import_state``); a fresh core only."""
-        self._deliveries = deliveries_from(st.deliveries)
-        self._windows = windows_from(st.windows, self._deliveries)
-        self._pending = st.pending
-        self._fresh = list(st.fresh)
-        self._buckets = {k: list(v) for k, v in st.buckets}
-        self._bucket_keys = list(st.bucket_keys)
-        self._next_due = st.next_due
-        self._first, self._close_ptr, self._retain_from = st.first, st.close_ptr, st.retain_from
-        self._dirty = set(st.dirty)
-        self._counted = set(st.counted)
-        self._unplaced = list(st.unplaced)
-        self._clocks.event_time = st.event_time
-        self._clocks.alert, self._clocks.log, self._clocks.at_input = st.alert_clock, st.log_clock, st.clocks_at_input
-        self._clocks.watermark, self._next_action, self._next_evict = st.wm, st.next_action, st.next_evict
-        self._clocks.event_time_at_input = st.event_time_at_input
-        (self._records_emitted, self._reports_emitted, self._duplicates, self._conflicts, self._too_late,
+        join, windows, clocks = self.join, self.windows, self.clocks
+        join.deliveries = deliveries_from(st.deliveries)
+        join.pending = st.pending
+        join.fresh = list(st.fresh)
+        join.buckets = {k: list(v) for k, v in st.buckets}
+        join.bucket_heap = list(st.bucket_keys)
+        join.next_due = st.next_due
+        windows.windows = windows_from(st.windows, join.deliveries)
+        windows.first_reported, windows.closed_before = st.first_reported, st.closed_before
+        windows.forgotten_before, windows.next_forget = st.forgotten_before, st.next_forget
+        windows.revised = set(st.revised)
+        windows.counted_event_ids = set(st.counted)
+        windows.unplaced_rejections = list(st.unplaced)
+        windows.reschedule()
+        clocks.event_time, clocks.watermark = st.event_time, st.watermark
+        clocks.alert, clocks.log, clocks.at_input = st.alert_clock, st.log_clock, st.clocks_at_input
+        clocks.event_time_at_input = st.event_time_at_input
+        # The counters are written as their sums: the join's side holds them after a load.
+        (self._records_emitted, self._reports_emitted, join.duplicates, join.conflicts, join.too_late,
          self._ignored) = st.counters
-
-    # ------------------------------------------------------------ event handlers
-
-    def _on_expected(self, e: DeliveryExpected, out: list[AstRecord]) -> int:
-        did = e.delivery_id
-        deliveries = self._deliveries
-        # A delivery is stored as one of four kinds, told apart by exact type (the fastest test).
-        d: Any = deliveries.get(did)
-        if d is None:
-            deliveries[did] = e
-            self._pending += 1
-            self._add_deadline(did, e.dsp_received + self._timeout)
-            fresh = self._fresh
-            fresh.append(did)
-            if len(fresh) >= self._compact_every:
-                self._compact_fresh()
-            return e.dsp_received
-        kind = type(d)
-        if kind is bytes:
-            d = unpack(did, d)
-            kind = DeliveryExpected
-        if kind is not Delivery or d.exp is not None or d.record is not None:
-            held = d if kind is not Delivery else (d.exp or d.record)
-            if _same_expectation(held, e):
-                self._duplicates += 1
-            else:
-                self._conflicts += 1
-            return e.dsp_received
-        # Its attempts came first: join now.
-        if d.window is not None:  # it was counted as a delivery without alert
-            self._drop_orphan(did, d)
-            self._pending += 1
-        if any(a[2] or a[0] is None for a in d.attempts) or e.dsp_received + self._timeout <= self._clocks.watermark:
-            self._resolve(did, e, d.attempts, out)
-        else:
-            d.exp = e
-            d.flags = e.flags
-            self._add_deadline(did, e.dsp_received + self._timeout)
-        return e.dsp_received
-
-    def _on_attempted(self, a: DeliveryAttempted, out: list[AstRecord]) -> int | None:
-        did = a.delivery_id
-        passed = a.su_passed
-        acked_at = a.su_acknowledged
-        acked = a.outcome == "acknowledged"
-        key = (passed, acked_at, acked, a.throttled_count)
-        if passed is None:  # throttled: final, and no time of its own
-            final = True
-            t = None
-        else:
-            final = acked
-            t = passed if acked_at is None or acked_at < passed else acked_at
-        d: Any = self._deliveries.get(did)  # one of four kinds, see _on_expected
-        if d is None:  # not (yet) expected
-            d = Delivery()
-            d.attempts = (key,)
-            self._deliveries[did] = d
-            self._pending += 1
-            if passed is None:
-                d.at = self._clocks.arrival_time()
-            at = self._orphan_time(d)
-            if at is not None:
-                self._add_deadline(did, at + self._timeout)
-            return t
-        kind = type(d)
-        if kind is bytes:
-            d = unpack(did, d)
-            kind = DeliveryExpected
-        if kind is DeliveryExpected:
-            if final:
-                self._resolve(did, d, (key,), out)
-            else:
-                w = Delivery()
-                w.exp = d
-                w.flags = d.flags
-                w.attempts = (key,)
-                self._deliveries[did] = w
-            return t
-        if kind is AstRecord:
-            d = self._delivery_of_record(did, d)
-        if key in d.attempts:
-            self._duplicates += 1
-            return t
-        d.attempts = (*d.attempts, key)
-        if d.record is not None:
-            self._revise(did, d, out)
-        elif d.exp is not None:
-            if final:
-                self._resolve(did, d.exp, d.attempts, out)
-        elif d.window is not None:  # a delivery without alert, already counted
-            if self._orphan_start(d) != d.window:
-                self._drop_orphan(did, d)
-                self._count_orphan(did, d)
-        else:  # a delivery without alert, pending
-            at = self._orphan_time(d)
-            if at is not None:
-                self._add_deadline(did, at + self._timeout)
-        return t
-
-    def _on_response(self, e: ServiceResponseSeen, closed: list[ClosedWindow]) -> int:
-        if e.event_id in self._counted:
-            self._duplicates += 1
-            return e.dsp_received
-        if self._first is None:
-            self._start(e.dsp_received)
-        w = self._window_for(e.dsp_received)
-        if w is None:
-            self._too_late += 1
-            return e.dsp_received
-        self._counted.add(e.event_id)
-        w.event_ids.append(e.event_id)
-        w.responses[e.region] = w.responses.get(e.region, 0) + 1
-        self._touch(w)
-        return e.dsp_received
-
-    def _on_rejected(self, e: RejectedInput, closed: list[ClosedWindow]) -> int | None:
-        if e.event_id in self._counted:
-            self._duplicates += 1
-            return e.dsp_received
-        # No time of its own: count it at the alerts' clock, the nearest to when it arrived.
-        t = e.dsp_received if e.dsp_received is not None else (
-            int(self._clocks.alert) if self._clocks.alert != -_NEVER else self._clocks.event_time)
-        if t is None:
-            self._unplaced.append(e)
-            self._counted.add(e.event_id)
-            return None
-        if self._first is None:
-            self._start(t)
-        self._count_rejected(e, t)
-        return e.dsp_received
-
-    def _count_rejected(self, e: RejectedInput, t: int) -> None:
-        w = self._window_for(t)
-        if w is None:
-            self._too_late += 1
-            return
-        self._counted.add(e.event_id)
-        w.event_ids.append(e.event_id)
-        region = s.IN_CSP.get(e.subject)
-        w.rejected[region] = w.rejected.get(region, 0) + 1
-        self._touch(w)
-
-    # ------------------------------------------------------------------- records
-
-    def _resolve(self, did: str, e: DeliveryExpected, attempts: tuple[Attempt, ...],
-                 out: list[AstRecord]) -> None:
-        """First record of a pending expected delivery (acknowledged, or timed out)."""
-        rec = build_record(e, attempts, 1, did)
-        self._pending -= 1
-        out.append(rec)
-        if (not attempts or (len(attempts) == 1 and attempts[0][2])) and DERIVED_FLAGS.isdisjoint(e.flags):
-            self._deliveries[did] = rec
-        else:
-            d = Delivery()
-            d.flags = e.flags
-            d.attempts = attempts
-            d.record = rec
-            self._deliveries[did] = d
-        w = self._window_for(e.dsp_received)
-        if w is None:
-            # Its window is forgotten (event time ran on past the horizon first, e.g. while
-            # something upstream stalled): no report revision, but the record stands and an
-            # acknowledgement that comes later still revises it. It is held as long as the
-            # window of the current event time.
-            self._too_late += 1
-            hold = None if self._clocks.event_time is None else self._window_for(self._clocks.event_time)
-            if hold is None:
-                del self._deliveries[did]
-            else:
-                hold.late.add(did)
-            return
-        w.records[did] = rec
-        ptr = self._close_ptr  # set once a window exists
-        if ptr is not None and w.start < ptr:
-            self._dirty.add(w.start)
-
-    def _delivery_of_record(self, did: str, rec: AstRecord) -> Delivery:
-        """The full state of a delivery stored as its record."""
-        d = Delivery()
-        d.record = rec
-        d.flags = tuple(f for f in rec.flags if f not in DERIVED_FLAGS)
-        if rec.delivery_attempts:
-            d.attempts = ((parse_iso_ms(rec.su_passed), parse_iso_ms(rec.su_acknowledged), True, rec.throttled_count),)
-        self._deliveries[did] = d
-        return d
-
-    def _revise(self, did: str, d: Delivery, out: list[AstRecord]) -> None:
-        old = d.record
-        assert old is not None
-        e = expected_from_record(old, d.flags)
-        rec = build_record(e, d.attempts, old.revision, did)
-        if rec == old:
-            return
-        rec = msgspec.structs.replace(rec, revision=old.revision + 1)
-        d.record = rec
-        out.append(rec)
-        w = self._windows.get(window_start_of(e.dsp_received, self._w))
-        if w is not None and did in w.records:
-            w.records[did] = rec
-            self._touch(w)
-
-    # ------------------------------------------------------------------- orphans
-
-    @staticmethod
-    def _orphan_time(d: Delivery) -> int | None:
-        """A delivery without alert's time: its earliest su_passed, else (throttled attempts
-        only) the event time its first one arrived at."""
-        return min((x[0] for x in d.attempts if x[0] is not None), default=d.at)
-
-    def _orphan_start(self, d: Delivery) -> int:
-        return window_start_of(self._orphan_time(d), self._w)  # type: ignore[arg-type]
-
-    def _count_orphan(self, did: str, d: Delivery) -> None:
-        w = self._window_for(self._orphan_time(d))  # type: ignore[arg-type]
-        if w is None:
-            self._too_late += 1
-            del self._deliveries[did]
-            return
-        d.window = w.start
-        w.orphans.add(did)
-        self._touch(w)
-
-    def _drop_orphan(self, did: str, d: Delivery) -> None:
-        w = None if d.window is None else self._windows.get(d.window)
-        d.window = None
-        if w is not None:
-            w.orphans.discard(did)
-            self._touch(w)
-
-    # ------------------------------------------------------------------- windows
-
-    def _start(self, t: int) -> None:
-        start = window_start_of(t, self._w)
-        self._first = self._close_ptr = start
-        self._next_evict = start + self._w + self._timeout + self._horizon
-        self._next_action = min(self._next_due, start + self._w + self._timeout)
-        if self._unplaced:
-            pending, self._unplaced = self._unplaced, []
-            for e in pending:
-                self._counted.discard(e.event_id)
-                self._count_rejected(e, t)
-
-    def _touch(self, w: Window) -> None:
-        ptr = self._close_ptr  # set once a window exists
-        if ptr is not None and w.start < ptr:
-            self._dirty.add(w.start)
-
-    def _window_for(self, t: int) -> Window | None:
-        start = t - t % self._w
-        w = self._windows.get(start)
-        if w is not None:
-            return w
-        if start < self._retain_from:
-            return None  # forgotten
-        if self._first is None:  # an event placed before any event time: reporting starts here
-            self._start(start)
-        w = self._windows[start] = Window(start)
-        first = self._first
-        assert first is not None  # set by _start just above, if not before
-        if start < first:
-            if first == self._close_ptr:  # nothing closed yet: reporting starts earlier
-                self._first = self._close_ptr = start
-                self._next_evict = start + self._w + self._timeout + self._horizon
-                self._next_action = min(self._next_action, start + self._w + self._timeout)
-            else:  # before the first window already reported: report the gap as well
-                for gap in range(start + self._w, first, self._w):
-                    if gap not in self._windows:
-                        self._windows[gap] = Window(gap)
-                    self._dirty.add(gap)
-                self._dirty.add(start)
-                self._first = start
-        return w
-
-    def _add_deadline(self, did: str, deadline: int) -> None:
-        key = deadline // _BUCKET_MS
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            self._buckets[key] = [did]
-            heapq.heappush(self._bucket_keys, key)
-            at = key * _BUCKET_MS
-            if at < self._next_due:
-                self._next_due = at
-                if at < self._next_action:
-                    self._next_action = at
-        else:
-            bucket.append(did)
-            if deadline < self._next_due:  # the partly-due bucket: exact time matters
-                self._next_due = deadline
-                if deadline < self._next_action:
-                    self._next_action = deadline
-
-    def _deadline(self, d: Any) -> int | None:
-        """Deadline of a pending delivery, None when it is not pending."""
-        kind = type(d)
-        if kind is DeliveryExpected:
-            return d.dsp_received + self._timeout
-        if kind is bytes:
-            return packed_dsp_received(d) + self._timeout
-        if kind is AstRecord or d.record is not None:
-            return None
-        if d.exp is not None:
-            return d.exp.dsp_received + self._timeout
-        if d.window is not None:
-            return None
-        at = self._orphan_time(d)
-        return None if at is None else at + self._timeout
-
-    def _advance(self, records: list[AstRecord], closed: list[ClosedWindow]) -> None:
-        wm = self._clocks.watermark
-        timeout = self._timeout
-        # 1. handshake timeouts
-        if wm >= self._next_due:
-            due: dict[str, int] = {}
-            heap = self._bucket_keys
-            deliveries = self._deliveries
-            self._next_due = _NEVER
-            while heap and heap[0] * _BUCKET_MS <= wm:
-                key = heapq.heappop(heap)
-                keep = []
-                soonest = _NEVER
-                for did in self._buckets.pop(key):
-                    d: Any = deliveries.get(did)  # one of four kinds, see _on_expected
-                    kind = type(d)
-                    if kind is AstRecord or d is None:
-                        continue  # finished (the common case) or forgotten
-                    dl = d.dsp_received + timeout if kind is DeliveryExpected else self._deadline(d)
-                    if dl is None or dl // _BUCKET_MS != key:
-                        continue  # resolved, or it has an entry in its own bucket
-                    if dl <= wm:
-                        due[did] = dl
-                    else:
-                        keep.append(did)
-                        if dl < soonest:
-                            soonest = dl
-                if keep:
-                    self._buckets[key] = keep
-                    heapq.heappush(heap, key)
-                    self._next_due = soonest
-                    break
-            if self._next_due == _NEVER and heap:
-                self._next_due = heap[0] * _BUCKET_MS
-            if due:
-                for did in sorted(due, key=lambda k: (due[k], k)):
-                    d = deliveries[did]
-                    if type(d) is bytes:
-                        d = unpack(did, d)
-                    if type(d) is DeliveryExpected:
-                        self._resolve(did, d, (), records)
-                    elif d.exp is not None:
-                        self._resolve(did, d.exp, d.attempts, records)
-                    else:
-                        self._pending -= 1
-                        self._count_orphan(did, d)
-        # 2. windows
-        w_ms = self._w
-        ptr = self._close_ptr
-        if ptr is None:
-            self._next_action = self._next_due
-            return
-        close_at = ptr + w_ms + timeout
-        if wm < close_at and wm < self._next_evict:
-            nd, ne = self._next_due, self._next_evict
-            self._next_action = (nd if nd < close_at else close_at) if nd < ne else (ne if ne < close_at else close_at)
-            return
-        horizon_start = int(wm) - w_ms - timeout - self._horizon  # windows starting at/before: forgotten
-        retain_from = horizon_start - horizon_start % w_ms + w_ms
-        if ptr < retain_from and retain_from - ptr > self._max_gap:
-            # event time jumped ahead by more than the horizon: the empty windows of the gap
-            # are not reported (the ones with data are, then forgotten at once)
-            for start in sorted(st for st in self._windows if ptr <= st < retain_from):
-                self._close(self._windows[start], closed)
-            ptr = int(retain_from)
-        while ptr + w_ms + timeout <= wm:
-            w = self._windows.get(ptr)
-            if w is None:
-                w = self._windows[ptr] = Window(ptr)
-            self._close(w, closed)
-            ptr += w_ms
-        self._close_ptr = ptr
-        if self._dirty:
-            self._flush_dirty(closed)
-        # 3. forget windows beyond the horizon
-        if retain_from > self._retain_from:
-            self._retain_from = int(retain_from)
-            for start in [st for st in self._windows if st < retain_from]:
-                self._evict(self._windows.pop(start))
-        assert self._first is not None  # set by the first event, before any window closes
-        low = max(self._retain_from, self._first)
-        self._next_evict = low + w_ms + timeout + self._horizon
-        self._next_action = min(self._next_due, self._next_close(), self._next_evict)
-
-    def _next_close(self) -> float:
-        ptr = self._close_ptr
-        return _NEVER if ptr is None else ptr + self._w + self._timeout
-
-    def _evict(self, w: Window) -> None:
-        deliveries = self._deliveries
-        for did in w.records:
-            deliveries.pop(did, None)
-        for did in w.orphans:
-            deliveries.pop(did, None)
-        for did in w.late:
-            deliveries.pop(did, None)
-        self._counted.difference_update(w.event_ids)
-        self._dirty.discard(w.start)
-
-    def _close(self, w: Window, closed: list[ClosedWindow]) -> None:
-        self._dirty.discard(w.start)
-        w.revision += 1
-        closed.append(self._closed_window(w))
-
-    def _flush_dirty(self, closed: list[ClosedWindow]) -> None:
-        for start in sorted(self._dirty):
-            w = self._windows.get(start)
-            if w is not None and self._close_ptr is not None and start < self._close_ptr:
-                w.revision += 1
-                closed.append(self._closed_window(w))
-        self._dirty.clear()
-
-    def _compact_fresh(self) -> None:
-        """Expectations still pending since the last sweep are packed (most were resolved
-        meanwhile and cost nothing here)."""
-        deliveries = self._deliveries
-        for did in self._fresh:
-            d: Any = deliveries.get(did)  # one of four kinds, see _on_expected
-            kind = type(d)
-            if kind is DeliveryExpected:
-                deliveries[did] = pack(d)
-            elif kind is Delivery and d.exp is not None and d.exp.event_id:
-                d.exp = compact(d.exp)
-        self._fresh = []
-
-    # ------------------------------------------------------------------- reports
-
-    def _closed_window(self, w: Window) -> ClosedWindow:
-        return closed_window(w, self._w, self._sketcher)
-
-
-def _same_expectation(held: Any, e: DeliveryExpected) -> bool:
-    if type(held) is DeliveryExpected:
-        return (held.response_id, held.dsp_received, held.csp_sent, held.chf_received, held.csp_received,
-                held.service_user_id, held.dcc_alert_code) == (
-            e.response_id, e.dsp_received, e.csp_sent, e.chf_received, e.csp_received,
-            e.service_user_id, e.dcc_alert_code)
-    return (held.response_id, held.dsp_received, held.csp_sent, held.chf_received, held.csp_received,
-            held.service_user_id, held.dcc_alert_code) == (
-        e.response_id, format_iso(e.dsp_received), format_iso(e.csp_sent), format_iso(e.chf_received),
-        format_iso(e.csp_received),
-        e.service_user_id, e.dcc_alert_code)
+        windows.duplicates = windows.too_late = 0
 
 
 def export_state(core: MetricsCore) -> bytes:

@@ -100,12 +100,12 @@ class Delivery:
 class Window:
     """One window's content: its records, deliveries without alert, counts and revision."""
 
-    __slots__ = ("event_ids", "late", "orphans", "records", "rejected", "responses", "revision", "start")
+    __slots__ = ("event_ids", "late", "records", "rejected", "responses", "revision", "start", "without_alert")
 
     def __init__(self, start: int) -> None:
         self.start = start
         self.records: dict[str, AstRecord] = {}
-        self.orphans: set[str] = set()
+        self.without_alert: set[str] = set()
         #: Deliveries resolved while this window was current whose own window was already
         #: forgotten: held (for an acknowledgement that revises them) until this one is.
         self.late: set[str] = set()

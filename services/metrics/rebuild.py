@@ -13,9 +13,9 @@ from services.runtime.service import Emitter
 from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
-from shared.events import AnyEvent, record_decoder
+from shared.events import AnyEvent
 
-FETCH = 1000
+__all__ = ["read_events", "republish"]
 
 
 async def read_events(nc: Client, filter_subjects: Sequence[str], first_seq: int,
@@ -41,8 +41,3 @@ async def republish(js: JetStreamContext, out: Emitter, timeout: float, trace_in
     if trace_index:
         await bus.publish_all(js, out.index(s.METRICS, stored), timeout)
     return len(messages)
-
-
-__all__ = ["read_events", "read_messages", "record_decoder", "republish"]
-
-

@@ -62,7 +62,7 @@ def window_report(w: Window, records: list[AstRecord], window_ms: int, sketcher:
             g.append(r)
     summary: _Summary = {key: _group_summary(g, sketcher) for key, g in groups.items()}
     regions = sorted({k[0] for k in groups} | {r for r in w.responses if r} | {r for r in w.rejected if r})
-    rows = [_row(ALL, ALL, sorted(groups), summary, sketcher, len(w.orphans),
+    rows = [_row(ALL, ALL, sorted(groups), summary, sketcher, len(w.without_alert),
                  sum(w.responses.values()), sum(w.rejected.values()))]
     for region in regions:
         keys = sorted(k for k in groups if k[0] == region)
@@ -80,7 +80,7 @@ def window_report(w: Window, records: list[AstRecord], window_ms: int, sketcher:
 
 
 def _row(region: str, category: str, keys: list[tuple[str, str]], summary: _Summary, sketcher: Sketcher,
-         orphans: int, responses: int, rejected: int) -> ReportRow:
+         without_alert: int, responses: int, rejected: int) -> ReportRow:
     """One report row: the groups ``keys`` added up, plus the window-level counts given."""
     totals = [0, 0, 0, 0, 0, 0, 0]
     for key in keys:
@@ -95,14 +95,14 @@ def _row(region: str, category: str, keys: list[tuple[str, str]], summary: _Summ
     return ReportRow(
         region=region,
         category=category,
-        alerts=alerts + orphans,
+        alerts=alerts + without_alert,
         complete=complete,
         no_handshake=no_handshake,
-        incomplete=incomplete + orphans,
+        incomplete=incomplete + without_alert,
         throttled=throttled,
         missing_hub_timestamp=missing,
         clock_skew=skew,
-        delivery_without_alert=orphans,
+        delivery_without_alert=without_alert,
         service_responses_seen=responses,
         rejected=rejected,
         legs=legs,

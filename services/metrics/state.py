@@ -29,8 +29,9 @@ __all__ = [
 # kept; sets are written sorted. A window's record that is also its delivery's latest record
 # (nearly always) is written once, as a reference.
 
-#: Version of the state layout below; a snapshot of another version is not read.
-STATE_VERSION = 2
+#: Version of the state layout below; a snapshot of another version is not read (a full replay
+#: rebuilds the state instead).
+STATE_VERSION = 3
 
 _Attempts = tuple[Attempt, ...]
 
@@ -62,13 +63,13 @@ class _WindowState(msgspec.Struct, array_like=True):
     start: int
     #: delivery id, and the record when it is not the delivery's own latest record
     records: list[tuple[str, AstRecord | None]]
-    orphans: list[str]
+    without_alert: list[str]
     responses: list[tuple[str | None, int]]
     rejected: list[tuple[str | None, int]]
     event_ids: list[str]
     revision: int
-    #: deliveries resolved into a forgotten window, held with this one (absent in older states)
-    late: list[str] = []
+    #: deliveries resolved into a forgotten window, held with this one
+    late: list[str]
 
 
 _Num = int | float  # int, or +/- infinity
@@ -88,24 +89,31 @@ class CoreState(msgspec.Struct, array_like=True):
     bucket_keys: list[int]
     next_due: _Num
     windows: list[_WindowState]
-    first: int | None
-    close_ptr: int | None
-    retain_from: _Num
-    dirty: list[int]
+    first_reported: int | None
+    closed_before: int | None
+    forgotten_before: _Num
+    revised: list[int]
     counted: list[str]
     unplaced: list[RejectedInput]
     event_time: int | None
     alert_clock: _Num
     log_clock: _Num
     clocks_at_input: _Num
-    wm: _Num
+    watermark: _Num
     next_action: _Num
-    next_evict: _Num
+    next_forget: _Num
     event_time_at_input: int | None
     counters: tuple[int, int, int, int, int, int]
 
 
+class _Version(msgspec.Struct, array_like=True):
+    """The first field of any state: its version (the fields after it are not read)."""
+
+    version: int
+
+
 _state_encoder = msgspec.msgpack.Encoder()
+_version_decoder = msgspec.msgpack.Decoder(_Version)
 _state_decoder = msgspec.msgpack.Decoder(CoreState)
 
 
@@ -123,18 +131,20 @@ def decode_state(data: bytes, config: MetricsConfig | None = None) -> CoreState:
     state written under another one raises ``StateError`` (its windows, deadlines and sketches
     would not be this configuration's)."""
     try:
-        st = _state_decoder.decode(data)
+        match _version_decoder.decode(data).version:
+            case version if version == STATE_VERSION:
+                st = _state_decoder.decode(data)
+            case version:
+                raise StateError(f"metrics core state version {version}, this code reads {STATE_VERSION}")
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise StateError(f"not a metrics core state: {exc}") from None
-    if st.version != STATE_VERSION:
-        raise StateError(f"metrics core state version {st.version}, this code reads {STATE_VERSION}")
     if config is not None and st.config != config:
         raise StateError("metrics core state written under another configuration")
     return st
 
 
 def delivery_entries(deliveries: dict[str, Any]) -> list[DeliveryEntry]:
-    """The core's deliveries (each one of four kinds, see ``MetricsCore._on_expected``), in order."""
+    """The core's deliveries (each one of four kinds, see ``services.metrics.join.Join``), in order."""
     entries: list[DeliveryEntry] = []
     for did, d in deliveries.items():
         match d:
@@ -181,7 +191,7 @@ def window_states(windows: dict[int, Window], deliveries: dict[str, Any]) -> lis
         for did, rec in w.records.items():
             refs.append((did, None if _own_record(deliveries.get(did)) is rec else rec))
         states.append(_WindowState(
-            start=w.start, records=refs, orphans=sorted(w.orphans), responses=list(w.responses.items()),
+            start=w.start, records=refs, without_alert=sorted(w.without_alert), responses=list(w.responses.items()),
             rejected=list(w.rejected.items()), event_ids=list(w.event_ids), revision=w.revision,
             late=sorted(w.late)))
     return states
@@ -198,7 +208,7 @@ def windows_from(states: list[_WindowState], deliveries: dict[str, Any]) -> dict
                 if rec is None:
                     raise StateError(f"window {ws.start} refers to delivery {did}, which has no record")
             w.records[did] = rec
-        w.orphans = set(ws.orphans)
+        w.without_alert = set(ws.without_alert)
         w.responses = dict(ws.responses)
         w.rejected = dict(ws.rejected)
         w.event_ids = list(ws.event_ids)

@@ -550,11 +550,16 @@ class Service:
 
     async def _quiesce(self) -> None:
         """Stop fetching and let every consumer loop end by itself: the batch in hand is
-        published and acked, what was delivered but not started is handled too. (Also the app's
-        shutdown hook, so stopping the app drains; a second call returns at once.)"""
+        published and acked, what was delivered but not started is handled too; the dead-letter
+        and lag tasks end. (Also the app's shutdown hook, so stopping the app drains and leaves no
+        task of the service running; a second call returns at once.)"""
         self.stopping = True
-        if self._lag_task is not None:
-            self._lag_task.cancel()
+        await self.dead_letters.stop()
+        lag, self._lag_task = self._lag_task, None
+        if lag is not None:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
         await asyncio.gather(*(c.stop() for c in self.consumers))
 
     async def run(self) -> int:

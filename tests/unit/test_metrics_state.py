@@ -39,9 +39,7 @@ COMPACT_EVERY = 3  # pack pending expectations often: the packed form is state t
 
 
 def core_of(config: MetricsConfig = CONFIG) -> MetricsCore:
-    core = MetricsCore(config)
-    core._compact_every = COMPACT_EVERY
-    return core
+    return MetricsCore(config, compact_every=COMPACT_EVERY)
 
 
 def expected(i: int, dsp: int, region: str, chf: bool, flags: tuple[str, ...]) -> DeliveryExpected:
@@ -109,7 +107,7 @@ def full_and_resumed(events: list[AnyEvent], cut: int) -> tuple[MetricsCore, lis
     head = core_of()
     head_out = head.apply(events[:cut])
     resumed = import_state(export_state(head), CONFIG)
-    resumed._compact_every = COMPACT_EVERY
+    resumed.join.compact_every = COMPACT_EVERY
     return full, full_out, resumed, [head_out, resumed.apply(events[cut:])]
 
 

@@ -45,6 +45,7 @@ from shared.events import (
     WindowReport,
     encoder,
 )
+from shared.sketches import Sketcher
 from shared.timefmt import format_iso
 from tests.harness.metrics_events import SUPPLIER, at, att, exp, tick
 
@@ -633,7 +634,7 @@ def test_same_input_same_bytes_whatever_the_batching() -> None:
     b = [two.apply(events[i : i + 100]) for i in range(0, len(events), 100)]
     assert _encoded(a) == _encoded(b)
     three = MetricsCore()
-    three._compact_every = 7  # compaction changes memory, never outputs
+    three.join.compact_every = 7  # compaction changes memory, never outputs
     c = [three.apply([e]) for e in events]
     assert _flat(a) == _flat(c)
     assert sum(len(o.closed) for o in a) >= 14
@@ -642,7 +643,7 @@ def test_same_input_same_bytes_whatever_the_batching() -> None:
 def _final(events: list[object], compact_every: int | None = None) -> tuple[dict[str, bytes], dict[str, bytes]]:
     core = MetricsCore()
     if compact_every:
-        core._compact_every = compact_every  # pending expectations packed: memory only, never outputs
+        core.join.compact_every = compact_every  # pending expectations packed: memory only, never outputs
     records: dict[str, AstRecord] = {}
     reports: dict[str, WindowReport] = {}
     for event in events:
@@ -696,9 +697,9 @@ def test_any_order_and_duplication_gives_the_same_final_records_and_reports(data
 @hsettings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=5_000_000), min_size=1, max_size=400))
 def test_sketch_quantiles_are_ddsketch_quantiles(values: list[int]) -> None:
-    core = MetricsCore()
-    summary = core._sketcher.summarise(values)
-    sketch = core._sketcher.stats(summary).sketch
+    sketcher = Sketcher(MetricsConfig().sketch_relative_accuracy)
+    summary = sketcher.summarise(values)
+    sketch = sketcher.stats(summary).sketch
     dd = DDSketch(0.01)
     for v in values:
         dd.add(v)
