@@ -21,7 +21,7 @@ class Clocks:
     def __init__(self, config: MetricsConfig) -> None:
         self.config = config
         self.lateness = config.allowed_lateness_ms
-        #: The alerts' clock: greatest dsp_received of expectations, responses and rejections.
+        #: The alerts' clock: greatest dsp_received of expectations (responses, rejections: none).
         self.alert: float = -NEVER
         #: The delivery log's clock: greatest su_passed or su_acknowledged of attempts.
         self.log: float = -NEVER

@@ -50,10 +50,16 @@ Deliveries never expected (``delivery_without_alert``)
     when that window had closed).
 
 Event time and watermark
-    Two inputs, two clocks: the alerts' clock (the greatest dsp_received of expectations,
-    service responses and rejected inputs) and the delivery log's clock (the greatest
-    su_passed or su_acknowledged of attempts); a ``ClockTick`` moves both. Event time is the
-    slower clock::
+    Two inputs, two clocks: the alerts' clock (the greatest dsp_received of expectations)
+    and the delivery log's clock (the greatest su_passed or su_acknowledged of attempts); a
+    ``ClockTick`` moves both. Both come through dsp-mapping. Service responses and rejected
+    inputs are counted in their windows but move no clock: they leave the pipeline before
+    dsp-mapping (csp-enrichment, or any stage's rejections), so while dsp-mapping stalls
+    (paused, behind) they would run the alerts' clock ahead of alerts it has not yet mapped,
+    and event time with it (through the stalled-log and quiet-stream moves below): every
+    delivery of that backlog timed out, its window closed and, past ``done_horizon_ms``,
+    forgotten before its expectation and acknowledgement came. Event time is the slower
+    clock::
 
         event time = min(alerts, log)
 
@@ -191,11 +197,12 @@ class MetricsCore:
                 t = on_attempted(ev, records)
             elif kind is ClockTick:
                 t = ev.time
-            elif kind is ServiceResponseSeen:
+            elif kind is ServiceResponseSeen:  # counted; moves no clock (see "Event time and watermark")
                 windows.count_response(ev)
-                t = ev.dsp_received
-            elif kind is RejectedInput:
-                t = self._on_rejected(ev)
+                t = None
+            elif kind is RejectedInput:  # likewise
+                self._on_rejected(ev)
+                t = None
             elif kind is WallClock:  # not an input: the count of quiet wall time goes on
                 if seen:  # the inputs before it, as at the end of a batch (batching changes nothing)
                     clocks.mark_input()
@@ -286,13 +293,12 @@ class MetricsCore:
             self.windows.start(t)
         clocks.move_to(t)
 
-    def _on_rejected(self, e: RejectedInput) -> int | None:
+    def _on_rejected(self, e: RejectedInput) -> None:
         # No time of its own: count it at the alerts' clock, the nearest to when it arrived.
         clocks = self.clocks
         t = e.dsp_received if e.dsp_received is not None else (
             int(clocks.alert) if clocks.alert != -NEVER else clocks.event_time)
         self.windows.count_rejected(e, t)
-        return e.dsp_received
 
     def stats(self) -> CoreStats:
         clocks = self.clocks

@@ -10,13 +10,14 @@ record or revision counted twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shared import bus
 from shared import subjects as s
-from tests.harness.faults import Harness, Outcome, check, run_case
+from tests.harness.faults import Harness, Outcome, check, run_case, traffic_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -25,6 +26,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PAUSE_S = max(bus.ConsumerSpec.ack_wait_s, 30.0) + 5.0
 #: Inputs per second while traffic goes on through a pause (3,000 alerts: about 50 s).
 SLOW_RATE = 60.0
+#: Event time the traffic spans in the long-span cases: what arrives during a pause 3 s into a
+#: 10 s run then covers more than the metrics service's done horizon (a day).
+LONG_SPAN_HOURS = 48.0
+
+
+@pytest.fixture(scope="module")
+def long_span_baseline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
+    """The undisturbed run of the long-span traffic."""
+    outcome, _ = run_case(tmp_path_factory.mktemp("long-span"), "baseline-long-span",
+                          config=traffic_config(LONG_SPAN_HOURS))
+    yield outcome
 
 
 @pytest.mark.parametrize("service", s.SERVICES)
@@ -49,3 +61,19 @@ def test_dsp_mapping_paused_while_the_traffic_goes_on(tmp_path: Path, baseline: 
 
     outcome, _ = run_case(tmp_path, "pause-dsp-mapping-traffic-goes-on", faults, rate=SLOW_RATE)
     check(outcome, baseline[0])
+
+
+def test_dsp_mapping_paused_while_more_than_a_day_of_traffic_ends(tmp_path: Path, long_span_baseline: Outcome) -> None:
+    """dsp-mapping paused three seconds into a ten-second run of two simulated days: while it is
+    frozen, csp-enrichment's service responses and the rejections (which do not pass through
+    it) carry on to the end of the traffic, more than a day of event time past the alerts it
+    holds. Its backlog must still give the undisturbed records and window figures (it once came
+    out no_handshake, in windows already reported without it and forgotten)."""
+
+    async def faults(h: Harness) -> None:
+        await h.at(3.0)
+        await h.pause(f"{s.DSP_MAPPING}-0", PAUSE_S)
+
+    outcome, _ = run_case(tmp_path, "pause-dsp-mapping-long-span", faults, config=traffic_config(LONG_SPAN_HOURS))
+    assert len(outcome.faults) == 2
+    check(outcome, long_span_baseline)

@@ -56,9 +56,9 @@ RUN_WAIT_S = 240.0
 SETTLE_S = 150.0
 
 
-def traffic_config() -> TrafficConfig:
+def traffic_config(span_hours: float = SPAN_HOURS) -> TrafficConfig:
     return TrafficConfig(alerts=ALERTS, seed=SEED, malformed_share=0.01, duplicate_share=0.05,
-                         span_ms=int(SPAN_HOURS * 3_600_000))
+                         span_ms=int(span_hours * 3_600_000))
 
 
 # --------------------------------------------------------------------------- servers
@@ -386,10 +386,11 @@ class Harness:
 
     # ---- the run
 
-    async def run(self, faults: Callable[[Harness], Awaitable[None]] | None = None, rate: float = RATE) -> Outcome:
+    async def run(self, faults: Callable[[Harness], Awaitable[None]] | None = None, rate: float = RATE,
+                  config: TrafficConfig | None = None) -> Outcome:
         settings = self.settings()
         self.started = time.monotonic()
-        sim = asyncio.create_task(run_traffic(settings, traffic_config(), rate=rate, wait_s=RUN_WAIT_S,
+        sim = asyncio.create_task(run_traffic(settings, config or traffic_config(), rate=rate, wait_s=RUN_WAIT_S,
                                               show=False))
         if faults is not None:
             try:
@@ -494,12 +495,14 @@ def latest_files(data_dir: Path) -> dict[str, bytes]:
 
 
 def run_case(root: Path, name: str, faults: Callable[[Harness], Awaitable[None]] | None = None,
-             nodes: int = 1, keep_server: bool = False, rate: float = RATE) -> tuple[Outcome, Harness]:
-    """Start everything, run the traffic with the faults, stop the services, collect."""
+             nodes: int = 1, keep_server: bool = False, rate: float = RATE,
+             config: TrafficConfig | None = None) -> tuple[Outcome, Harness]:
+    """Start everything, run the traffic (``config``: default ``traffic_config()``) with the
+    faults, stop the services, collect."""
     harness = Harness(root, name, nodes)
     try:
         harness.start()
-        outcome = asyncio.run(harness.run(faults, rate))
+        outcome = asyncio.run(harness.run(faults, rate, config))
         outcome.exit_codes = harness.stop_services()
         outcome.errors = [line[:500] for log in sorted((harness.data_dir / "logs").glob("*.log"))
                           if log.name != "nats-server.log"

@@ -424,6 +424,61 @@ def test_an_acknowledgement_revises_a_record_resolved_after_its_window_was_forgo
     assert core.stats().deliveries_tracked == 0
 
 
+def _figures(outputs: list[Output]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """The latest record of each delivery (revision left out) and the latest rows of each window."""
+    records: dict[str, AstRecord] = {}
+    reports: dict[str, WindowReport] = {}
+    for out in outputs:
+        for r in out.records:
+            if r.delivery_id not in records or r.revision > records[r.delivery_id].revision:
+                records[r.delivery_id] = r
+        for c in out.closed:
+            w = c.report.window_start
+            if w not in reports or c.report.revision > reports[w].revision:
+                reports[w] = c.report
+    return ({d: encoder.encode(msgspec.structs.replace(r, revision=0)) for d, r in records.items()},
+            {w: encoder.encode(r.rows) for w, r in reports.items()})
+
+
+def test_service_responses_running_ahead_of_a_stalled_dsp_mapping_change_no_figure() -> None:
+    """dsp-mapping paused while the traffic goes on and ends: csp-enrichment's service responses
+    (which do not pass through dsp-mapping) arrive for more than a day of event time before the
+    expectations and acknowledgements of the alerts between them; then the delivery log is
+    silent and the stream quiet on the wall clock. The backlog that follows gives the figures
+    of the undisturbed order: responses move no clock, so no window of the backlog is closed,
+    let alone forgotten, before its deliveries come."""
+    day = 86_400_000
+
+    def response(n: int, ms: int) -> ServiceResponseSeen:
+        return ServiceResponseSeen(event_id=f"sr{n}", response_id=f"x{n}", region="north", cra_flag="02",
+                                   message_code="0x0001", dsp_received=ms)
+
+    d1, d2 = exp("d1", "10:00:00.500"), exp("d2", "10:30:00.500")
+    a1, a2 = att("d1", "10:00:00.600", "10:00:01.000"), att("d2", "10:30:00.600", "10:30:01.000")
+    responses = [response(n, at("11:00:00.000") + n * 3_600_000) for n in range(28)]  # to day 2, 14:00
+    end = tick("15:00:00.000")
+    end = ClockTick(event_id="end", time=end.time + day)
+
+    undisturbed = MetricsCore()
+    kept_up = [run(undisturbed, d1, a1, d2, a2), run(undisturbed, *responses), run(undisturbed, end)]
+
+    stalled = MetricsCore()
+    wall = 1_000_000_000
+    paused = [run(stalled, d1, a1), run(stalled, *responses)]
+    # the delivery log silent for the idle-close time while inputs still come, then no input at all
+    paused.append(stalled.on_wall_clock(wall + 31_000, wall + 30_000, wall))
+    paused.append(stalled.on_wall_clock(wall + 75_000, wall + 30_000, wall))
+    paused += [run(stalled, d2, a2), run(stalled, end)]  # dsp-mapping resumed: its backlog
+
+    records, reports = _figures(paused)
+    want_records, want_reports = _figures(kept_up)
+    assert records == want_records
+    assert reports.keys() == want_reports.keys()
+    assert [w for w in want_reports if reports[w] != want_reports[w]] == []
+    assert row(next(c.report for o in kept_up for c in o.closed
+                    if c.report.window_start == "2023-06-01T10:30:00.000Z")).complete == 1
+
+
 def test_a_jump_beyond_the_horizon_is_not_back_filled() -> None:
     core = MetricsCore()
     run(core, exp("d1", "10:01:00.500"), att("d1", "10:01:00.540", "10:01:01.240"))
