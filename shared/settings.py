@@ -9,10 +9,6 @@ import msgspec
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = DEFAULT_NATS_URL
     nats_user: str | None = None

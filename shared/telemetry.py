@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from structlog.types import EventDict
 
-from shared.events import TIMING_POINTS
+from shared.events import JOURNEY_LEGS, TIMING_POINTS
 from shared.timefmt import parse_iso
 
 
@@ -77,15 +77,6 @@ _log = structlog.get_logger()
 #: OTEL_TRACES_SAMPLER says: the journey has its own sampling, ratio plus outliers).
 JOURNEY_ATTRIBUTE = "alert.journey"
 
-#: The journey's legs: (span name, from point, to point). The device's own clock starts it.
-JOURNEY_LEGS = (
-    ("device to hub (device clock)", "device_alert_time", "chf_received"),
-    ("hub to CSP", "chf_received", "csp_received"),
-    ("CSP processing", "csp_received", "csp_sent"),
-    ("CSP to DSP", "csp_sent", "dsp_received"),
-    ("DSP to Service User", "dsp_received", "su_passed"),
-    ("Service User handshake", "su_passed", "su_acknowledged"),
-)
 JOURNEY_POINTS = TIMING_POINTS
 
 

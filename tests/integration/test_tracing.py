@@ -34,8 +34,9 @@ from services.hub_capture import app as hub_capture
 from services.metrics import app as metrics_app
 from shared import bus, telemetry
 from shared import subjects as s
+from shared.events import JOURNEY_LEGS
 from shared.settings import ENV_VARS, load
-from shared.telemetry import JOURNEY_ATTRIBUTE, JOURNEY_LEGS, JOURNEY_POINTS, setup_metrics, setup_tracing
+from shared.telemetry import JOURNEY_ATTRIBUTE, JOURNEY_POINTS, setup_metrics, setup_tracing
 from shared.timefmt import parse_iso
 from tests.harness.frames import ACB_EUI, alert_payload, delivery_line, north
 from tests.harness.jetstream import collect, decoded
