@@ -33,7 +33,7 @@ from shared.csp_notifications import load as load_notifications
 from shared.dcc_rules import RuleTable
 from shared.eventlog import read_messages
 from shared.settings import Settings, load
-from shared.telemetry import setup_logging
+from shared.telemetry.logging import setup_logging
 
 #: The kill phase: traffic at half load for this long since the last metrics snapshot
 #: before SIGKILL, and on for ``KILL_TAIL_S`` after it (the relaunch happens under load).

@@ -25,7 +25,7 @@ from shared import bus
 from shared import settings as settings_mod
 from shared import subjects as s
 from shared.events import LEGS
-from shared.telemetry import setup_logging
+from shared.telemetry.logging import setup_logging
 
 T = TypeVar("T")
 
@@ -106,14 +106,15 @@ def share(text: str) -> float:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    setup_logging(args.name)
     settings = settings_mod.load(nats_url=args.nats_url)
+    setup_logging(args.name, settings.log_level)
+    service = service_builder(args.name)(settings)  # a bad setting is one line before NATS is tried
 
     async def reachable() -> None:  # one line and exit 2 now, not reconnect attempts forever
         await close(await connect(settings, "service"))
 
     _run(reachable())
-    return serve(service_builder(args.name), settings)  # as `python -m services.<name>` does
+    return serve(service)  # as `python -m services.<name>` does
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ from shared import settings as settings_mod
 from shared import subjects as s
 from shared.eventlog import read_messages
 from shared.settings import Settings
-from shared.telemetry import setup_logging
+from shared.telemetry.logging import setup_logging
 from shared.timefmt import format_iso
 
 FAULTS = (("sigkill", 4), ("sigterm", 2), ("nats-restart", 1))

@@ -44,7 +44,8 @@ from shared.events import (
     record_id,
 )
 from shared.settings import Settings
-from shared.telemetry import Metrics, TraceIndex, Tracing, setup_metrics, setup_tracing
+from shared.telemetry.metrics import Instrument, Metrics, setup_metrics
+from shared.telemetry.tracing import TraceIndex, Tracing, setup_tracing
 
 log = structlog.get_logger()
 
@@ -81,7 +82,7 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
 
         def count_records() -> None:  # once per batch, when JetStream has the records
             for (status, region, category), n in counted.items():
-                metrics.add("alert_timing.records", n, status=status, region=region, category=category)
+                metrics.records.add(n, status=status, region=region, category=category)
 
         out.when_stored.append(count_records)
     latest: dict[str, ClosedWindow] = {}
@@ -94,8 +95,8 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
         first = sum(1 for closed in output.closed if closed.report.revision == 1)
 
         def count_windows() -> None:
-            windows.add("alert_timing.windows.closed", first)
-            windows.add("alert_timing.windows.revised", len(output.closed) - first)
+            windows.windows_closed.add(first)
+            windows.windows_revised.add(len(output.closed) - first)
 
         out.when_stored.append(count_windows)
     if data_dir is not None:
@@ -126,14 +127,14 @@ def _observe(record: AstRecord, tracing: Tracing, metrics: Metrics, traces: dict
     record), the journey trace of a complete record, leg histograms (complete records, so a
     revision of an unfinished one does not count its legs twice; clock skew left out)."""
     complete = record.status == "complete"
-    if metrics.histograms and complete:
+    if metrics.enabled and complete:
         for leg in LEGS:
             value = getattr(record, leg)
             if value is not None and value >= 0:
-                metrics.record("alert_timing.leg", value, leg=leg, region=record.region, category=record.category)
+                metrics.leg.record(value, leg=leg, region=record.region, category=record.category)
         handshake = record.su_handshake_ms
         if handshake is not None and handshake >= 0 and record.service_user_id is not None:
-            metrics.record("alert_timing.handshake", handshake, service_user_id=record.service_user_id)
+            metrics.handshake.record(handshake, service_user_id=record.service_user_id)
     if not tracing.enabled:
         return None
     parent = traces.pop(record.delivery_id, None) if complete else traces.get(record.delivery_id)
@@ -213,12 +214,12 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
     # wall_ms: our last input; log_wall_ms: the delivery log's last message (held fresh while
     # we are behind, so a backlog never reads as a stalled feed); caught_up: nothing pending.
     last_input = {"wall_ms": started, "log_wall_ms": started, "caught_up": True}
-    tracing = tracing or setup_tracing(s.METRICS)
-    metrics = metrics or setup_metrics(s.METRICS)
+    tracing = tracing or setup_tracing(s.METRICS, settings)
+    metrics = metrics or setup_metrics(s.METRICS, settings)
     traces: dict[str, str] = TraceIndex()  # delivery id -> trace context, only while tracing is on
     telemetry = (tracing, metrics, traces)
-    metrics.declare("alert_timing.windows.closed")
-    metrics.declare("alert_timing.windows.revised")
+    metrics.windows_closed.declare()
+    metrics.windows_revised.declare()
     wall_prefix = s.WALL_CLOCK + "."
 
     for p in partitions_owned(settings):
@@ -272,7 +273,7 @@ def build(settings: Settings, tracing: Tracing | None = None, metrics: Metrics |
                 try:
                     await asyncio.to_thread(write_window, data_dir, closed, tag_of)
                 except OSError as exc:
-                    metrics.add("alert_timing.batches.retried", 1, service=s.METRICS)
+                    metrics.batches_retried.add(1, service=s.METRICS)
                     if service.stopping:
                         raise FilesNotWritten(f"window {start}: {exc}") from exc
                     log.warning("window files not written yet; writing them again", partition=part.partition,
@@ -469,8 +470,8 @@ def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions:
                     stems.add(event.file_set)
         return stems
 
-    def gauge(name: str, value: float, partition: int) -> None:
-        metrics.set_level(name, value, partition=str(partition))
+    def gauge(level: Instrument, value: float, partition: int) -> None:
+        metrics.set_level(level, value, partition=str(partition))
 
     log.info("window files are delivered", landing=landing.name, partitions=partitions)
     return Deliverer(landing, data_dir, partitions, publish, read_delivered,

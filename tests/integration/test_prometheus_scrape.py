@@ -37,7 +37,7 @@ from shared import subjects as s
 from shared.eventlog import read_messages
 from shared.events import LEGS
 from shared.settings import Settings, load
-from shared.telemetry import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, LEG_BUCKETS_MS, LEVELS, PROMETHEUS_NAMES
+from shared.telemetry.metrics import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, LEG_BUCKETS_MS, LEVELS, PROMETHEUS_NAMES
 
 pytestmark = pytest.mark.integration
 

@@ -147,7 +147,7 @@ def one_line(name: str, run_command: Callable[[argparse.Namespace], int | None],
         except OpsError as exc:
             note(f"{PROG} {name}: {exc}")
             return exc.code
-        except LogReadError as exc:
+        except (LogReadError, settings_mod.ConfigError) as exc:
             note(f"{PROG} {name}: {exc}")
             return 2
         except KeyboardInterrupt:
