@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from alert_timing.nats_server import EmbeddedNats
 from alert_timing.supervisor import Supervisor, bootstrap
 from services.csp_enrichment import app as csp_enrichment
 from services.dsp_mapping import app as dsp_mapping
@@ -56,8 +57,8 @@ def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[bus.EmbeddedNats]:
-    with bus.EmbeddedNats(tmp_path / "jetstream") as srv:
+def server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    with EmbeddedNats(tmp_path / "jetstream") as srv:
         yield srv
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from alert_timing.nats_server import free_port
 from services.runtime.entry import module_of
-from shared import bus
 from shared import subjects as s
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,7 +45,7 @@ def test_a_service_module_loads_no_tool_code(name: str) -> None:
 
 
 def test_unreachable_nats_is_one_line_and_exit_2() -> None:
-    nowhere = f"nats://127.0.0.1:{bus.free_port()}"
+    nowhere = f"nats://127.0.0.1:{free_port()}"
     done = run("-m", module_of(s.HUB_CAPTURE), "--nats-url", nowhere)
     assert done.returncode == 2
     assert done.stderr.startswith(f"services.hub_capture: cannot reach NATS at {nowhere}: ")
@@ -63,7 +63,7 @@ def test_unreachable_nats_is_one_line_and_exit_2() -> None:
 def test_a_bad_setting_is_one_line_and_exit_2(command: str, env: dict[str, str], expected: str) -> None:
     """Settings and the OpenTelemetry environment are checked before NATS is tried (nothing
     listens at the URL): one line naming the variable, exit status 2, no traceback."""
-    nowhere = f"nats://127.0.0.1:{bus.free_port()}"
+    nowhere = f"nats://127.0.0.1:{free_port()}"
     if command == "python -m":
         args, prog = ["-m", module_of(s.METRICS)], module_of(s.METRICS)
     else:
