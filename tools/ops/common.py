@@ -113,7 +113,8 @@ def note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def command(name: str, body: Callable[[argparse.Namespace], Any], interrupted: int = 130):
+def command(name: str, body: Callable[[argparse.Namespace], Any],
+            interrupted: int = 130) -> Callable[[argparse.Namespace], int]:
     """Run an async command body: one-line errors, exit status, Ctrl-C and closed pipes."""
 
     def invoke(args: argparse.Namespace) -> int:

@@ -44,6 +44,17 @@ def test_a_service_module_loads_no_tool_code(name: str) -> None:
     assert not {m for m in modules if m.rsplit(".", 1)[0] in others or m in others}
 
 
+@pytest.mark.parametrize("name", s.SERVICES)
+def test_sys_modules_of_a_service_hold_no_tool_code(name: str) -> None:
+    """The same from inside: what ``python -m services.<name>`` imports before it runs."""
+    probe = (f"import sys, {module_of(name)}.__main__; "
+             "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in "
+             "('alert_timing', 'alert_timing_benchmarks', 'tools', 'benchmarks')))")
+    done = run("-c", probe)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == []
+
+
 def test_unreachable_nats_is_one_line_and_exit_2() -> None:
     nowhere = f"nats://127.0.0.1:{free_port()}"
     done = run("-m", module_of(s.HUB_CAPTURE), "--nats-url", nowhere)
