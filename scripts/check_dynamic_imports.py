@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """No module of the four packages imports by name at run time (``importlib.import_module``,
 ``__import__``, ``importlib.util`` loaders, ``runpy``): import-linter sees only ``import``
 statements, so a dynamic import could cross the layers (tools -> services -> shared) unseen.
@@ -9,6 +10,7 @@ Prints one line per dynamic import found (``path:line: what``) and exits 1 if th
 
 from __future__ import annotations
 
+import argparse
 import ast
 import sys
 from collections.abc import Iterator
@@ -42,7 +44,9 @@ def findings(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def main(argv: list[str]) -> int:
-    roots = [Path(a) for a in argv] or [ROOT / p for p in PACKAGES]
+    parser = argparse.ArgumentParser(prog="scripts/check_dynamic_imports.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the four packages)")
+    roots = parser.parse_args(argv).paths or [ROOT / p for p in PACKAGES]
     files = sorted(f for r in roots for f in ([r] if r.is_file() else r.rglob("*.py")))
     found = [f"{f.relative_to(ROOT) if f.is_relative_to(ROOT) else f}:{line}: {what} (a dynamic import: "
              "import-linter cannot check its layer)" for f in files for line, what in findings(f)]

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """mypy over the four packages in one run, each named as a package (mypy takes packages or
 files, not both): services and shared as themselves, tools/ and benchmarks/ under the names
 they install as (``alert_timing``, ``alert_timing_benchmarks``, from pyproject.toml's
