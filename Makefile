@@ -51,11 +51,12 @@ docker-compose: ## docker-compose to validate compose.yaml (Debian package), whe
 demo: install ## run the whole pipeline on an embedded nats-server with a simulated day of traffic
 	$(BIN)/alert-timing up --simulate --fresh --data-dir var/demo
 
-check: install ## lint (ruff), types (mypy over services/ and shared/), layers (import-linter), sizes (modules <= 600 lines, functions <= 80)
+check: install ## lint (ruff), types (mypy over the four packages), layers (import-linter, no dynamic imports), sizes (modules <= 600 lines, functions <= 80)
 	$(BIN)/ruff check .
-	$(BIN)/mypy services shared
+	$(BIN)/python scripts/mypy_all.py
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_structure.py
+	$(BIN)/python scripts/check_dynamic_imports.py
 
 test: install chromium sshd prometheus docker-compose check ## the checks, then the whole test suite (unit, integration on a real nats-server, browser, sshd, promtool, Prometheus, compose)
 	$(BIN)/python -m pytest tests

@@ -38,10 +38,11 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js import api
 
+from alert_timing.nats_server import EmbeddedNats
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
-from shared.bus import ConsumerSpec, EmbeddedNats
+from shared.bus import ConsumerSpec
 from shared.settings import Settings
 
 SUBJECT = s.IN_CSP_NORTH

@@ -1,5 +1,8 @@
 """`alert-timing bench`: throughput, latency, memory and replay, measured in one run on an
-embedded nats-server. Prints a table; ``--json`` prints one JSON object."""
+embedded nats-server. Prints a table; ``--json`` prints one JSON object.
+
+``alert-timing bench ARGS`` runs ``python -m alert_timing_benchmarks.pipeline ARGS``: the
+benchmarks sit above the tools, which start them as a process and do not import them."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nats
@@ -33,7 +37,7 @@ from shared.csp_notifications import load as load_notifications
 from shared.dcc_rules import RuleTable
 from shared.eventlog import read_messages
 from shared.settings import Settings, load
-from shared.telemetry import setup_logging
+from shared.telemetry.logging import setup_logging
 
 #: The kill phase: traffic at half load for this long since the last metrics snapshot
 #: before SIGKILL, and on for ``KILL_TAIL_S`` after it (the relaunch happens under load).
@@ -512,7 +516,7 @@ def print_table(r: dict) -> None:
         print(f"{name:<34}{value!s:>14}  {target}")
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("bench", help="measure throughput, latency, memory and replay on an embedded nats-server",
                        description="Limit (bare relay, before and after the pipeline), contract floor, "
                                    "pipeline throughput, latency at 90 % and at half of that throughput, "
@@ -537,3 +541,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print_table(results)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m alert_timing_benchmarks.pipeline [ARGS]``: the ``bench`` command, its
+    problems in one line as every command's."""
+    from alert_timing.cli import Parser
+    from alert_timing.ops.common import one_line
+
+    parser = Parser(prog="alert-timing")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args, extra = parser.parse_known_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    if extra:
+        print(f"alert-timing bench: unrecognized arguments: {' '.join(extra)} (see alert-timing bench --help)",
+              file=sys.stderr)
+        return 2
+    return one_line("bench", args.func)(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

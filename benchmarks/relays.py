@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import nats
+from nats.aio.msg import Msg
 from nats.js import api
 
 RELAY_HOPS = 4  # in -> captured -> enriched -> expected -> record, as the pipeline hops
@@ -144,7 +145,7 @@ async def floor_hop(url: str, stream: str, src: str, dst: str, durable: str, n: 
     queue: list = []
     wake = asyncio.Event()
 
-    async def arrived(msg) -> None:
+    async def arrived(msg: Msg) -> None:
         queue.append(msg)
         wake.set()
 
@@ -267,7 +268,7 @@ async def floor(url: str, n: int) -> Yardstick:
         got = Distinct()
         all_in = asyncio.Event()
 
-        async def record(msg) -> None:
+        async def record(msg: Msg) -> None:
             if got.add([msg.data]) >= n:
                 all_in.set()
 

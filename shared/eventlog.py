@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import nats.errors
@@ -29,7 +29,7 @@ SCAN_REPLY_TIMEOUT_S = 15.0
 
 
 async def scan_messages(nc: Client, stream: str, filters: Sequence[str], first_seq: int,
-                        last_seq: int, batch: int = SCAN_BATCH) -> AsyncIterator[list[Msg]]:
+                        last_seq: int, batch: int = SCAN_BATCH) -> AsyncGenerator[list[Msg], None]:
     """Messages of ``stream`` matching ``filters`` from ``first_seq`` to ``last_seq``, in batches.
 
     The same ephemeral pull consumer as ``services.metrics.replay.read_messages``, read with

@@ -10,6 +10,7 @@ milliseconds; the outbound contract objects (``ast.deliver``, ``ast.record``,
 from __future__ import annotations
 
 import hashlib
+from itertools import pairwise
 from typing import Any, Literal, NamedTuple
 
 import msgspec
@@ -29,7 +30,6 @@ FLAG_CLOCK_SKEW = "clock_skew"
 FLAG_CSP_RECEIVED_MAPPED = "csp_received_mapped"  # CSP North: `timestamp` is when it *left* CSP
 FLAG_ALERT_CODE_UNKNOWN = "alert_code_unknown"  # encrypted / undecodable content
 FLAG_NO_DCC_RULE = "no_dcc_rule"
-FLAG_NO_EXPECTATION = "delivery_without_alert"  # delivery log for an alert never seen
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -307,6 +307,13 @@ LEG_SPANS: tuple[Leg, ...] = (
 )
 #: The records' leg fields, in order.
 LEGS = tuple(leg.field for leg in LEG_SPANS)
+
+#: The alert-journey trace's legs: every hop between consecutive timing points, by the title
+#: its span shows (the device's own clock starts it).
+JOURNEY_TITLES = ("device to hub (device clock)", "hub to CSP", "CSP processing", "CSP to DSP",
+                  "DSP to Service User", "Service User handshake")
+JOURNEY_LEGS: tuple[Leg, ...] = tuple(Leg(title, start, end) for title, (start, end)
+                                      in zip(JOURNEY_TITLES, pairwise(TIMING_POINTS), strict=True))
 
 RECORD_FIELDS = tuple(f for f in AstRecord.__struct_fields__)
 

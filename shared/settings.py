@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import msgspec
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,49 +52,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     delivery_known_hosts: str | None = None  # known_hosts file: the gateway's host key is checked
     delivery_retry_max_s: float = 300.0  # backoff ceiling while the landing zone fails
     delivery_horizon_days: int = 8  # local window files older than this are not looked at again
+    #: The log level of every command and service (DEBUG, INFO, WARNING, ERROR).
+    log_level: Annotated[str, msgspec.Meta(pattern="^(?i:debug|info|warning|error|critical)$")] = "INFO"
+    #: Share of complete records whose alert-journey trace is exported (besides every outlier).
+    journey_sample_ratio: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.01
+    #: End to end at or over this (ms): the record's journey trace is always exported.
+    journey_outlier_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
+    #: The targets file of the operational metrics (`alert-timing report`; None: the packaged one).
+    targets: str | None = None
+    #: Serve the OpenTelemetry metrics for a Prometheus scrape on 127.0.0.1:<port>/metrics
+    #: (local runs; compose scrapes the collector).
+    prometheus_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
 
 
-#: Environment variables the code reads (compose and the docs are checked against this list).
-ENV_VARS = {
-    "NATS_URL": "nats_url",
-    "NATS_USER": "nats_user",
-    "NATS_PASSWORD": "nats_password",
-    "NATS_CREDS": "nats_creds",
-    "NATS_TLS_CA": "nats_tls_ca",
-    "ALERT_TIMING_DATA_DIR": "data_dir",
-    "ALERT_TIMING_CSP_NORTH_OFFSET_MS": "csp_north_offset_ms",
-    "ALERT_TIMING_DCC_RULES": "dcc_rules",
-    "ALERT_TIMING_CSP_NOTIFICATIONS": "csp_notifications",
-    "ALERT_TIMING_METRICS_PARTITIONS": "metrics_partitions",
-    "ALERT_TIMING_METRICS_PARTITION": "metrics_partition",
-    "ALERT_TIMING_BATCH_SIZE": "batch_size",
-    "ALERT_TIMING_BATCH_TIMEOUT_S": "batch_timeout_s",
-    "ALERT_TIMING_PUBLISH_ACK_TIMEOUT_S": "publish_ack_timeout_s",
-    "ALERT_TIMING_DRAIN_TIMEOUT_S": "drain_timeout_s",
-    "ALERT_TIMING_MAX_MESSAGE_BYTES": "max_message_bytes",
-    "ALERT_TIMING_MAX_PAYLOAD_B64_CHARS": "max_payload_b64_chars",
-    "ALERT_TIMING_ALLOWED_LATENESS_S": "allowed_lateness_s",
-    "ALERT_TIMING_HANDSHAKE_TIMEOUT_S": "handshake_timeout_s",
-    "ALERT_TIMING_IDLE_CLOSE_AFTER_S": "idle_close_after_s",
-    "ALERT_TIMING_STREAM_REPLICAS": "stream_replicas",
-    "ALERT_TIMING_STREAM_MAX_AGE_S": "stream_max_age_s",
-    "ALERT_TIMING_SNAPSHOT_INTERVAL_S": "snapshot_interval_s",
-    "ALERT_TIMING_STREAM_MAX_BYTES": "stream_max_bytes",
-    "ALERT_TIMING_TRACE_INDEX": "trace_index",
-    "ALERT_TIMING_DELIVERY_URL": "delivery_url",
-    "ALERT_TIMING_DELIVERY_KEY": "delivery_key",
-    "ALERT_TIMING_DELIVERY_KNOWN_HOSTS": "delivery_known_hosts",
-    "ALERT_TIMING_DELIVERY_RETRY_MAX_S": "delivery_retry_max_s",
-    "ALERT_TIMING_DELIVERY_HORIZON_DAYS": "delivery_horizon_days",
-    # Read by shared/telemetry.py (no Settings field): the alert-journey trace's sampling.
-    "ALERT_TIMING_JOURNEY_SAMPLE_RATIO": "journey_sample_ratio",
-    "ALERT_TIMING_JOURNEY_OUTLIER_MS": "journey_outlier_ms",
-    # Read by `alert-timing report` (no Settings field): the targets file of the operational metrics.
-    "ALERT_TIMING_TARGETS": "targets",
-    # Read by shared/telemetry.py (no Settings field): serve the OpenTelemetry metrics for a
-    # Prometheus scrape on 127.0.0.1:<port>/metrics (local runs; compose scrapes the collector).
-    "ALERT_TIMING_PROMETHEUS_PORT": "prometheus_port",
+#: The variable that sets each field: NATS_* for the connection, ALERT_TIMING_<FIELD> for the
+#: rest. Generated from ``Settings``, so a field cannot lack its variable nor a variable its
+#: field (compose and the docs are checked against this list).
+ENV_VARS: dict[str, str] = {
+    (name.upper() if name.startswith("nats_") else f"ALERT_TIMING_{name.upper()}"): name
+    for name in Settings.__struct_fields__
 }
+FIELD_VARS: dict[str, str] = {name: env for env, name in ENV_VARS.items()}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used (the message names the variable and says why): the
+    command line and ``python -m services.<name>`` print it as one line, exit status 2."""
 
 
 def load(**overrides: object) -> Settings:
@@ -110,4 +90,13 @@ def load(**overrides: object) -> Settings:
     try:
         return msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SystemExit(f"alert-timing: bad setting: {exc}") from None
+        raise ConfigError(_explain(exc, values)) from None
+
+
+def _explain(exc: msgspec.ValidationError, values: dict[str, object]) -> str:
+    """msgspec's ``Expected `int`, got `str` - at `$.batch_size``` said by the variable and its value."""
+    message, _, where = str(exc).rpartition(" - at `$.")
+    field = where.rstrip("`")
+    if not message or field not in FIELD_VARS:
+        return f"bad setting: {exc}"
+    return f"{FIELD_VARS[field]}={values.get(field)!r}: {message[0].lower()}{message[1:]}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Coroutine
@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from alert_timing import report
+from alert_timing import gbcs_cli, ops, replay, report, soak
 from alert_timing.ops.common import close, connect
 from alert_timing.simulator.run import RunResult, run_traffic
 from alert_timing.simulator.traffic import TrafficConfig
@@ -25,7 +25,7 @@ from shared import bus
 from shared import settings as settings_mod
 from shared import subjects as s
 from shared.events import LEGS
-from shared.telemetry import setup_logging
+from shared.telemetry.logging import setup_logging
 
 T = TypeVar("T")
 
@@ -106,14 +106,15 @@ def share(text: str) -> float:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    setup_logging(args.name)
     settings = settings_mod.load(nats_url=args.nats_url)
+    setup_logging(args.name, settings.log_level)
+    service = service_builder(args.name)(settings)  # a bad setting is one line before NATS is tried
 
     async def reachable() -> None:  # one line and exit 2 now, not reconnect attempts forever
         await close(await connect(settings, "service"))
 
     _run(reachable())
-    return serve(service_builder(args.name), settings)  # as `python -m services.<name>` does
+    return serve(service)  # as `python -m services.<name>` does
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -382,6 +383,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return _run(go())
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The benchmarks sit above the tools: they run as their own process, with the arguments
+    given (``python -m alert_timing_benchmarks.pipeline``), never imported from here."""
+    return subprocess.call([sys.executable, "-m", "alert_timing_benchmarks.pipeline", *args.passed_on])
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -440,10 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", default=s.IN_CSP_NORTH, choices=list(s.IN_CSP), help="inbound subject")
     p.set_defaults(func=cmd_ingest)
 
-    for module in ("alert_timing.gbcs_cli", "alert_timing.report", "alert_timing.replay",
-                   "alert_timing_benchmarks.pipeline", "alert_timing.ops", "alert_timing.soak"):
-        mod = importlib.import_module(module)
-        (getattr(mod, "add_parsers", None) or mod.add_parser)(sub)
+    gbcs_cli.add_parser(sub)
+    report.add_parser(sub)
+    replay.add_parser(sub)
+    p = sub.add_parser("bench", add_help=False,
+                       help="measure throughput, latency, memory and replay on an embedded nats-server "
+                            "(alert-timing bench --help for its options)")
+    p.set_defaults(func=cmd_bench, passes_on=True)
+    ops.add_parsers(sub)
+    soak.add_parser(sub)
     return parser
 
 
@@ -452,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # said by the command's name, not the program's
+    args.passed_on = extra
+    if extra and not getattr(args, "passes_on", False):  # said by the command's name, not the program's
         print(f"alert-timing {args.command}: unrecognized arguments: {' '.join(extra)} "
               f"(see alert-timing {args.command} --help)", file=sys.stderr)
         return 2

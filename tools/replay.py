@@ -7,6 +7,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from shared import bus
 from shared import subjects as s
@@ -70,7 +71,7 @@ async def replay(settings: Settings, data_dir: Path, start_iso: str | None, end_
     return totals
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "replay", help="rebuild records and 15-minute reports from the event log into a new output",
         description="Read the metrics inputs back from the event log (by store time, resolved to a "

@@ -38,7 +38,6 @@ Every latency figure (percentiles, histograms, operational metrics) reads only t
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
@@ -49,6 +48,7 @@ from typing import Any
 
 import msgspec
 
+from shared import settings as settings_mod
 from shared.alert_codes import ALERT_NAMES
 from shared.events import LEGS
 from shared.targets import Targets, TargetsError, load_targets
@@ -792,7 +792,7 @@ def _at_least_one(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         start, end = _period(args)
-        targets_file = args.targets or os.environ.get(TARGETS_ENV) or None
+        targets_file = args.targets or settings_mod.load().targets
         try:
             targets = load_targets(targets_file)
         except TargetsError as exc:

@@ -31,6 +31,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -42,7 +43,7 @@ from shared import settings as settings_mod
 from shared import subjects as s
 from shared.eventlog import read_messages
 from shared.settings import Settings
-from shared.telemetry import setup_logging
+from shared.telemetry.logging import setup_logging
 from shared.timefmt import format_iso
 
 FAULTS = (("sigkill", 4), ("sigterm", 2), ("nats-restart", 1))
@@ -101,6 +102,7 @@ class Faults:
         kind = self.rng.choices([k for k, _ in FAULTS], weights=[w for _, w in FAULTS])[0]
         if kind == "nats-restart":
             server = self.sup.server
+            assert server is not None, "the soak runs its own nats-server"
             await asyncio.to_thread(server.stop)
             self.note("nats-server stopped")
             await asyncio.sleep(self.rng.uniform(0.5, 3.0))
@@ -369,7 +371,7 @@ def print_report(report: SoakReport) -> None:
         say("nothing lost, nothing counted twice")
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "soak", help="a long run under random faults (services killed, nats-server restarted), then a count",
         description="Run the pipeline on an embedded nats-server with seeded traffic for --duration seconds "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from alert_timing.nats_server import EmbeddedNats
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
@@ -56,7 +57,7 @@ class Supervisor:
                  extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.data_dir = data_dir
-        self.server: bus.EmbeddedNats | None = None
+        self.server: EmbeddedNats | None = None
         self.nats_url = nats_url
         self.replicas = dict(replicas or {})
         unknown = sorted(set(self.replicas) - set(s.SERVICES))
@@ -79,7 +80,7 @@ class Supervisor:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / MARKER).write_text(MARKER_TEXT)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.server = bus.EmbeddedNats(self.data_dir / "jetstream", log_file=self.log_dir / "nats-server.log").start()
+        self.server = EmbeddedNats(self.data_dir / "jetstream", log_file=self.log_dir / "nats-server.log").start()
         self.nats_url = self.server.url
         return self.nats_url
 
@@ -147,15 +148,16 @@ class Supervisor:
         """Start every service process again when it exits (not on ``stop``), with backoff; each
         restart is logged and counted in ``<data-dir>/supervisor.json`` for ``status``."""
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._watch, args=(poll_s,), name="supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._watch, args=(poll_s, self._stopping), name="supervisor",
+                                        daemon=True)
         self._thread.start()
 
-    def _watch(self, poll_s: float) -> None:
+    def _watch(self, poll_s: float, stopping: threading.Event) -> None:
         backoff: dict[str, float] = {}
         due: dict[str, float] = {}
         started: dict[str, float] = {k: time.monotonic() for k in self.processes}
         counts: dict[str, dict[str, object]] = {}
-        while not self._stopping.wait(poll_s):
+        while not stopping.wait(poll_s):
             now = time.monotonic()
             for key, proc in list(self.processes.items()):
                 code = proc.poll()
@@ -169,7 +171,7 @@ class Supervisor:
                     due[key] = now + wait
                     log.warning("service exited; starting it again", service=key, returncode=code, in_s=wait)
                     continue
-                if now < due[key] or self._stopping.is_set():
+                if now < due[key] or stopping.is_set():
                     continue
                 del due[key]
                 self.restart_service(key)

@@ -4,7 +4,7 @@
     python deploy/grafana/dashboard.py --check    # exit 1 when the committed JSON is not current
 
 Compose provisions the written JSON (deploy/grafana/provisioning). Every query uses the
-Prometheus names of the services' OpenTelemetry metrics (shared/telemetry.PROMETHEUS_NAMES)
+Prometheus names of the services' OpenTelemetry metrics (shared/telemetry/metrics.PROMETHEUS_NAMES)
 or the recording rules of deploy/prometheus/alerts.yml.
 """
 

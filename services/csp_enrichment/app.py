@@ -19,14 +19,15 @@ from services.runtime.service import RETRY_MAX_DELAY_S, Emitter, Inbound, Servic
 from shared import subjects as s
 from shared.events import AlertCaptured, AlertEnriched, OutageNotified, RejectedInput
 from shared.settings import Settings
-from shared.telemetry import Tracing, log_rejected, setup_tracing
+from shared.telemetry.logging import log_rejected
+from shared.telemetry.tracing import Tracing, setup_tracing
 
 log = structlog.get_logger()
 
 
 def build(settings: Settings, tracing: Tracing | None = None) -> Service:
     offset = settings.csp_north_offset_ms
-    tracing = tracing or setup_tracing(STAGE)
+    tracing = tracing or setup_tracing(STAGE, settings)
 
     async def original(rejection: RejectedInput, event: AlertCaptured) -> RejectedInput:
         assert service.js is not None

@@ -33,7 +33,8 @@ from shared.events import (
     encoder,
 )
 from shared.settings import Settings
-from shared.telemetry import Tracing, log_rejected, setup_tracing, trace_fields
+from shared.telemetry.logging import log_rejected
+from shared.telemetry.tracing import Tracing, setup_tracing, trace_fields
 
 log = structlog.get_logger()
 
@@ -43,7 +44,7 @@ def build(settings: Settings, tracing: Tracing | None = None) -> Service:
     outage = load_notifications(settings.csp_notifications)
     dcc_codes = DCC_ALERT_CODES | {outage.dcc_alert_code}
     partitions = settings.metrics_partitions
-    tracing = tracing or setup_tracing(STAGE)
+    tracing = tracing or setup_tracing(STAGE, settings)
 
     def handle_alerts(batch: list[Inbound], out: Emitter) -> None:
         for msg, event in events_of(batch, STAGE, out):

@@ -10,11 +10,12 @@ from shared import subjects as s
 from shared.csp_notifications import load as load_notifications
 from shared.events import RejectedInput
 from shared.settings import Settings
-from shared.telemetry import Tracing, log_rejected, setup_tracing
+from shared.telemetry.logging import log_rejected
+from shared.telemetry.tracing import Tracing, setup_tracing
 
 
 def build(settings: Settings, tracing: Tracing | None = None) -> Service:
-    tracing = tracing or setup_tracing(s.HUB_CAPTURE)
+    tracing = tracing or setup_tracing(s.HUB_CAPTURE, settings)
     outage = load_notifications(settings.csp_notifications)
 
     def handle(batch: list[Inbound], out: Emitter) -> None:

@@ -46,7 +46,8 @@ from shared.events import (
     record_id,
 )
 from shared.settings import Settings
-from shared.telemetry import Metrics, TraceIndex, Tracing, setup_metrics, setup_tracing
+from shared.telemetry.metrics import Instrument, Metrics, setup_metrics
+from shared.telemetry.tracing import TraceIndex, Tracing, setup_tracing
 
 log = structlog.get_logger()
 
@@ -92,7 +93,7 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
 
         def count_records() -> None:  # once per batch, when JetStream has the records
             for (status, region, category), n in counted.items():
-                metrics.add("alert_timing.records", n, status=status, region=region, category=category)
+                metrics.records.add(n, status=status, region=region, category=category)
 
         out.when_stored.append(count_records)
     latest: dict[str, ClosedWindow] = {}
@@ -105,8 +106,8 @@ def emit(output: Output, out: Emitter, data_dir: Path | None, partition: int = 0
         first = sum(1 for closed in output.closed if closed.report.revision == 1)
 
         def count_windows() -> None:
-            windows.add("alert_timing.windows.closed", first)
-            windows.add("alert_timing.windows.revised", len(output.closed) - first)
+            windows.windows_closed.add(first)
+            windows.windows_revised.add(len(output.closed) - first)
 
         out.when_stored.append(count_windows)
     if data_dir is not None:
@@ -138,14 +139,14 @@ def _observe(record: AstRecord, telemetry: Telemetry) -> dict[str, str] | None:
     revision of an unfinished one does not count its legs twice; clock skew left out)."""
     tracing, metrics, traces = telemetry.tracing, telemetry.metrics, telemetry.traces
     complete = record.status == "complete"
-    if metrics.histograms and complete:
+    if metrics.enabled and complete:
         for leg in LEGS:
             value = getattr(record, leg)
             if value is not None and value >= 0:
-                metrics.record("alert_timing.leg", value, leg=leg, region=record.region, category=record.category)
+                metrics.leg.record(value, leg=leg, region=record.region, category=record.category)
         handshake = record.su_handshake_ms
         if handshake is not None and handshake >= 0 and record.service_user_id is not None:
-            metrics.record("alert_timing.handshake", handshake, service_user_id=record.service_user_id)
+            metrics.handshake.record(handshake, service_user_id=record.service_user_id)
     if not tracing.enabled:
         return None
     parent = traces.pop(record.delivery_id, None) if complete else traces.get(record.delivery_id)
@@ -258,9 +259,10 @@ class MetricsService:
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
         self.config = metrics_config(settings)
-        self.telemetry = Telemetry(tracing or setup_tracing(s.METRICS), metrics or setup_metrics(s.METRICS))
-        self.telemetry.metrics.declare("alert_timing.windows.closed")
-        self.telemetry.metrics.declare("alert_timing.windows.revised")
+        self.telemetry = Telemetry(tracing or setup_tracing(s.METRICS, settings),
+                                   metrics or setup_metrics(s.METRICS, settings))
+        self.telemetry.metrics.windows_closed.declare()
+        self.telemetry.metrics.windows_revised.declare()
         started = int(time.time() * 1000)
         self.inputs = InputTimes(started, started)
         self.partitions = {p: _Partition(p, MetricsCore(self.config)) for p in partitions_owned(settings)}
@@ -359,7 +361,7 @@ class MetricsService:
             try:
                 await asyncio.to_thread(write_window, self.data_dir, closed, tag_of)
             except OSError as exc:
-                self.telemetry.metrics.add("alert_timing.batches.retried", 1, service=s.METRICS)
+                self.telemetry.metrics.batches_retried.add(1, service=s.METRICS)
                 if self.service.stopping:
                     raise FilesNotWritten(f"window {start}: {exc}") from exc
                 log.warning("window files not written yet; writing them again", partition=part.partition,
@@ -552,8 +554,8 @@ def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions:
                     stems.add(event.file_set)
         return stems
 
-    def gauge(name: str, value: float, partition: int) -> None:
-        metrics.set_level(name, value, partition=str(partition))
+    def gauge(level: Instrument, value: float, partition: int) -> None:
+        metrics.set_level(level, value, partition=str(partition))
 
     log.info("window files are delivered", landing=landing.name, partitions=partitions)
     return Deliverer(landing, data_dir, partitions, publish, read_delivered,

@@ -61,6 +61,7 @@ import structlog
 from shared import subjects as s
 from shared.bus import Outgoing
 from shared.events import DeliveredFile, DeliveryBacklog, WindowDelivered, encoder
+from shared.telemetry.metrics import OLDEST_PENDING_AGE, PENDING_WINDOWS, QUARANTINED_WINDOWS, Instrument
 from shared.timefmt import format_iso
 
 log = structlog.get_logger()
@@ -384,7 +385,7 @@ def _describe(exc: BaseException) -> str:
 
 Publish = Callable[[list[Outgoing]], Awaitable[None]]
 ReadDelivered = Callable[[int], Awaitable[set[str]]]
-Gauge = Callable[[str, float, int], None]
+Gauge = Callable[[Instrument, float, int], None]
 
 
 class Deliverer:
@@ -535,10 +536,10 @@ class Deliverer:
             held = sorted(stem for stem in self.quarantined if partition_of_stem(stem) == p)
             state = (len(mine), oldest.stem if oldest else None, self.last_error, tuple(held))
             if self.gauge is not None:
-                self.gauge("alert_timing.delivery.pending_windows", len(mine), p)
+                self.gauge(PENDING_WINDOWS, len(mine), p)
                 age = (now - min(fs.written_ms for fs in mine)) / 1000 if mine else 0.0
-                self.gauge("alert_timing.delivery.oldest_pending_age", age, p)
-                self.gauge("alert_timing.delivery.quarantined_windows", len(held), p)
+                self.gauge(OLDEST_PENDING_AGE, age, p)
+                self.gauge(QUARANTINED_WINDOWS, len(held), p)
             if self._last_backlog.get(p) == state:
                 continue
             backlog = DeliveryBacklog(

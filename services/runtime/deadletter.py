@@ -37,7 +37,6 @@ from shared.events import RejectedInput, encoder
 
 log = structlog.get_logger()
 
-ADVISORY_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 REASON = "max_deliveries"
 #: Attempts at copying one message (the broker may be restarting); then it is logged as lost.
 ATTEMPTS = 5
@@ -46,7 +45,7 @@ RETRY_DELAY_S = 5.0
 
 
 def advisory_subject(stream: str, durable: str) -> str:
-    return f"{ADVISORY_PREFIX}.{stream}.{durable}"
+    return f"{s.ADVISORY_MAX_DELIVERIES}.{stream}.{durable}"
 
 
 def dead_letter_id(stream: str, seq: int) -> str:

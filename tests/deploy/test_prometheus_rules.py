@@ -19,7 +19,7 @@ import yaml
 
 from shared.events import LEGS
 from shared.targets import CATEGORIES, load_targets
-from shared.telemetry import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, PROMETHEUS_NAMES
+from shared.telemetry.metrics import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, PROMETHEUS_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"

@@ -16,6 +16,7 @@ import nats.errors
 import pytest
 from nats.js import api
 
+from alert_timing.nats_server import EmbeddedNats
 from services.runtime import service as runtime_service
 from services.runtime.deadletter import REASON, DeadLetters, advisory_subject, dead_letter_id
 from services.runtime.service import Binding, Emitter, Inbound, Service
@@ -41,7 +42,7 @@ async def add_deadletter_durable(js, stage: str, durables: list[tuple[str, str]]
 async def test_an_advisory_sent_while_no_copier_ran_is_still_copied(tmp_path: Path) -> None:
     """The max-deliveries advisory is kept by AST_ADVISORIES: a copier started after the
     message was given up on still finds it, copies it once, and acks the advisory."""
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
         nc = await bus.connect(settings, "test")
         js = nc.jetstream(timeout=10)
@@ -85,7 +86,7 @@ async def test_an_advisory_sent_while_no_copier_ran_is_still_copied(tmp_path: Pa
 
 async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime_service, "RETRY_DELAY_S", 0.1)  # NAK delay 0.5 s: max_deliver reached in seconds
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
         nc = await bus.connect(settings, "test")
         js = nc.jetstream(timeout=10)

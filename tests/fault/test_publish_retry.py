@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from nats.js import api
 
+from alert_timing.nats_server import EmbeddedNats
 from services.runtime import service as runtime_service
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
@@ -42,7 +43,7 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
 
     monkeypatch.setattr(runtime_service.bus, "publish_all", flaky_publish_all)
     monkeypatch.setattr(runtime_service, "RETRY_MAX_DELAY_S", 0.2)
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
         nc = await bus.connect(settings, "test")
         js = nc.jetstream(timeout=10)

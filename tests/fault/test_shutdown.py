@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from alert_timing.nats_server import EmbeddedNats
 from shared import bus
 from shared import subjects as s
 from tests.harness.faults import Harness, Outcome, check, run_case, seeded
@@ -71,7 +72,7 @@ def test_sigterm_while_reconnecting_logs_one_line_and_no_traceback(tmp_path: Pat
     from alert_timing.supervisor import Supervisor, run_bootstrap
     from shared.settings import load
 
-    server = bus.EmbeddedNats(tmp_path / "jetstream").start()
+    server = EmbeddedNats(tmp_path / "jetstream").start()
     settings = load(nats_url=server.url, data_dir=str(tmp_path))
     sup = Supervisor(settings, tmp_path, server.url)
     try:

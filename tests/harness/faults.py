@@ -34,6 +34,7 @@ from pathlib import Path
 
 import msgspec
 
+from alert_timing.nats_server import EmbeddedNats, free_port
 from alert_timing.simulator.run import RunResult, run_traffic
 from alert_timing.simulator.traffic import Traffic, TrafficConfig
 from alert_timing.supervisor import Supervisor
@@ -64,15 +65,15 @@ def traffic_config(span_hours: float = SPAN_HOURS) -> TrafficConfig:
 # --------------------------------------------------------------------------- servers
 
 
-def cluster_nodes(root: Path, n: int = 3) -> list[bus.EmbeddedNats]:
+def cluster_nodes(root: Path, n: int = 3) -> list[EmbeddedNats]:
     """``n`` nats-servers with JetStream, routed to each other on loopback ports."""
-    ports = [bus.free_port() for _ in range(n)]
-    cluster_ports = [bus.free_port() for _ in range(n)]
+    ports = [free_port() for _ in range(n)]
+    cluster_ports = [free_port() for _ in range(n)]
     routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster_ports)
     nodes = []
     for i in range(n):
         store = root / f"node{i}"
-        nodes.append(bus.EmbeddedNats(
+        nodes.append(EmbeddedNats(
             store, port=ports[i], log_file=root / f"node{i}.log",
             extra_args=["-n", f"node{i}", "--cluster_name", "alert-timing",
                         "--cluster", f"nats://127.0.0.1:{cluster_ports[i]}", "--routes", routes]))
@@ -265,7 +266,7 @@ class Harness:
         self.data_dir = root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if nodes == 1:
-            self.servers = [bus.EmbeddedNats(root / "jetstream", log_file=root / "nats-server.log")]
+            self.servers = [EmbeddedNats(root / "jetstream", log_file=root / "nats-server.log")]
         else:
             self.servers = cluster_nodes(root, nodes)
         self.replicas = 3 if nodes > 1 else 1

@@ -9,21 +9,21 @@ import nats
 import pytest
 import pytest_asyncio
 
+from alert_timing.nats_server import EmbeddedNats
 from alert_timing.supervisor import Supervisor, run_bootstrap
-from shared import bus
 from shared.settings import load
 
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory):
-    server = bus.EmbeddedNats(tmp_path_factory.mktemp("jetstream"))
+    server = EmbeddedNats(tmp_path_factory.mktemp("jetstream"))
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def pipeline(nats_server: bus.EmbeddedNats, tmp_path_factory: pytest.TempPathFactory):
+def pipeline(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("data")
     settings = load(nats_url=nats_server.url, data_dir=str(data_dir))
     run_bootstrap(settings)
@@ -36,7 +36,7 @@ def pipeline(nats_server: bus.EmbeddedNats, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest_asyncio.fixture
-async def js(nats_server: bus.EmbeddedNats) -> AsyncIterator:
+async def js(nats_server: EmbeddedNats) -> AsyncIterator:
     nc = await nats.connect(nats_server.url)
     yield nc.jetstream(timeout=10)
     await nc.close()

@@ -6,8 +6,8 @@ import asyncio
 
 import nats
 
+from alert_timing.nats_server import EmbeddedNats
 from alert_timing_benchmarks import relays
-from shared import bus
 
 
 def _streams(url: str) -> set[str]:
@@ -20,13 +20,13 @@ def _streams(url: str) -> set[str]:
     return asyncio.run(names())
 
 
-def test_bare_relay_passes_every_alert_and_leaves_its_stream_behind(nats_server: bus.EmbeddedNats) -> None:
+def test_bare_relay_passes_every_alert_and_leaves_its_stream_behind(nats_server: EmbeddedNats) -> None:
     run = asyncio.run(relays.limit(nats_server.url, 500))
     assert run.alerts_per_s > 0 and run.cpu_us_per_alert > 0
     assert relays.RELAY_STREAM not in _streams(nats_server.url)
 
 
-def test_contract_floor_passes_every_alert_through_four_subjects(nats_server: bus.EmbeddedNats) -> None:
+def test_contract_floor_passes_every_alert_through_four_subjects(nats_server: EmbeddedNats) -> None:
     run = asyncio.run(relays.floor(nats_server.url, 2500))  # more than one publish batch
     assert run.alerts_per_s > 0 and run.cpu_us_per_alert > 0
     assert not set(relays.FLOOR_STREAMS) & _streams(nats_server.url)

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from shared import bus
+from alert_timing.nats_server import free_port
 
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "alert_timing.cli"]
 #: Nothing listens there (a port just found free): connections are refused at once.
-NOWHERE = f"nats://127.0.0.1:{bus.free_port()}"
+NOWHERE = f"nats://127.0.0.1:{free_port()}"
 MISSING = "/nonexistent/alert-timing/file"
 
 # (command, arguments, the start of the one line after "alert-timing COMMAND: ")

@@ -13,6 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from alert_timing.nats_server import EmbeddedNats
 from alert_timing.supervisor import run_bootstrap
 from services.metrics.delivery import Deliverer, DirectoryLanding
 from shared import bus
@@ -27,7 +28,7 @@ CLI = Path(sys.executable).with_name("alert-timing")
 
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    nats_server = bus.EmbeddedNats(tmp_path / "jetstream")
+    nats_server = EmbeddedNats(tmp_path / "jetstream")
     nats_server.start()
     run_bootstrap(load(nats_url=nats_server.url, data_dir=str(tmp_path)))
     yield nats_server
@@ -51,7 +52,7 @@ async def deliver_once(url: str, data: Path, out: Path) -> int:
         await nc.close()
 
 
-def test_status_counts_a_quarantined_set(server: bus.EmbeddedNats, tmp_path: Path) -> None:
+def test_status_counts_a_quarantined_set(server: EmbeddedNats, tmp_path: Path) -> None:
     data, out = tmp_path / "data", tmp_path / "out"
     held, later = "ast_20230601T1015_r1", "ast_20230601T1030_r1"
     write_set(data, held)
@@ -70,7 +71,7 @@ def test_status_counts_a_quarantined_set(server: bus.EmbeddedNats, tmp_path: Pat
     assert "1 delivered, 1 quarantined" in text and held in text
 
 
-def test_ast_out_keeps_receipts_for_the_delivery_horizon(server: bus.EmbeddedNats) -> None:
+def test_ast_out_keeps_receipts_for_the_delivery_horizon(server: EmbeddedNats) -> None:
     async def max_age() -> float:
         nc = await nats.connect(server.url)
         try:

@@ -11,6 +11,7 @@ import msgspec
 import nats
 import pytest
 
+from alert_timing.nats_server import EmbeddedNats
 from services.metrics.rebuild import republish
 from services.runtime.service import Emitter
 from shared import bus
@@ -108,7 +109,7 @@ def test_stream_limits_split_the_budget_by_what_an_alert_stores() -> None:
 
 async def test_a_full_stream_discards_its_oldest_messages_and_keeps_accepting(tmp_path: Path) -> None:
     """The stated behaviour at a limit: publishing never fails, the oldest history goes."""
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         # the smallest budget: each stream gets its floor of 1 MiB
         settings = Settings(nats_url=server.url, stream_max_bytes=1)
         nc = await bus.connect(settings, "test")
@@ -212,7 +213,7 @@ async def test_trace_names_in_one_line_the_point_it_cannot_find(js, nats_server)
 async def test_a_record_republished_by_a_rebuild_is_indexed(tmp_path: Path) -> None:
     """The metrics rebuild publishes the outputs of a predecessor's last batch again: their
     trace index entries go with them (once, however often it runs)."""
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url)
         nc = await bus.connect(settings, "test")
         try:

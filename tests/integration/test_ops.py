@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from alert_timing.nats_server import free_port
 from alert_timing.ops import common, trace
 from shared import bus
 from shared import subjects as s
@@ -130,7 +131,7 @@ def test_message_lines_one_per_event_with_ids_and_times():
 
 
 async def test_cannot_reach_nats_is_one_line_and_exit_2():
-    url = f"nats://127.0.0.1:{bus.free_port()}"
+    url = f"nats://127.0.0.1:{free_port()}"
     for command in (["tail"], ["trace", "X"], ["status"]):
         code, out, err = await run_ops(None, *command, "--nats-url", url)
         assert code == 2 and out == ""

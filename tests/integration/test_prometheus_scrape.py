@@ -29,15 +29,15 @@ import nats
 import pytest
 import yaml
 
+from alert_timing.nats_server import EmbeddedNats, free_port
 from alert_timing.simulator.run import run_traffic
 from alert_timing.simulator.traffic import TrafficConfig
 from alert_timing.supervisor import Supervisor, run_bootstrap
-from shared import bus
 from shared import subjects as s
 from shared.eventlog import read_messages
 from shared.events import LEGS
 from shared.settings import Settings, load
-from shared.telemetry import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, LEG_BUCKETS_MS, LEVELS, PROMETHEUS_NAMES
+from shared.telemetry.metrics import HANDSHAKE_BUCKETS_MS, HISTOGRAMS, LEG_BUCKETS_MS, LEVELS, PROMETHEUS_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ class Run:
 
 
 def start_prometheus(root: Path, targets: dict[str, int]) -> Prometheus:
-    port = bus.free_port()
+    port = free_port()
     config = {
         "global": {"scrape_interval": f"{int(SCRAPE_S * 1000)}ms", "scrape_timeout": f"{int(SCRAPE_S * 1000)}ms",
                    "evaluation_interval": "1s"},
@@ -157,14 +157,14 @@ async def read_outputs(settings: Settings) -> tuple[list[tuple[float, dict]], li
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     root = tmp_path_factory.mktemp("prometheus-scrape")
-    server = bus.EmbeddedNats(root / "jetstream", log_file=root / "nats-server.log").start()
+    server = EmbeddedNats(root / "jetstream", log_file=root / "nats-server.log").start()
     sup: Supervisor | None = None
     prom: Prometheus | None = None
     try:
         data_dir = root / "data"
         settings = load(nats_url=server.url, data_dir=str(data_dir))
         run_bootstrap(settings)
-        ports = {name: bus.free_port() for name in s.SERVICES}
+        ports = {name: free_port() for name in s.SERVICES}
         sup = Supervisor(settings, data_dir, server.url)
         for name, port in ports.items():
             sup.start_service(name, 0, ALERT_TIMING_PROMETHEUS_PORT=str(port))

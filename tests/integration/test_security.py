@@ -30,6 +30,7 @@ import pytest
 import pytest_asyncio
 from nats.js import api
 
+from alert_timing.nats_server import free_port, nats_server_binary
 from alert_timing.simulator.run import metrics_latest_inputs
 from services.runtime.deadletter import DeadLetters, advisory_subject
 from shared import bus
@@ -100,10 +101,10 @@ def new_passwords() -> dict[str, str]:
 def start_server(config: Path, tmp: Path, *, scheme: str = "nats", **extra_env: str) -> SecuredNats:
     tmp.mkdir(parents=True, exist_ok=True)
     passwords = new_passwords()
-    port, http_port = bus.free_port(), bus.free_port()
+    port, http_port = free_port(), free_port()
     log = tmp / "nats-server.log"
     process = subprocess.Popen(
-        [bus.nats_server_binary(), "-c", str(config), "-a", "127.0.0.1", "-p", str(port),
+        [nats_server_binary(), "-c", str(config), "-a", "127.0.0.1", "-p", str(port),
          "-m", str(http_port), "-l", str(log)],
         env=server_env(tmp, passwords, **extra_env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -270,12 +271,12 @@ def test_cases_cover_every_durable_consumer() -> None:
 
 def test_config_needs_every_password(tmp_path: Path) -> None:
     passwords = new_passwords()
-    ok = subprocess.run([bus.nats_server_binary(), "-t", "-c", str(CONFIG)], capture_output=True, text=True,
+    ok = subprocess.run([nats_server_binary(), "-t", "-c", str(CONFIG)], capture_output=True, text=True,
                         env=server_env(tmp_path, passwords))
     assert ok.returncode == 0, ok.stderr + ok.stdout
     env = server_env(tmp_path, passwords)
     del env["OPS_NATS_PASSWORD"]
-    missing = subprocess.run([bus.nats_server_binary(), "-t", "-c", str(CONFIG)], capture_output=True,
+    missing = subprocess.run([nats_server_binary(), "-t", "-c", str(CONFIG)], capture_output=True,
                              text=True, env=env)
     assert missing.returncode != 0
     assert "OPS_NATS_PASSWORD" in missing.stderr + missing.stdout

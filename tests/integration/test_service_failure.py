@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from nats.js import api
 
+from alert_timing.nats_server import EmbeddedNats
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
@@ -33,7 +34,7 @@ async def run_until_failed(tmp_path: Path, handle, stateful: bool) -> tuple[int,
         calls.append([m.stream_seq for m in batch])
         handle(batch, out)
 
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"), drain_timeout_s=5.0)
         nc = await bus.connect(settings, "test")
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from alert_timing.nats_server import EmbeddedNats
 from alert_timing.supervisor import Supervisor, run_bootstrap
 from alert_timing_benchmarks.metrics_core import synthetic_events
 from services.metrics.app import metrics_config
@@ -150,7 +151,7 @@ def wait_for_line(path: Path, event: str, count: int = 1, timeout: float = 60.0,
 
 @pytest.fixture
 def world(tmp_path: Path):  # type: ignore[no-untyped-def]
-    server = bus.EmbeddedNats(tmp_path / "jetstream").start()
+    server = EmbeddedNats(tmp_path / "jetstream").start()
     settings = load(nats_url=server.url, data_dir=str(tmp_path / "data"))
     run_bootstrap(settings)
     sup = Supervisor(settings, tmp_path / "data", server.url,

@@ -19,6 +19,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from alert_timing.nats_server import EmbeddedNats, free_port, nats_server_binary
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
@@ -31,10 +32,10 @@ CLI = [sys.executable, "-m", "alert_timing.cli"]
 @contextmanager
 def stock_server(store: Path, port: int = 0, *extra: str) -> Iterator[str]:
     """`nats-server -js` with nothing but a loopback port and a store directory."""
-    port = port or bus.free_port()
+    port = port or free_port()
     store.mkdir(parents=True, exist_ok=True)
     with open(store.parent / f"{store.name}.log", "ab") as log:
-        process = subprocess.Popen([bus.nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port),
+        process = subprocess.Popen([nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port),
                                     "-sd", str(store), *extra], stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 15
@@ -116,7 +117,7 @@ def test_streams_made_with_more_storage_keep_working_on_a_stock_server(tmp_path:
         finally:
             await nc.close()
 
-    with bus.EmbeddedNats(store) as embedded:
+    with EmbeddedNats(store) as embedded:
         port = embedded.port
         assert asyncio.run(bootstrap_and_publish(embedded.url)) == 1
         made = asyncio.run(stream_limits(embedded.url))

@@ -27,15 +27,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from alert_timing.nats_server import EmbeddedNats
 from alert_timing.supervisor import Supervisor, bootstrap
 from services.csp_enrichment import app as csp_enrichment
 from services.dsp_mapping import app as dsp_mapping
 from services.hub_capture import app as hub_capture
 from services.metrics import app as metrics_app
-from shared import bus, telemetry
+from shared import bus
 from shared import subjects as s
-from shared.settings import ENV_VARS, load
-from shared.telemetry import JOURNEY_ATTRIBUTE, JOURNEY_LEGS, JOURNEY_POINTS, setup_metrics, setup_tracing
+from shared.events import JOURNEY_LEGS
+from shared.settings import ENV_VARS, ConfigError, load
+from shared.telemetry import tracing as telemetry
+from shared.telemetry.metrics import COUNTERS, Counter, setup_metrics
+from shared.telemetry.tracing import JOURNEY_ATTRIBUTE, JOURNEY_POINTS, setup_tracing
 from shared.timefmt import parse_iso
 from tests.harness.frames import ACB_EUI, alert_payload, delivery_line, north
 from tests.harness.jetstream import collect, decoded
@@ -53,8 +57,8 @@ def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[bus.EmbeddedNats]:
-    with bus.EmbeddedNats(tmp_path / "jetstream") as srv:
+def server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    with EmbeddedNats(tmp_path / "jetstream") as srv:
         yield srv
 
 
@@ -355,7 +359,7 @@ def test_tracing_is_off_and_costs_nothing_when_unset(clean_otel_env, monkeypatch
     settings = load(nats_url="nats://127.0.0.1:1")
     for module in (hub_capture, csp_enrichment, dsp_mapping, metrics_app):
         assert not module.build(settings).tracing.enabled
-    assert not setup_metrics(s.METRICS).counters
+    assert not setup_metrics(s.METRICS).enabled
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     assert not setup_tracing(s.HUB_CAPTURE).enabled
@@ -394,7 +398,7 @@ def test_exporters_from_the_environment(clean_otel_env, env, processors):
 def test_bad_settings_are_one_clear_error(clean_otel_env, env):
     for key, value in env.items():
         clean_otel_env.setenv(key, value)
-    with pytest.raises(SystemExit, match="alert-timing: "):
+    with pytest.raises(ConfigError, match=list(env)[-1]):  # the message names the variable
         setup_tracing(s.HUB_CAPTURE)
 
 
@@ -455,11 +459,11 @@ def test_trace_context_helpers():
 def test_metrics_export_to_the_console(clean_otel_env, capsys):
     clean_otel_env.setenv("OTEL_METRICS_EXPORTER", "console")
     metrics = setup_metrics(s.METRICS)
-    assert set(metrics.counters) == set(telemetry.COUNTERS)
-    metrics.add("alert_timing.messages.in", 3, service=s.METRICS, subject="ast.expected.0")
-    metrics.add("alert_timing.windows.closed", 1)
-    metrics.record("alert_timing.leg", 250, leg="dsp_to_su_ms", region="north")
-    metrics.gauges[("AST_EVENTS", "metrics-0")] = 7
+    assert {c.instrument.name for c in vars(metrics).values() if isinstance(c, Counter)} == set(COUNTERS)
+    metrics.messages_in.add(3, service=s.METRICS, subject="ast.expected.0")
+    metrics.windows_closed.add(1)
+    metrics.leg.record(250, leg="dsp_to_su_ms", region="north")
+    metrics.set_pending("AST_EVENTS", "metrics-0", 7)
     metrics.shutdown()  # flushes
     out = capsys.readouterr().err
     for name in ("alert_timing.messages.in", "alert_timing.windows.closed", "alert_timing.leg",

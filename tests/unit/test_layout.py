@@ -4,6 +4,8 @@ names each folder with an ``__init__.py`` under services/, shared/, tools/ and b
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -45,3 +47,19 @@ def test_every_listed_package_is_a_folder() -> None:
 def test_tools_and_benchmarks_install_under_their_import_names() -> None:
     assert _setuptools()["package-dir"] == {"alert_timing": "tools", "alert_timing_benchmarks": "benchmarks"}
     assert "alert_timing.ops" in package_folders()
+
+
+def test_no_module_imports_by_name_at_run_time(tmp_path: Path) -> None:
+    """scripts/check_dynamic_imports.py (in `make check`): the four packages pass, and an
+    ``importlib.import_module`` (what the CLI once used to reach the benchmarks) is caught."""
+    script = [sys.executable, str(REPO / "scripts" / "check_dynamic_imports.py")]
+    clean = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert (clean.returncode, clean.stdout) == (0, "")
+    sneaky = tmp_path / "cli.py"
+    sneaky.write_text("import importlib\nfrom importlib import resources\n\n\n"
+                      "def load(name: str) -> object:\n    return importlib.import_module(name)\n\n\n"
+                      "def other(name: str) -> object:\n    return __import__(name)\n")
+    found = subprocess.run([*script, str(sneaky)], capture_output=True, text=True, timeout=60)
+    assert found.returncode == 1
+    assert [line.split(" (")[0].rsplit(":", 2)[1:] for line in found.stdout.splitlines()] == [
+        ["1", " import importlib"], ["6", " import_module(...)"], ["10", " __import__(...)"]]

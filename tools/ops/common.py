@@ -113,7 +113,8 @@ def note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def command(name: str, body: Callable[[argparse.Namespace], Any], interrupted: int = 130):
+def command(name: str, body: Callable[[argparse.Namespace], Any],
+            interrupted: int = 130) -> Callable[[argparse.Namespace], int]:
     """Run an async command body: one-line errors, exit status, Ctrl-C and closed pipes."""
 
     def invoke(args: argparse.Namespace) -> int:
@@ -147,7 +148,7 @@ def one_line(name: str, run_command: Callable[[argparse.Namespace], int | None],
         except OpsError as exc:
             note(f"{PROG} {name}: {exc}")
             return exc.code
-        except LogReadError as exc:
+        except (LogReadError, settings_mod.ConfigError) as exc:
             note(f"{PROG} {name}: {exc}")
             return 2
         except KeyboardInterrupt:

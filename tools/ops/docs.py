@@ -322,7 +322,7 @@ def _clean(schema: Any) -> Any:
     """Tidy msgspec's output for the document: docstrings dedented; OpenAPI's discriminator object
     becomes AsyncAPI's discriminator (the property name)."""
     if isinstance(schema, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in schema.items():
             if key == "description" and isinstance(value, str):
                 out[key] = inspect.cleandoc(value)

@@ -588,10 +588,10 @@ def _minus(a: int | None, b: int | None) -> int | None:
 
 def delivery_summaries(journey: Journey) -> list[dict]:
     """Per delivery: timing points and legs from the events, the attempts, the records."""
-    expected: dict[str, dict] = {}
-    attempts: dict[str, list[dict]] = {}
-    records: dict[str, list[dict]] = {}
-    notices: dict[str, dict] = {}
+    expected: dict[str | None, dict] = {}  # an event without its delivery id under None
+    attempts: dict[str | None, list[dict]] = {}
+    records: dict[str | None, list[dict]] = {}
+    notices: dict[str | None, dict] = {}
     for st in journey.steps:
         if st.kind == "delivery_expected":
             expected.setdefault(st.data.get("delivery_id"), st.data)

@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from alert_timing.simulator.traffic import Traffic, TrafficConfig, generate, prepare, service_user_answers
@@ -77,7 +78,7 @@ class _Follower:
         self.js, self.stream, self.subjects = js, stream, subjects
         self.prefix = prefix  # the connection's own inbox (bus.reply_prefix): the only one it may read
         self.next_seq = max(start_seq, 1)
-        self.sub = None
+        self.sub: JetStreamContext.PullSubscription | None = None
         self.quiet_since = time.monotonic()
 
     async def open(self) -> _Follower:
@@ -104,7 +105,7 @@ class _Follower:
         except Exception:  # noqa: BLE001 - the broker is still away: the next fetch tries again
             await asyncio.sleep(0.5)
 
-    async def fetch(self, n: int, timeout: float) -> list:
+    async def fetch(self, n: int, timeout: float) -> list[Msg]:
         if self.sub is None:
             await self._reopen()
             if self.sub is None:
@@ -158,7 +159,7 @@ async def publish_retrying(js: JetStreamContext, messages: list[bus.Outgoing], t
             delay = min(delay * 2, 2.0)
 
 
-async def _fetch(sub, n: int = 1000, timeout: float = 0.5) -> list:
+async def _fetch(sub: _Follower, n: int = 1000, timeout: float = 0.5) -> list[Msg]:
     try:
         return await sub.fetch(n, timeout=timeout)
     except (TimeoutError, nats.errors.TimeoutError):

@@ -174,22 +174,22 @@ def sit_traffic(rules: RuleTable, outage: PowerOutageShape, seed: int = 1,
 
     # Device Alerts to the ACB, raising the DCC Alerts.
     for dcc_code in DCC_ALERTS:
-        code = raising_code(rules, dcc_code)
+        raising = raising_code(rules, dcc_code)
         for device_type, fmt in DEVICE_TYPES:
-            case = Case(f"{dcc_code} via {code or '?'} to ACB", device_type)
-            if code is None:
+            case = Case(f"{dcc_code} via {raising or '?'} to ACB", device_type)
+            if raising is None:
                 case.problem = f"no rule in {rules.source} raises {dcc_code}"
                 cases.append(case)
                 continue
-            raised = rules.rules_for(code)
+            raised = rules.rules_for(raising)
             for k in range(COPIES):
                 clock += STEP_MS
                 response_id = next_id("SITAC")
                 made = tuple(f"{response_id}:{rule.dcc_alert_code}:{i}" for i, rule in enumerate(raised, start=1))
-                inbound, dsp_received = _alert(rng, REGIONS[(n + k) % 3], response_id, code, ACB_EUI, fmt, clock,
-                                               made, case.sample)
+                inbound, dsp_received = _alert(rng, REGIONS[(n + k) % 3], response_id, raising, ACB_EUI, fmt,
+                                               clock, made, case.sample)
                 _add(traffic, case, inbound, dsp_received)
-                case.expected += [Expected(d, "dcc_alert", code, rule.dcc_alert_code)
+                case.expected += [Expected(d, "dcc_alert", raising, rule.dcc_alert_code)
                                   for d, rule in zip(made, raised, strict=True)]
             cases.append(case)
     traffic.inputs.sort(key=lambda i: i.dsp_received)

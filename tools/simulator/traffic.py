@@ -236,7 +236,9 @@ def storm_protection(inputs: list[Inbound], period_ms: int,
     alerts = [i for i in inputs if i.kind == "alert" and i.alert_code is not None and i.comms_hub_id is not None
               and i.deliveries == (i.response_id,) and i.alert_code.upper() not in skip]
     for i in sorted(alerts, key=lambda i: (i.dsp_received, i.response_id)):
-        key = (i.comms_hub_id, i.alert_code.upper())  # type: ignore[union-attr]
+        hub, code = i.comms_hub_id, i.alert_code
+        assert hub is not None and code is not None  # the alerts above have both
+        key = (hub, code.upper())
         period = periods.get(key)
         if period is not None and i.dsp_received - period[0] < period_ms:
             throttled.add(i.response_id)
@@ -312,7 +314,7 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
     hub_id = rng.randrange(1, 2**32)
     if device is not None:
         region, hub_id = device
-    device = (f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}"
+    device_id = (f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}"
               f"-{(hub_id >> 8) & 0xFF:02X}-{hub_id & 0xFF:02X}")
     response_id = f"{region[0].upper()}{config.seed:04d}{n:09d}"
     wan_ms = int(rng.lognormvariate(7.5, 0.4))  # ~1.8 s median WAN + hub
@@ -321,12 +323,12 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
     csp_in = hub_ms + wan_ms
     is_response = rng.random() < config.service_response_share
     if is_response:
-        frame = build_response(originator=device, recipient=SUPPLIER, counter=n + 1,
+        frame = build_response(originator=device_id, recipient=SUPPLIER, counter=n + 1,
                                mac_header=rng.random() < 0.3, signed=rng.random() < 0.5)
         code, recipient = None, SUPPLIER
     else:
         code, recipient, fmt, _ = _pick(rng, STORM_MIX if in_storm else ALERT_MIX)
-        frame = build_alert(alert_code=code, originator=device, recipient=recipient,
+        frame = build_alert(alert_code=code, originator=device_id, recipient=recipient,
                             alert_time=from_ms(hub_ms - rng.randrange(100, 2_000)), counter=n + 1,
                             fmt=fmt, mac_header=recipient == ACB_EUI or rng.random() < 0.3,
                             signed=rng.random() < 0.2)
