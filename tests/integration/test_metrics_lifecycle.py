@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from alert_timing.nats_server import EmbeddedNats
 from alert_timing.supervisor import bootstrap
 from services.metrics import app as metrics_app
-from shared import bus
 from shared.settings import load
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[bus.EmbeddedNats]:
-    with bus.EmbeddedNats(tmp_path / "jetstream") as srv:
+def server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    with EmbeddedNats(tmp_path / "jetstream") as srv:
         yield srv
 
 
 @pytest.mark.integration
-async def test_stopping_the_service_ends_its_background_tasks(server: bus.EmbeddedNats, tmp_path: Path) -> None:
+async def test_stopping_the_service_ends_its_background_tasks(server: EmbeddedNats, tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     landing.mkdir()
     settings = load(nats_url=server.url, data_dir=str(tmp_path / "data"), delivery_url=f"file://{landing}")

@@ -15,8 +15,8 @@ import nats
 import pytest
 import pytest_asyncio
 
+from alert_timing.nats_server import EmbeddedNats
 from alert_timing.supervisor import Supervisor, run_bootstrap
-from shared import bus
 from shared import subjects as s
 from shared.settings import load
 from tests.harness.jetstream import collect
@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bus.EmbeddedNats]:
-    server = bus.EmbeddedNats(tmp_path_factory.mktemp("rejections-jetstream"))
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path_factory.mktemp("rejections-jetstream"))
     server.start()
     data_dir = tmp_path_factory.mktemp("rejections-data")
     settings = load(nats_url=server.url, data_dir=str(data_dir))
@@ -44,7 +44,7 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bus.Embedde
 
 
 @pytest_asyncio.fixture
-async def js(own_server: bus.EmbeddedNats) -> AsyncIterator:
+async def js(own_server: EmbeddedNats) -> AsyncIterator:
     nc = await nats.connect(own_server.url)
     yield nc.jetstream(timeout=10)
     await nc.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from nats.js import api
 
+from alert_timing.nats_server import EmbeddedNats
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
@@ -25,7 +26,7 @@ def nothing(batch: list[Inbound], out: Emitter) -> None:
 
 
 async def test_stopping_the_app_stops_every_task_the_service_started(tmp_path: Path) -> None:
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"), drain_timeout_s=5.0)
         nc = await bus.connect(settings, "test")
         try:
