@@ -41,6 +41,7 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -74,6 +75,9 @@ LATENCY_ROWS = "status <> 'throttled'"
 HANDSHAKE_LEGS = ("su_handshake_ms", "end_to_end_ms")
 TARGETS_ENV = "ALERT_TIMING_TARGETS"
 WORST_WINDOWS = 20
+#: DuckDB's memory for the report (``--memory-limit``): beyond it, tables and sorts spill to a
+#: working directory under ``TMPDIR`` (removed afterwards), so a national month fits.
+MEMORY_LIMIT = "2GB"
 #: ``worst_hubs.csv``: a hub is ranked when it has at least this many alerts (``--min-alerts``) ...
 MIN_ALERTS = 20
 #: ... and at most this many hubs are listed (``--top``).
@@ -305,9 +309,11 @@ DAY = "strftime(dsp_received, '%Y-%m-%d')"
 
 def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
     """SQL of the operational metrics over table ``ast`` and table ``targets`` (leg, owner,
-    region, category, target_ms): ``op_legs`` (one row per record and leg that counts),
+    region, category, target_ms): ``op_legs`` (records that count, and those within target),
     ``operational_metrics`` and ``operational_worst_windows`` (the 15-minute windows and legs
-    with the lowest share within target, ties by more alerts outside it)."""
+    with the lowest share within target, ties by more alerts outside it). ``op_legs`` holds the
+    counts per leg, owner, region, category and 15-minute window, never a row per record: its
+    size does not grow with the records."""
     if not legs:
         raise ValueError("operational metrics need at least one leg with a target")
     values = []
@@ -316,19 +322,21 @@ def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
         values.append(f"SELECT '{leg}' AS leg, region, category, {INTERVAL} AS interval_ts,\n"
                       f"       CASE WHEN {measured(leg)} THEN {leg} END AS ms\nFROM ast WHERE {counts}")
     order = "list_position([" + ", ".join(f"'{leg}'" for leg in LEGS) + "], leg)"
-    share = "round(count(*) FILTER (WHERE within) / count(*), 6)"
+    share = "round(sum(within_target) / sum(alerts), 6)"
     quoted = period.replace("'", "''")
     return {
         "op_legs": f"""
-SELECT v.leg, t.owner, v.region, v.category, v.interval_ts, t.target_ms, coalesce(v.ms <= t.target_ms, false) AS within
+SELECT v.leg, t.owner, v.region, v.category, v.interval_ts, t.target_ms, count(*) AS alerts,
+       count(*) FILTER (WHERE coalesce(v.ms <= t.target_ms, false)) AS within_target
 FROM ({' UNION ALL '.join(values)}) v
-JOIN targets t ON t.leg = v.leg AND t.region = v.region AND t.category = v.category""",
+JOIN targets t ON t.leg = v.leg AND t.region = v.region AND t.category = v.category
+GROUP BY ALL""",
         "operational_metrics": f"""
 SELECT '{quoted}' AS period, leg, owner,
        CASE WHEN grouping(region) = 1 THEN 'all' ELSE region END AS region,
        CASE WHEN grouping(category) = 1 THEN 'all' ELSE category END AS category,
        CASE WHEN min(target_ms) = max(target_ms) THEN min(target_ms) END AS target_ms,
-       count(*) AS alerts, count(*) FILTER (WHERE within) AS within_target,
+       sum(alerts)::BIGINT AS alerts, sum(within_target)::BIGINT AS within_target,
        {share} AS share_within_target
 FROM op_legs
 GROUP BY GROUPING SETS ((leg, owner, region, category), (leg, owner, region), (leg, owner, category), (leg, owner))
@@ -336,11 +344,11 @@ ORDER BY {order}, grouping(region), region, grouping(category), category""",
         "operational_worst_windows": f"""
 SELECT {_iso_col('interval_ts')} AS interval_start, leg, owner,
        CASE WHEN min(target_ms) = max(target_ms) THEN min(target_ms) END AS target_ms,
-       count(*) AS alerts, count(*) FILTER (WHERE within) AS within_target,
+       sum(alerts)::BIGINT AS alerts, sum(within_target)::BIGINT AS within_target,
        {share} AS share_within_target
 FROM op_legs
 GROUP BY interval_ts, leg, owner
-ORDER BY share_within_target, alerts - within_target DESC, interval_start, {order}
+ORDER BY share_within_target, sum(alerts) - sum(within_target) DESC, interval_start, {order}
 LIMIT {WORST_WINDOWS}""",
     }
 
@@ -376,7 +384,9 @@ ORDER BY su_handshake_p95_ms DESC NULLS LAST, alerts DESC, service_user_id NULLS
 def worst_hubs_sql(period: str, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS) -> str:
     """SQL of ``worst_hubs.csv`` over table ``ast`` (with ``comms_hub_id``): of the hubs with at
     least ``min_alerts`` alerts, the ``top`` with the slowest Comms Hub -> CSP leg (exact p95;
-    ties: more alerts first, then hub id; hubs without a measured leg last), ranked from 1."""
+    ties: more alerts first, then hub id; hubs without a measured leg last), ranked from 1. The
+    hubs are counted first and percentiles kept only for those ranked: a month has tens of
+    millions of hubs with a few alerts each."""
     if min_alerts < 1 or top < 1:
         raise ValueError("min_alerts and top must be at least 1")
     leg = "hub_to_csp_ms"
@@ -392,7 +402,9 @@ FROM (
         SELECT comms_hub_id, min(region) AS region, count(*) AS alerts, {percentiles(leg, (0.5, 0.95))} AS q,
                count(*) FILTER (WHERE missing_hub) AS missing_hub_timestamp,
                count(*) FILTER (WHERE clock_skew) AS clock_skew
-        FROM ast GROUP BY comms_hub_id HAVING count(*) >= {int(min_alerts)}
+        FROM ast
+        WHERE comms_hub_id IN (SELECT comms_hub_id FROM ast GROUP BY comms_hub_id HAVING count(*) >= {int(min_alerts)})
+        GROUP BY comms_hub_id
     )
     ORDER BY {order}
     LIMIT {int(top)}
@@ -451,7 +463,19 @@ def _table_data(con: Any, table: str) -> dict[str, list[Any]]:
 def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None = None,
                  progress: bool = True, *, targets: Targets | None = None, period: str | None = None,
                  pdf: bool = False, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS, hub: int | None = None,
-                 service_user: str | None = None) -> dict[str, Any]:
+                 service_user: str | None = None, memory_limit: str = MEMORY_LIMIT) -> dict[str, Any]:
+    """See :func:`_build_report`; DuckDB works in a database file of its own in a temporary
+    directory (the records stored compressed, spilled beyond ``memory_limit``), removed after."""
+    with tempfile.TemporaryDirectory(prefix="alert-timing-report-") as work:
+        return _build_report(data_dir, start_ms, end_ms, out_dir, sat, progress, targets=targets, period=period,
+                             pdf=pdf, min_alerts=min_alerts, top=top, hub=hub, service_user=service_user,
+                             work=Path(work), memory_limit=memory_limit)
+
+
+def _build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None,
+                  progress: bool, *, targets: Targets | None, period: str | None, pdf: bool, min_alerts: int,
+                  top: int, hub: int | None, service_user: str | None, work: Path,
+                  memory_limit: str) -> dict[str, Any]:
     """Compute everything, write the CSVs and the dashboard (and ``report.pdf`` when ``pdf``);
     return paths and headline counts. ``targets``: the packaged defaults when None; ``period``:
     the ``period`` column of the operational metrics (default: the ISO 8601 interval);
@@ -490,9 +514,14 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+    con = duckdb.connect(str(work / "report.duckdb"))
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
+    except duckdb.Error as exc:
+        raise ReportError(f"--memory-limit {memory_limit!r}: {exc}", 2) from None
+    con.execute(f"SET temp_directory = '{_sql_path(work / 'spill')}'")
     files_sql = "[" + ", ".join(f"'{_sql_path(p)}'" for p in parquet) + "]"
     t_from = f"make_timestamptz({start_ms * 1000})"
     t_to = f"make_timestamptz({end_ms * 1000})"
@@ -502,12 +531,12 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
        chf_received IS NULL AS missing_hub, list_contains(flags, 'clock_skew') AS clock_skew, {', '.join(LEGS)}"""
     where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}" + "".join(f" AND {c}" for c, _ in narrowed)
     try:
-        con.execute(f"""CREATE TEMP TABLE ast AS
+        con.execute(f"""CREATE TABLE ast AS
                         SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}""")
         records, distinct = _one(con, "SELECT count(*), count(DISTINCT id_hash) FROM ast")
         if records != distinct:  # a delivery in several files: keep its latest revision
             con.execute("DROP TABLE ast")
-            con.execute(f"""CREATE TEMP TABLE ast AS
+            con.execute(f"""CREATE TABLE ast AS
                 SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}
                 QUALIFY row_number() OVER (PARTITION BY delivery_id ORDER BY revision DESC) = 1""")
             (records,) = _one(con, "SELECT count(*) FROM ast")
@@ -621,7 +650,7 @@ ORDER BY leg, ms_from""")
     }))
     con.execute("CREATE TEMP TABLE targets AS SELECT * FROM targets_src")
     op = operational_sql(period, [t.leg for t in targets.legs])
-    con.execute(f"CREATE TEMP TABLE op_legs AS {op['op_legs']}")
+    con.execute(f"CREATE TABLE op_legs AS {op['op_legs']}")
     make("operational_metrics", op["operational_metrics"])
     make("operational_worst_windows", op["operational_worst_windows"])
     say("operational metrics" + (" (illustrative targets)" if targets.illustrative else f" ({targets.source})"))
@@ -774,6 +803,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--service-user", metavar="ID",
                    help="narrow every output to this Service User's alerts (service_user_id) and list them in "
                         "alerts.csv")
+    p.add_argument("--memory-limit", default=MEMORY_LIMIT, metavar="SIZE",
+                   help=f"DuckDB's memory for the report, e.g. 2GB (default {MEMORY_LIMIT}); beyond it the work "
+                        "spills to a temporary directory under TMPDIR")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p
@@ -801,7 +833,7 @@ def run(args: argparse.Namespace) -> int:
                               Path(args.sat) if args.sat else None, progress=not args.quiet,
                               targets=targets, period=period_label(args.month, start, end), pdf=args.pdf,
                               min_alerts=args.min_alerts, top=args.top, hub=args.hub,
-                              service_user=args.service_user)
+                              service_user=args.service_user, memory_limit=args.memory_limit)
     except ReportError as exc:
         print(f"alert-timing report: {exc}", file=sys.stderr)
         return exc.code
