@@ -8,7 +8,7 @@ each delivery only its latest revision. With several metrics partitions each par
 writes its own files for every window (``ast_*_p<partition>_r<n>.*``, its own deliveries):
 the latest revision of each (window, partition) is read and the partitions are combined,
 records by union (a delivery lives in one partition), window counts by sum. Records are
-selected by ``dsp_received`` in [from, to). Statistics are exact (``quantile_cont``, i.e.
+selected by ``dsp_received`` in [from, to). Statistics are exact (``quantile_cont``'s figures, i.e.
 linear interpolation between the two nearest ranks); negative legs (clock skew) are
 counted, not used in percentiles, as in the 15-minute reports. Rejected inputs, service responses
 and deliveries without alert come from the JSON window reports (they are not records).
@@ -57,7 +57,7 @@ from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
 
 __all__ = ["ALERTS_SQL", "HANDSHAKE_LEGS", "LATENCY_ROWS", "MIN_ALERTS", "SERVICE_USER_COLUMNS", "TARGETS_ENV",
            "TOP_HUBS", "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "main", "measured",
-           "month_bounds", "narrowing", "operational_sql", "percentiles", "period_label", "run", "select_files",
+           "month_bounds", "exact_quantiles", "narrowing", "operational_sql", "percentiles", "period_label", "run", "select_files",
            "service_user_sql", "window_partitions", "worst_hubs_sql"]
 
 #: ``ast_<window>[_p<partition>]_r<revision>.<kind>``; no partition: the single-partition default
@@ -245,6 +245,41 @@ def percentiles(leg: str, quantiles: Sequence[float] = QUANTILES) -> str:
     return f"quantile_cont({leg}, {list(quantiles)}) FILTER (WHERE {measured(leg)})"
 
 
+def exact_quantiles(leg: str, keys: Sequence[tuple[str, str]] = (), where: str = "",
+                    quantiles: Sequence[float] = QUANTILES) -> str:
+    """SQL query: per group of ``keys`` [(expression, name)] of table ``ast`` (``where`` a WHERE
+    clause or empty), the list ``{leg}_q`` of the exact ``quantiles`` of ``leg``'s usable
+    latencies, the very numbers :func:`percentiles` (``quantile_cont``) gives: the value at
+    rank floor(q * (n - 1)) of the sorted values, plus the fraction of the way to the one at the
+    next rank. The legs are whole milliseconds: the values are counted (a hash aggregate, which
+    spills to disk) and the ranks read off the running counts, instead of holding every value
+    of a group in memory as ``quantile_cont`` does."""
+    names = [name for _, name in keys]
+    cols = "".join(f"{name}, " for name in names)
+    cond = f"{where} AND {measured(leg)}" if where else f"WHERE {measured(leg)}"
+    part = f"PARTITION BY {', '.join(names)}" if names else ""
+    bounds = []
+    picks = []
+    for i, q in enumerate(quantiles, start=1):
+        rn = f"(n - 1)::DOUBLE * {float(q)!r}::DOUBLE"
+        bounds.append(f"min(v) FILTER (WHERE cum > floor({rn})) AS lo{i}, "
+                      f"min(v) FILTER (WHERE cum > ceil({rn})) AS hi{i}, any_value({rn}) AS rn{i}")
+        picks.append(f"CASE WHEN lo{i} = hi{i} THEN lo{i}::DOUBLE "
+                     f"ELSE lo{i}::DOUBLE + (hi{i}::DOUBLE - lo{i}::DOUBLE) * (rn{i} - floor(rn{i})) END")
+    return f"""
+SELECT {cols}[{', '.join(picks)}] AS {leg}_q
+FROM (
+    SELECT {cols}{', '.join(bounds)}
+    FROM (
+        SELECT {cols}v, sum(c) OVER ({part} ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+               sum(c) OVER ({part}) AS n
+        FROM (SELECT {''.join(f"{expr} AS {name}, " for expr, name in keys)}{leg} AS v, count(*) AS c
+              FROM ast {cond} GROUP BY ALL)
+    )
+    {f"GROUP BY {', '.join(names)}" if names else ""}
+)"""
+
+
 def counted_for_target(leg: str) -> str:
     """SQL: the record counts for ``leg``'s share within target: measured, or, for the legs that
     end at the handshake, a ``no_handshake`` record (never within target)."""
@@ -258,7 +293,6 @@ def _leg_columns() -> str:
     parts = []
     for leg in LEGS:
         parts.append(f"count({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_count")
-        parts.append(f"{percentiles(leg)} AS {leg}_q")
         parts.append(f"max({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_max")
     return ",\n       ".join(parts)
 
@@ -283,23 +317,30 @@ COUNTS = """count(*) AS alerts,
 
 
 def _grouped(keys: Sequence[tuple[str, str]], where: str = "", extra: Sequence[tuple[str, str]] = ()) -> str:
-    """Exact statistics grouped by ``keys`` [(expression, name)], plus ``extra`` aggregates."""
+    """Exact statistics grouped by ``keys`` [(expression, name)], plus ``extra`` aggregates: the
+    counts in one pass, each leg's percentiles (:func:`exact_quantiles`) joined on the keys."""
     names = ", ".join(name for _, name in keys)
     inner_keys = "".join(f"{expr} AS {name}, " for expr, name in keys)
     inner_extra = "".join(f"{expr} AS {name}, " for expr, name in extra)
     outer_extra = "".join(f"{name}, " for _, name in extra)
     group = f"GROUP BY {names}" if keys else ""
-    order = f"ORDER BY {names}" if keys else ""
+    order = "ORDER BY " + ", ".join(f"g.{name}" for _, name in keys) if keys else ""
+    joins = []
+    for leg in LEGS:
+        on = " AND ".join(f"g.{name} IS NOT DISTINCT FROM q_{leg}.{name}" for _, name in keys)
+        joins.append(f"LEFT JOIN ({exact_quantiles(leg, keys, where)}) q_{leg} ON {on}" if keys
+                     else f"CROSS JOIN ({exact_quantiles(leg, keys, where)}) q_{leg}")
     return f"""
-SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete, throttled,
-       missing_hub_timestamp, clock_skew, {_leg_outputs()}
+SELECT {''.join(f"g.{name} AS {name}, " for _, name in keys)}{outer_extra}alerts, complete, no_handshake,
+       incomplete, throttled, missing_hub_timestamp, clock_skew, {_leg_outputs()}
 FROM (
     SELECT {inner_keys}{inner_extra}
        {COUNTS},
        {_leg_columns()}
     FROM ast {where}
     {group}
-)
+) g
+{chr(10).join(joins)}
 {order}"""
 
 
@@ -360,8 +401,9 @@ def service_user_sql(period: str) -> str:
     metrics; empty when the targets give the leg none), slowest handshake p95 first."""
     leg = SERVICE_USER_LEG
     quoted = period.replace("'", "''")
+    keys = [("service_user_id", "service_user_id")]
     return f"""
-SELECT '{quoted}' AS period, service_user_id, alerts, complete, no_handshake, throttled,
+SELECT '{quoted}' AS period, s.service_user_id, alerts, complete, no_handshake, throttled,
        round(dsp_q[1], 3) AS dsp_to_su_p50_ms, round(dsp_q[2], 3) AS dsp_to_su_p95_ms,
        round(hs_q[1], 3) AS su_handshake_p50_ms, round(hs_q[2], 3) AS su_handshake_p95_ms,
        round(hs_q[3], 3) AS su_handshake_p99_ms,
@@ -371,14 +413,18 @@ FROM (
            count(*) FILTER (WHERE status = 'complete') AS complete,
            count(*) FILTER (WHERE status = 'no_handshake') AS no_handshake,
            count(*) FILTER (WHERE status = 'throttled') AS throttled,
-           {percentiles('dsp_to_su_ms', (0.5, 0.95))} AS dsp_q,
-           {percentiles(leg, (0.5, 0.95, 0.99))} AS hs_q,
            count(*) FILTER (WHERE t.target_ms IS NOT NULL AND {counted_for_target(leg)}) AS counted,
            count(*) FILTER (WHERE {measured(leg)} AND {leg} <= t.target_ms) AS within_target
     FROM ast a LEFT JOIN targets t ON t.leg = '{leg}' AND t.region = a.region AND t.category = a.category
     GROUP BY a.service_user_id
-)
-ORDER BY su_handshake_p95_ms DESC NULLS LAST, alerts DESC, service_user_id NULLS LAST"""
+) s
+LEFT JOIN (SELECT service_user_id, dsp_to_su_ms_q AS dsp_q
+           FROM ({exact_quantiles('dsp_to_su_ms', keys, quantiles=(0.5, 0.95))})) d
+       ON d.service_user_id IS NOT DISTINCT FROM s.service_user_id
+LEFT JOIN (SELECT service_user_id, {leg}_q AS hs_q
+           FROM ({exact_quantiles(leg, keys, quantiles=(0.5, 0.95, 0.99))})) h
+       ON h.service_user_id IS NOT DISTINCT FROM s.service_user_id
+ORDER BY su_handshake_p95_ms DESC NULLS LAST, alerts DESC, s.service_user_id NULLS LAST"""
 
 
 def worst_hubs_sql(period: str, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS) -> str:
