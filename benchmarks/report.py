@@ -30,7 +30,6 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alert_timing import report
 from alert_timing.report import month_bounds  # the report's own notion of a month
 from shared.events import LEGS, RECORD_FIELDS, WindowReport, encoder
 from shared.timefmt import format_iso

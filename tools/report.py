@@ -56,9 +56,9 @@ from shared.targets import Targets, TargetsError, load_targets
 from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
 
 __all__ = ["ALERTS_SQL", "HANDSHAKE_LEGS", "LATENCY_ROWS", "MIN_ALERTS", "SERVICE_USER_COLUMNS", "TARGETS_ENV",
-           "TOP_HUBS", "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "main", "measured",
-           "month_bounds", "exact_quantiles", "narrowing", "operational_sql", "percentiles", "period_label", "run", "select_files",
-           "service_user_sql", "window_partitions", "worst_hubs_sql"]
+           "TOP_HUBS", "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "exact_quantiles",
+           "main", "measured", "month_bounds", "narrowing", "operational_sql", "percentiles", "period_label", "run",
+           "select_files", "service_user_sql", "window_partitions", "worst_hubs_sql"]
 
 #: ``ast_<window>[_p<partition>]_r<revision>.<kind>``; no partition: the single-partition default
 #: (read as partition 0).
