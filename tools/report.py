@@ -245,21 +245,19 @@ def percentiles(leg: str, quantiles: Sequence[float] = QUANTILES) -> str:
     return f"quantile_cont({leg}, {list(quantiles)}) FILTER (WHERE {measured(leg)})"
 
 
-def exact_quantiles(legs: Sequence[str], keys: Sequence[tuple[str, str]] = (), where: str = "",
+def exact_quantiles(leg: str, keys: Sequence[tuple[str, str]] = (), where: str = "",
                     quantiles: Sequence[float] = QUANTILES) -> str:
     """SQL query: per group of ``keys`` [(expression, name)] of table ``ast`` (``where`` a WHERE
-    clause or empty), a list ``{leg}_q`` for each of ``legs``: the exact ``quantiles`` of the
-    leg's usable latencies, the very numbers :func:`percentiles` (``quantile_cont``) gives to the
-    0.001 ms the report shows: the value at rank floor(q * (n - 1)) of the sorted values, plus
-    the fraction of the way to the one at the next rank. The legs are whole milliseconds: the
-    values are counted in one pass over the records (a hash aggregate, which spills to disk) and
-    the ranks read off the running counts, instead of holding every value of a group in memory
-    as ``quantile_cont`` does."""
-    for leg in legs:
-        measured(leg)  # a known leg, or ValueError
+    clause or empty), the list ``{leg}_q`` of the exact ``quantiles`` of ``leg``'s usable
+    latencies, the very numbers :func:`percentiles` (``quantile_cont``) gives: the value at
+    rank floor(q * (n - 1)) of the sorted values, plus the fraction of the way to the one at the
+    next rank. The legs are whole milliseconds: the values are counted (a hash aggregate, which
+    spills to disk) and the ranks read off the running counts, instead of holding every value
+    of a group in memory as ``quantile_cont`` does."""
     names = [name for _, name in keys]
     cols = "".join(f"{name}, " for name in names)
-    part = f"PARTITION BY {cols}leg"
+    cond = f"{where} AND {measured(leg)}" if where else f"WHERE {measured(leg)}"
+    part = f"PARTITION BY {', '.join(names)}" if names else ""
     bounds = []
     picks = []
     for i, q in enumerate(quantiles, start=1):
@@ -268,30 +266,18 @@ def exact_quantiles(legs: Sequence[str], keys: Sequence[tuple[str, str]] = (), w
                       f"min(v) FILTER (WHERE cum > ceil({rn})) AS hi{i}, any_value({rn}) AS rn{i}")
         picks.append(f"CASE WHEN lo{i} = hi{i} THEN lo{i}::DOUBLE "
                      f"ELSE lo{i}::DOUBLE + (hi{i}::DOUBLE - lo{i}::DOUBLE) * (rn{i} - floor(rn{i})) END")
-    lists = ", ".join(f"any_value(q) FILTER (WHERE leg = '{leg}') AS {leg}_q" for leg in legs)
     return f"""
-SELECT {cols}{lists}
+SELECT {cols}[{', '.join(picks)}] AS {leg}_q
 FROM (
-    SELECT {cols}leg, [{', '.join(picks)}] AS q
+    SELECT {cols}{', '.join(bounds)}
     FROM (
-        SELECT {cols}leg, {', '.join(bounds)}
-        FROM (
-            SELECT {cols}leg, v,
-                   sum(c) OVER ({part} ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
-                   sum(c) OVER ({part}) AS n
-            FROM (
-                SELECT {cols}leg, v, count(*) AS c
-                FROM (SELECT {''.join(f"{expr} AS {name}, " for expr, name in keys)}status, {', '.join(legs)}
-                      FROM ast {where})
-                UNPIVOT (v FOR leg IN ({', '.join(legs)}))
-                WHERE v >= 0 AND {LATENCY_ROWS}
-                GROUP BY ALL
-            )
-        )
-        GROUP BY {cols}leg
+        SELECT {cols}v, sum(c) OVER ({part} ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+               sum(c) OVER ({part}) AS n
+        FROM (SELECT {''.join(f"{expr} AS {name}, " for expr, name in keys)}{leg} AS v, count(*) AS c
+              FROM ast {cond} GROUP BY ALL)
     )
-)
-{f"GROUP BY {', '.join(names)}" if names else ""}"""
+    {f"GROUP BY {', '.join(names)}" if names else ""}
+)"""
 
 
 def counted_for_target(leg: str) -> str:
@@ -332,16 +318,18 @@ COUNTS = """count(*) AS alerts,
 
 def _grouped(keys: Sequence[tuple[str, str]], where: str = "", extra: Sequence[tuple[str, str]] = ()) -> str:
     """Exact statistics grouped by ``keys`` [(expression, name)], plus ``extra`` aggregates: the
-    counts in one pass, the legs' percentiles (:func:`exact_quantiles`) in another, joined on the keys."""
+    counts in one pass, each leg's percentiles (:func:`exact_quantiles`) joined on the keys."""
     names = ", ".join(name for _, name in keys)
     inner_keys = "".join(f"{expr} AS {name}, " for expr, name in keys)
     inner_extra = "".join(f"{expr} AS {name}, " for expr, name in extra)
     outer_extra = "".join(f"{name}, " for _, name in extra)
     group = f"GROUP BY {names}" if keys else ""
     order = "ORDER BY " + ", ".join(f"g.{name}" for _, name in keys) if keys else ""
-    on = " AND ".join(f"g.{name} IS NOT DISTINCT FROM q.{name}" for _, name in keys)
-    quantiles = exact_quantiles(LEGS, keys, where)
-    join = f"LEFT JOIN ({quantiles}) q ON {on}" if keys else f"CROSS JOIN ({quantiles}) q"
+    joins = []
+    for leg in LEGS:
+        on = " AND ".join(f"g.{name} IS NOT DISTINCT FROM q_{leg}.{name}" for _, name in keys)
+        joins.append(f"LEFT JOIN ({exact_quantiles(leg, keys, where)}) q_{leg} ON {on}" if keys
+                     else f"CROSS JOIN ({exact_quantiles(leg, keys, where)}) q_{leg}")
     return f"""
 SELECT {''.join(f"g.{name} AS {name}, " for _, name in keys)}{outer_extra}alerts, complete, no_handshake,
        incomplete, throttled, missing_hub_timestamp, clock_skew, {_leg_outputs()}
@@ -352,7 +340,7 @@ FROM (
     FROM ast {where}
     {group}
 ) g
-{join}
+{chr(10).join(joins)}
 {order}"""
 
 
@@ -430,9 +418,12 @@ FROM (
     FROM ast a LEFT JOIN targets t ON t.leg = '{leg}' AND t.region = a.region AND t.category = a.category
     GROUP BY a.service_user_id
 ) s
-LEFT JOIN (SELECT service_user_id, dsp_to_su_ms_q AS dsp_q, {leg}_q AS hs_q  -- p50, p95, p99 each
-           FROM ({exact_quantiles(('dsp_to_su_ms', leg), keys, quantiles=(0.5, 0.95, 0.99))})) q
-       ON q.service_user_id IS NOT DISTINCT FROM s.service_user_id
+LEFT JOIN (SELECT service_user_id, dsp_to_su_ms_q AS dsp_q
+           FROM ({exact_quantiles('dsp_to_su_ms', keys, quantiles=(0.5, 0.95))})) d
+       ON d.service_user_id IS NOT DISTINCT FROM s.service_user_id
+LEFT JOIN (SELECT service_user_id, {leg}_q AS hs_q
+           FROM ({exact_quantiles(leg, keys, quantiles=(0.5, 0.95, 0.99))})) h
+       ON h.service_user_id IS NOT DISTINCT FROM s.service_user_id
 ORDER BY su_handshake_p95_ms DESC NULLS LAST, alerts DESC, s.service_user_id NULLS LAST"""
 
 
