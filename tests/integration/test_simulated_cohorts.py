@@ -48,7 +48,7 @@ def test_slow_service_users_and_late_and_silent_hubs_head_their_files(topology: 
                                                                        tmp_path: Path) -> None:
     settings, data_dir = topology
     config = TrafficConfig(alerts=700, seed=31, span_ms=2 * 3_600_000, storm_share=0.0, cohort_share=0.25,
-                           late_hubs=2, silent_hubs=2, slow_service_users=2)
+                           late_hubs=2, silent_hubs=2, suppliers=6, slow_service_users=2)
     slow, late, silent = cohorts(config)
     assert len(slow) == 2 and len(late) == 2 and len(silent) == 2
     assert cohorts(config) == (slow, late, silent)  # drawn from the seed alone

@@ -11,10 +11,11 @@ some power outages (DCC Alert AD1 for three minutes or more); a few hub clocks r
 (clock skew). Frames are real GBCS built by ``shared.gbcs``.
 
 Who, so that the report's ``by_service_user.csv`` and ``worst_hubs.csv`` have something to
-find (illustrative, and all drawn from the seed): a device's alerts go to its supplier, one of
-``SUPPLIERS`` (by hub); a few suppliers acknowledge 30-50 s late (``slow_service_users``); a
-small share of the alerts come from two cohorts of busy hubs, some that send their alerts
-20 s late and some behind CSP North that omit HubTimestamp (``cohort_share``).
+find (illustrative, all drawn from the seed; on in ``simulate`` and the demo, ``ILLUSTRATIVE_WHO``):
+a device's alerts go to its supplier, one of ``SUPPLIERS`` (by hub); a few suppliers acknowledge
+30-50 s late (``slow_service_users``); a small share of the alerts come from two cohorts of busy
+hubs, some that send their alerts 20 s late and some behind CSP North that omit HubTimestamp
+(``cohort_share``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from shared.timefmt import format_csp, from_ms, to_ms
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 #: The suppliers whose devices send alerts (the first one is also the DCC rules' supplier).
 SUPPLIERS = tuple(f"90-B3-D5-1F-30-01-00-{k:02X}" for k in range(6))
+#: Who is slow in ``simulate`` and the demo (off by default: tests' traffic stays as it was).
+ILLUSTRATIVE_WHO = {"suppliers": len(SUPPLIERS), "slow_service_users": 2, "cohort_share": 0.03}
 NETWORK_OPERATOR = "90-B3-D5-1F-30-02-00-00"
 DEFAULT_START = to_ms(datetime(2023, 6, 1, tzinfo=UTC))
 DAY_MS = 86_400_000
@@ -87,12 +90,14 @@ class TrafficConfig:
     #: Storm alerts come from this many alerts per device on average (repeats get throttled).
     storm_repeats: int = 4
     csp_north_processing_ms: int = 350
-    #: How many of ``SUPPLIERS`` (never the first) acknowledge late, and by how much (uniform).
-    slow_service_users: int = 2
+    #: How many of ``SUPPLIERS`` devices belong to (1: every device alert to the first).
+    suppliers: int = 1
+    #: How many of those suppliers (never the first) acknowledge late, and by how much (uniform).
+    slow_service_users: int = 0
     slow_ack_ms: tuple[int, int] = (30_000, 50_000)
     #: Share of the alerts outside the storm that come from the illustrative hub cohorts: hubs
     #: that send ``late_hub_ms`` late, and CSP North hubs that send no HubTimestamp.
-    cohort_share: float = 0.03
+    cohort_share: float = 0.0
     late_hubs: int = 8
     late_hub_ms: int = 20_000
     silent_hubs: int = 8
@@ -163,7 +168,7 @@ def cohorts(config: TrafficConfig) -> tuple[dict[str, tuple[int, int]], tuple[tu
     """The seed's slow Service Users, late hubs and CSP North hubs without HubTimestamp (a random
     stream of their own: the rest of the traffic is drawn as it was without them)."""
     rng = random.Random(config.seed * 104_729 + 17)
-    slow = rng.sample(SUPPLIERS[1:], min(config.slow_service_users, len(SUPPLIERS) - 1))
+    slow = rng.sample(SUPPLIERS[1:config.suppliers], min(config.slow_service_users, config.suppliers - 1))
     late = tuple(_region_and_hub(rng) for _ in range(config.late_hubs))
     silent = tuple(("north", rng.randrange(1, 2**32)) for _ in range(config.silent_hubs))
     return {su: config.slow_ack_ms for su in slow}, late, silent
@@ -313,7 +318,7 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
     else:
         code, recipient, fmt, _ = _pick(rng, STORM_MIX if in_storm else ALERT_MIX)
         if recipient == SUPPLIER:
-            recipient = SUPPLIERS[hub_id % len(SUPPLIERS)]  # the device's own supplier
+            recipient = SUPPLIERS[hub_id % min(config.suppliers, len(SUPPLIERS))]  # the device's own supplier
         frame = build_alert(alert_code=code, originator=device, recipient=recipient,
                             alert_time=from_ms(hub_ms - rng.randrange(100, 2_000)), counter=n + 1,
                             fmt=fmt, mac_header=recipient == ACB_EUI or rng.random() < 0.3,
