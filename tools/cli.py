@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 from alert_timing import gbcs_cli, ops, replay, report, soak
 from alert_timing.ops.common import close, connect
 from alert_timing.simulator.run import RunResult, run_traffic
-from alert_timing.simulator.traffic import TrafficConfig
+from alert_timing.simulator.traffic import ILLUSTRATIVE_WHO, TrafficConfig
 from alert_timing.sketch_check import compare, print_comparison
 from alert_timing.supervisor import Supervisor, clear_data_dir, parse_replicas, run_bootstrap, wait_for_signal
 from services.runtime.entry import Builder, serve
@@ -140,6 +140,7 @@ def _traffic_config(args: argparse.Namespace) -> TrafficConfig:
         outage_share=args.outage_share,
         storm_period_ms=int(args.storm_period * 1000),
         storm_excluded_codes=excluded,
+        **ILLUSTRATIVE_WHO,  # type: ignore[arg-type]
     )
 
 

@@ -8,7 +8,7 @@ each delivery only its latest revision. With several metrics partitions each par
 writes its own files for every window (``ast_*_p<partition>_r<n>.*``, its own deliveries):
 the latest revision of each (window, partition) is read and the partitions are combined,
 records by union (a delivery lives in one partition), window counts by sum. Records are
-selected by ``dsp_received`` in [from, to). Statistics are exact (``quantile_cont``, i.e.
+selected by ``dsp_received`` in [from, to). Statistics are exact (``quantile_cont``'s figures, i.e.
 linear interpolation between the two nearest ranks); negative legs (clock skew) are
 counted, not used in percentiles, as in the 15-minute reports. Rejected inputs, service responses
 and deliveries without alert come from the JSON window reports (they are not records).
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -55,9 +56,9 @@ from shared.targets import Targets, TargetsError, load_targets
 from shared.timefmt import TimestampError, format_iso, parse_iso, to_ms
 
 __all__ = ["ALERTS_SQL", "HANDSHAKE_LEGS", "LATENCY_ROWS", "MIN_ALERTS", "SERVICE_USER_COLUMNS", "TARGETS_ENV",
-           "TOP_HUBS", "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "main", "measured",
-           "month_bounds", "narrowing", "operational_sql", "percentiles", "period_label", "run", "select_files",
-           "service_user_sql", "window_partitions", "worst_hubs_sql"]
+           "TOP_HUBS", "WORST_HUB_COLUMNS", "ReportError", "add_parser", "counted_for_target", "exact_quantiles",
+           "main", "measured", "month_bounds", "narrowing", "operational_sql", "percentiles", "period_label", "run",
+           "select_files", "service_user_sql", "window_partitions", "worst_hubs_sql"]
 
 #: ``ast_<window>[_p<partition>]_r<revision>.<kind>``; no partition: the single-partition default
 #: (read as partition 0).
@@ -74,6 +75,9 @@ LATENCY_ROWS = "status <> 'throttled'"
 HANDSHAKE_LEGS = ("su_handshake_ms", "end_to_end_ms")
 TARGETS_ENV = "ALERT_TIMING_TARGETS"
 WORST_WINDOWS = 20
+#: DuckDB's memory for the report (``--memory-limit``): beyond it, tables and sorts spill to a
+#: working directory under ``TMPDIR`` (removed afterwards), so a national month fits.
+MEMORY_LIMIT = "2GB"
 #: ``worst_hubs.csv``: a hub is ranked when it has at least this many alerts (``--min-alerts``) ...
 MIN_ALERTS = 20
 #: ... and at most this many hubs are listed (``--top``).
@@ -241,6 +245,41 @@ def percentiles(leg: str, quantiles: Sequence[float] = QUANTILES) -> str:
     return f"quantile_cont({leg}, {list(quantiles)}) FILTER (WHERE {measured(leg)})"
 
 
+def exact_quantiles(leg: str, keys: Sequence[tuple[str, str]] = (), where: str = "",
+                    quantiles: Sequence[float] = QUANTILES) -> str:
+    """SQL query: per group of ``keys`` [(expression, name)] of table ``ast`` (``where`` a WHERE
+    clause or empty), the list ``{leg}_q`` of the exact ``quantiles`` of ``leg``'s usable
+    latencies, the very numbers :func:`percentiles` (``quantile_cont``) gives: the value at
+    rank floor(q * (n - 1)) of the sorted values, plus the fraction of the way to the one at the
+    next rank. The legs are whole milliseconds: the values are counted (a hash aggregate, which
+    spills to disk) and the ranks read off the running counts, instead of holding every value
+    of a group in memory as ``quantile_cont`` does."""
+    names = [name for _, name in keys]
+    cols = "".join(f"{name}, " for name in names)
+    cond = f"{where} AND {measured(leg)}" if where else f"WHERE {measured(leg)}"
+    part = f"PARTITION BY {', '.join(names)}" if names else ""
+    bounds = []
+    picks = []
+    for i, q in enumerate(quantiles, start=1):
+        rn = f"(n - 1)::DOUBLE * {float(q)!r}::DOUBLE"
+        bounds.append(f"min(v) FILTER (WHERE cum > floor({rn})) AS lo{i}, "
+                      f"min(v) FILTER (WHERE cum > ceil({rn})) AS hi{i}, any_value({rn}) AS rn{i}")
+        picks.append(f"CASE WHEN lo{i} = hi{i} THEN lo{i}::DOUBLE "
+                     f"ELSE lo{i}::DOUBLE + (hi{i}::DOUBLE - lo{i}::DOUBLE) * (rn{i} - floor(rn{i})) END")
+    return f"""
+SELECT {cols}[{', '.join(picks)}] AS {leg}_q
+FROM (
+    SELECT {cols}{', '.join(bounds)}
+    FROM (
+        SELECT {cols}v, sum(c) OVER ({part} ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+               sum(c) OVER ({part}) AS n
+        FROM (SELECT {''.join(f"{expr} AS {name}, " for expr, name in keys)}{leg} AS v, count(*) AS c
+              FROM ast {cond} GROUP BY ALL)
+    )
+    {f"GROUP BY {', '.join(names)}" if names else ""}
+)"""
+
+
 def counted_for_target(leg: str) -> str:
     """SQL: the record counts for ``leg``'s share within target: measured, or, for the legs that
     end at the handshake, a ``no_handshake`` record (never within target)."""
@@ -254,7 +293,6 @@ def _leg_columns() -> str:
     parts = []
     for leg in LEGS:
         parts.append(f"count({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_count")
-        parts.append(f"{percentiles(leg)} AS {leg}_q")
         parts.append(f"max({leg}) FILTER (WHERE {measured(leg)}) AS {leg}_max")
     return ",\n       ".join(parts)
 
@@ -279,23 +317,30 @@ COUNTS = """count(*) AS alerts,
 
 
 def _grouped(keys: Sequence[tuple[str, str]], where: str = "", extra: Sequence[tuple[str, str]] = ()) -> str:
-    """Exact statistics grouped by ``keys`` [(expression, name)], plus ``extra`` aggregates."""
+    """Exact statistics grouped by ``keys`` [(expression, name)], plus ``extra`` aggregates: the
+    counts in one pass, each leg's percentiles (:func:`exact_quantiles`) joined on the keys."""
     names = ", ".join(name for _, name in keys)
     inner_keys = "".join(f"{expr} AS {name}, " for expr, name in keys)
     inner_extra = "".join(f"{expr} AS {name}, " for expr, name in extra)
     outer_extra = "".join(f"{name}, " for _, name in extra)
     group = f"GROUP BY {names}" if keys else ""
-    order = f"ORDER BY {names}" if keys else ""
+    order = "ORDER BY " + ", ".join(f"g.{name}" for _, name in keys) if keys else ""
+    joins = []
+    for leg in LEGS:
+        on = " AND ".join(f"g.{name} IS NOT DISTINCT FROM q_{leg}.{name}" for _, name in keys)
+        joins.append(f"LEFT JOIN ({exact_quantiles(leg, keys, where)}) q_{leg} ON {on}" if keys
+                     else f"CROSS JOIN ({exact_quantiles(leg, keys, where)}) q_{leg}")
     return f"""
-SELECT {names + ', ' if keys else ''}{outer_extra}alerts, complete, no_handshake, incomplete, throttled,
-       missing_hub_timestamp, clock_skew, {_leg_outputs()}
+SELECT {''.join(f"g.{name} AS {name}, " for _, name in keys)}{outer_extra}alerts, complete, no_handshake,
+       incomplete, throttled, missing_hub_timestamp, clock_skew, {_leg_outputs()}
 FROM (
     SELECT {inner_keys}{inner_extra}
        {COUNTS},
        {_leg_columns()}
     FROM ast {where}
     {group}
-)
+) g
+{chr(10).join(joins)}
 {order}"""
 
 
@@ -305,9 +350,11 @@ DAY = "strftime(dsp_received, '%Y-%m-%d')"
 
 def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
     """SQL of the operational metrics over table ``ast`` and table ``targets`` (leg, owner,
-    region, category, target_ms): ``op_legs`` (one row per record and leg that counts),
+    region, category, target_ms): ``op_legs`` (records that count, and those within target),
     ``operational_metrics`` and ``operational_worst_windows`` (the 15-minute windows and legs
-    with the lowest share within target, ties by more alerts outside it)."""
+    with the lowest share within target, ties by more alerts outside it). ``op_legs`` holds the
+    counts per leg, owner, region, category and 15-minute window, never a row per record: its
+    size does not grow with the records."""
     if not legs:
         raise ValueError("operational metrics need at least one leg with a target")
     values = []
@@ -316,19 +363,21 @@ def operational_sql(period: str, legs: Sequence[str]) -> dict[str, str]:
         values.append(f"SELECT '{leg}' AS leg, region, category, {INTERVAL} AS interval_ts,\n"
                       f"       CASE WHEN {measured(leg)} THEN {leg} END AS ms\nFROM ast WHERE {counts}")
     order = "list_position([" + ", ".join(f"'{leg}'" for leg in LEGS) + "], leg)"
-    share = "round(count(*) FILTER (WHERE within) / count(*), 6)"
+    share = "round(sum(within_target) / sum(alerts), 6)"
     quoted = period.replace("'", "''")
     return {
         "op_legs": f"""
-SELECT v.leg, t.owner, v.region, v.category, v.interval_ts, t.target_ms, coalesce(v.ms <= t.target_ms, false) AS within
+SELECT v.leg, t.owner, v.region, v.category, v.interval_ts, t.target_ms, count(*) AS alerts,
+       count(*) FILTER (WHERE coalesce(v.ms <= t.target_ms, false)) AS within_target
 FROM ({' UNION ALL '.join(values)}) v
-JOIN targets t ON t.leg = v.leg AND t.region = v.region AND t.category = v.category""",
+JOIN targets t ON t.leg = v.leg AND t.region = v.region AND t.category = v.category
+GROUP BY ALL""",
         "operational_metrics": f"""
 SELECT '{quoted}' AS period, leg, owner,
        CASE WHEN grouping(region) = 1 THEN 'all' ELSE region END AS region,
        CASE WHEN grouping(category) = 1 THEN 'all' ELSE category END AS category,
        CASE WHEN min(target_ms) = max(target_ms) THEN min(target_ms) END AS target_ms,
-       count(*) AS alerts, count(*) FILTER (WHERE within) AS within_target,
+       sum(alerts)::BIGINT AS alerts, sum(within_target)::BIGINT AS within_target,
        {share} AS share_within_target
 FROM op_legs
 GROUP BY GROUPING SETS ((leg, owner, region, category), (leg, owner, region), (leg, owner, category), (leg, owner))
@@ -336,11 +385,11 @@ ORDER BY {order}, grouping(region), region, grouping(category), category""",
         "operational_worst_windows": f"""
 SELECT {_iso_col('interval_ts')} AS interval_start, leg, owner,
        CASE WHEN min(target_ms) = max(target_ms) THEN min(target_ms) END AS target_ms,
-       count(*) AS alerts, count(*) FILTER (WHERE within) AS within_target,
+       sum(alerts)::BIGINT AS alerts, sum(within_target)::BIGINT AS within_target,
        {share} AS share_within_target
 FROM op_legs
 GROUP BY interval_ts, leg, owner
-ORDER BY share_within_target, alerts - within_target DESC, interval_start, {order}
+ORDER BY share_within_target, sum(alerts) - sum(within_target) DESC, interval_start, {order}
 LIMIT {WORST_WINDOWS}""",
     }
 
@@ -352,8 +401,9 @@ def service_user_sql(period: str) -> str:
     metrics; empty when the targets give the leg none), slowest handshake p95 first."""
     leg = SERVICE_USER_LEG
     quoted = period.replace("'", "''")
+    keys = [("service_user_id", "service_user_id")]
     return f"""
-SELECT '{quoted}' AS period, service_user_id, alerts, complete, no_handshake, throttled,
+SELECT '{quoted}' AS period, s.service_user_id, alerts, complete, no_handshake, throttled,
        round(dsp_q[1], 3) AS dsp_to_su_p50_ms, round(dsp_q[2], 3) AS dsp_to_su_p95_ms,
        round(hs_q[1], 3) AS su_handshake_p50_ms, round(hs_q[2], 3) AS su_handshake_p95_ms,
        round(hs_q[3], 3) AS su_handshake_p99_ms,
@@ -363,20 +413,26 @@ FROM (
            count(*) FILTER (WHERE status = 'complete') AS complete,
            count(*) FILTER (WHERE status = 'no_handshake') AS no_handshake,
            count(*) FILTER (WHERE status = 'throttled') AS throttled,
-           {percentiles('dsp_to_su_ms', (0.5, 0.95))} AS dsp_q,
-           {percentiles(leg, (0.5, 0.95, 0.99))} AS hs_q,
            count(*) FILTER (WHERE t.target_ms IS NOT NULL AND {counted_for_target(leg)}) AS counted,
            count(*) FILTER (WHERE {measured(leg)} AND {leg} <= t.target_ms) AS within_target
     FROM ast a LEFT JOIN targets t ON t.leg = '{leg}' AND t.region = a.region AND t.category = a.category
     GROUP BY a.service_user_id
-)
-ORDER BY su_handshake_p95_ms DESC NULLS LAST, alerts DESC, service_user_id NULLS LAST"""
+) s
+LEFT JOIN (SELECT service_user_id, dsp_to_su_ms_q AS dsp_q
+           FROM ({exact_quantiles('dsp_to_su_ms', keys, quantiles=(0.5, 0.95))})) d
+       ON d.service_user_id IS NOT DISTINCT FROM s.service_user_id
+LEFT JOIN (SELECT service_user_id, {leg}_q AS hs_q
+           FROM ({exact_quantiles(leg, keys, quantiles=(0.5, 0.95, 0.99))})) h
+       ON h.service_user_id IS NOT DISTINCT FROM s.service_user_id
+ORDER BY su_handshake_p95_ms DESC NULLS LAST, alerts DESC, s.service_user_id NULLS LAST"""
 
 
 def worst_hubs_sql(period: str, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS) -> str:
     """SQL of ``worst_hubs.csv`` over table ``ast`` (with ``comms_hub_id``): of the hubs with at
     least ``min_alerts`` alerts, the ``top`` with the slowest Comms Hub -> CSP leg (exact p95;
-    ties: more alerts first, then hub id; hubs without a measured leg last), ranked from 1."""
+    ties: more alerts first, then hub id; hubs without a measured leg last), ranked from 1. The
+    hubs are counted first and percentiles kept only for those ranked: a month has tens of
+    millions of hubs with a few alerts each."""
     if min_alerts < 1 or top < 1:
         raise ValueError("min_alerts and top must be at least 1")
     leg = "hub_to_csp_ms"
@@ -392,7 +448,9 @@ FROM (
         SELECT comms_hub_id, min(region) AS region, count(*) AS alerts, {percentiles(leg, (0.5, 0.95))} AS q,
                count(*) FILTER (WHERE missing_hub) AS missing_hub_timestamp,
                count(*) FILTER (WHERE clock_skew) AS clock_skew
-        FROM ast GROUP BY comms_hub_id HAVING count(*) >= {int(min_alerts)}
+        FROM ast
+        WHERE comms_hub_id IN (SELECT comms_hub_id FROM ast GROUP BY comms_hub_id HAVING count(*) >= {int(min_alerts)})
+        GROUP BY comms_hub_id
     )
     ORDER BY {order}
     LIMIT {int(top)}
@@ -451,7 +509,19 @@ def _table_data(con: Any, table: str) -> dict[str, list[Any]]:
 def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None = None,
                  progress: bool = True, *, targets: Targets | None = None, period: str | None = None,
                  pdf: bool = False, min_alerts: int = MIN_ALERTS, top: int = TOP_HUBS, hub: int | None = None,
-                 service_user: str | None = None) -> dict[str, Any]:
+                 service_user: str | None = None, memory_limit: str = MEMORY_LIMIT) -> dict[str, Any]:
+    """See :func:`_build_report`; DuckDB works in a database file of its own in a temporary
+    directory (the records stored compressed, spilled beyond ``memory_limit``), removed after."""
+    with tempfile.TemporaryDirectory(prefix="alert-timing-report-") as work:
+        return _build_report(data_dir, start_ms, end_ms, out_dir, sat, progress, targets=targets, period=period,
+                             pdf=pdf, min_alerts=min_alerts, top=top, hub=hub, service_user=service_user,
+                             work=Path(work), memory_limit=memory_limit)
+
+
+def _build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat: Path | None,
+                  progress: bool, *, targets: Targets | None, period: str | None, pdf: bool, min_alerts: int,
+                  top: int, hub: int | None, service_user: str | None, work: Path,
+                  memory_limit: str) -> dict[str, Any]:
     """Compute everything, write the CSVs and the dashboard (and ``report.pdf`` when ``pdf``);
     return paths and headline counts. ``targets``: the packaged defaults when None; ``period``:
     the ``period`` column of the operational metrics (default: the ISO 8601 interval);
@@ -490,9 +560,14 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+    con = duckdb.connect(str(work / "report.duckdb"))
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
+    except duckdb.Error as exc:
+        raise ReportError(f"--memory-limit {memory_limit!r}: {exc}", 2) from None
+    con.execute(f"SET temp_directory = '{_sql_path(work / 'spill')}'")
     files_sql = "[" + ", ".join(f"'{_sql_path(p)}'" for p in parquet) + "]"
     t_from = f"make_timestamptz({start_ms * 1000})"
     t_to = f"make_timestamptz({end_ms * 1000})"
@@ -502,12 +577,12 @@ def build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat:
        chf_received IS NULL AS missing_hub, list_contains(flags, 'clock_skew') AS clock_skew, {', '.join(LEGS)}"""
     where = f"WHERE dsp_received >= {t_from} AND dsp_received < {t_to}" + "".join(f" AND {c}" for c, _ in narrowed)
     try:
-        con.execute(f"""CREATE TEMP TABLE ast AS
+        con.execute(f"""CREATE TABLE ast AS
                         SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}""")
         records, distinct = _one(con, "SELECT count(*), count(DISTINCT id_hash) FROM ast")
         if records != distinct:  # a delivery in several files: keep its latest revision
             con.execute("DROP TABLE ast")
-            con.execute(f"""CREATE TEMP TABLE ast AS
+            con.execute(f"""CREATE TABLE ast AS
                 SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}
                 QUALIFY row_number() OVER (PARTITION BY delivery_id ORDER BY revision DESC) = 1""")
             (records,) = _one(con, "SELECT count(*) FROM ast")
@@ -621,7 +696,7 @@ ORDER BY leg, ms_from""")
     }))
     con.execute("CREATE TEMP TABLE targets AS SELECT * FROM targets_src")
     op = operational_sql(period, [t.leg for t in targets.legs])
-    con.execute(f"CREATE TEMP TABLE op_legs AS {op['op_legs']}")
+    con.execute(f"CREATE TABLE op_legs AS {op['op_legs']}")
     make("operational_metrics", op["operational_metrics"])
     make("operational_worst_windows", op["operational_worst_windows"])
     say("operational metrics" + (" (illustrative targets)" if targets.illustrative else f" ({targets.source})"))
@@ -774,6 +849,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--service-user", metavar="ID",
                    help="narrow every output to this Service User's alerts (service_user_id) and list them in "
                         "alerts.csv")
+    p.add_argument("--memory-limit", default=MEMORY_LIMIT, metavar="SIZE",
+                   help=f"DuckDB's memory for the report, e.g. 2GB (default {MEMORY_LIMIT}); beyond it the work "
+                        "spills to a temporary directory under TMPDIR")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p
@@ -801,7 +879,7 @@ def run(args: argparse.Namespace) -> int:
                               Path(args.sat) if args.sat else None, progress=not args.quiet,
                               targets=targets, period=period_label(args.month, start, end), pdf=args.pdf,
                               min_alerts=args.min_alerts, top=args.top, hub=args.hub,
-                              service_user=args.service_user)
+                              service_user=args.service_user, memory_limit=args.memory_limit)
     except ReportError as exc:
         print(f"alert-timing report: {exc}", file=sys.stderr)
         return exc.code

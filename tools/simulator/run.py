@@ -247,7 +247,8 @@ async def service_user_side(js: JetStreamContext, traffic: Traffic, seed: int, s
                     notice.delivery_id, notice.response_id, notice.dcc_alert_code, notice.service_user_id,
                     received, seed, throttled=notice.delivery_id in traffic.throttled,
                     throttled_count=traffic.throttled_counts.get(notice.delivery_id),
-                    always_acknowledge=traffic.always_acknowledge))
+                    always_acknowledge=traffic.always_acknowledge,
+                    late_ms=traffic.ack_late_ms(notice.service_user_id, notice.delivery_id)))
             # The log does not arrive in order, but not wildly out of it either: lines are
             # shuffled within about a minute of their event time (DISORDER_MS).
             lines.sort(key=lambda ln: ln.su_passed + rng.randrange(DISORDER_MS))

@@ -9,6 +9,13 @@ outage storm puts a burst into one quarter hour, from devices that repeat themse
 DSP's Alert Storm Protection throttles the repeats (``storm_protection``); the CSPs notify
 some power outages (DCC Alert AD1 for three minutes or more); a few hub clocks run ahead
 (clock skew). Frames are real GBCS built by ``shared.gbcs``.
+
+Who, so that the report's ``by_service_user.csv`` and ``worst_hubs.csv`` have something to
+find (illustrative, all drawn from the seed; on in ``simulate`` and the demo, ``ILLUSTRATIVE_WHO``):
+a device's alerts go to its supplier, one of ``SUPPLIERS`` (by hub); a few suppliers acknowledge
+30-50 s late (``slow_service_users``); a small share of the alerts come from two cohorts of busy
+hubs, some that send their alerts 20 s late and some behind CSP North that omit HubTimestamp
+(``cohort_share``).
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ from shared.gbcs import ACB_EUI, build_alert, build_response
 from shared.timefmt import format_csp, from_ms, to_ms
 
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
+#: The suppliers whose devices send alerts (the first one is also the DCC rules' supplier).
+SUPPLIERS = tuple(f"90-B3-D5-1F-30-01-00-{k:02X}" for k in range(6))
+#: Who is slow in ``simulate`` and the demo (off by default: tests' traffic stays as it was).
+ILLUSTRATIVE_WHO = {"suppliers": len(SUPPLIERS), "slow_service_users": 2, "cohort_share": 0.03}
 NETWORK_OPERATOR = "90-B3-D5-1F-30-02-00-00"
 DEFAULT_START = to_ms(datetime(2023, 6, 1, tzinfo=UTC))
 DAY_MS = 86_400_000
@@ -79,6 +90,17 @@ class TrafficConfig:
     #: Storm alerts come from this many alerts per device on average (repeats get throttled).
     storm_repeats: int = 4
     csp_north_processing_ms: int = 350
+    #: How many of ``SUPPLIERS`` devices belong to (1: every device alert to the first).
+    suppliers: int = 1
+    #: How many of those suppliers (never the first) acknowledge late, and by how much (uniform).
+    slow_service_users: int = 0
+    slow_ack_ms: tuple[int, int] = (30_000, 50_000)
+    #: Share of the alerts outside the storm that come from the illustrative hub cohorts: hubs
+    #: that send ``late_hub_ms`` late, and CSP North hubs that send no HubTimestamp.
+    cohort_share: float = 0.0
+    late_hubs: int = 8
+    late_hub_ms: int = 20_000
+    silent_hubs: int = 8
     #: Send no Dsp-Received-Timestamp header: the JetStream store time stands for it (live runs).
     stream_time_is_dsp_received: bool = False
 
@@ -115,6 +137,20 @@ class Traffic:
     routes: dict[str, tuple[str | None, str]] = field(default_factory=dict)
     #: Built by ``prepare`` before a timed run: the inputs as messages, and each delivery's answers.
     prepared: Prepared | None = None
+    #: Service User -> (least, most) ms its acknowledgements come late.
+    slow_service_users: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: The hub cohorts: (region, hub id) of the hubs that send late, and of those without HubTimestamp.
+    late_hubs: tuple[tuple[str, int], ...] = ()
+    silent_hubs: tuple[tuple[str, int], ...] = ()
+
+    def ack_late_ms(self, service_user_id: str, delivery_id: str) -> int:
+        """How late this Service User acknowledges this delivery (0 but for the slow ones);
+        deterministic per delivery."""
+        late = self.slow_service_users.get(service_user_id)
+        if late is None:
+            return 0
+        digest = hashlib.blake2b(f"late:{delivery_id}".encode(), digest_size=8).digest()
+        return late[0] + int.from_bytes(digest, "big") % max(1, late[1] - late[0])
 
     @property
     def expected_deliveries(self) -> set[str]:
@@ -190,9 +226,23 @@ def _pick(rng: random.Random, options: tuple) -> tuple:
     return rng.choices(options, weights=[o[-1] for o in options])[0]
 
 
+def cohorts(config: TrafficConfig) -> tuple[dict[str, tuple[int, int]], tuple[tuple[str, int], ...],
+                                            tuple[tuple[str, int], ...]]:
+    """The seed's slow Service Users, late hubs and CSP North hubs without HubTimestamp (a random
+    stream of their own: the rest of the traffic is drawn as it was without them)."""
+    rng = random.Random(config.seed * 104_729 + 17)
+    slow = rng.sample(SUPPLIERS[1:config.suppliers], min(config.slow_service_users, config.suppliers - 1))
+    late = tuple(_region_and_hub(rng) for _ in range(config.late_hubs))
+    silent = tuple(("north", rng.randrange(1, 2**32)) for _ in range(config.silent_hubs))
+    return {su: config.slow_ack_ms for su in slow}, late, silent
+
+
 def generate(config: TrafficConfig, rules: RuleTable, outage: PowerOutageShape | None = None) -> Traffic:
     rng = random.Random(config.seed)
     traffic = Traffic()
+    traffic.slow_service_users, traffic.late_hubs, traffic.silent_hubs = cohorts(config)
+    cohort = traffic.late_hubs + traffic.silent_hubs
+    cohort_rng = random.Random(config.seed * 104_729 + 29)
     storm_n = int(config.alerts * config.storm_share)
     times = sorted(
         [config.start_ms + rng.randrange(config.span_ms) for _ in range(config.alerts - storm_n)]
@@ -205,6 +255,8 @@ def generate(config: TrafficConfig, rules: RuleTable, outage: PowerOutageShape |
     for n, hub_ms in enumerate(times):
         in_storm = storm_start <= hub_ms < storm_start + 900_000 and rng.random() < 0.8
         device = pool[rng.randrange(len(pool))] if in_storm else None
+        if cohort and cohort_rng.random() < config.cohort_share and not in_storm:
+            device = cohort[cohort_rng.randrange(len(cohort))]
         traffic.inputs.append(_one(rng, config, rules, n, hub_ms, in_storm, traffic, device))
     if outage is not None and config.outage_share > 0:
         _add_outages(config, outage, traffic, pool)
@@ -312,15 +364,18 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
          in_storm: bool, traffic: Traffic, device: tuple[str, int] | None = None) -> Inbound:
     region = rng.choices([r for r, _ in REGIONS], weights=[w for _, w in REGIONS])[0]
     hub_id = rng.randrange(1, 2**32)
+    late_ms, silent = 0, False
     if device is not None:
         region, hub_id = device
+        late_ms = config.late_hub_ms if device in traffic.late_hubs else 0
+        silent = device in traffic.silent_hubs
     device_id = (f"00-DB-12-34-{(hub_id >> 24) & 0xFF:02X}-{(hub_id >> 16) & 0xFF:02X}"
               f"-{(hub_id >> 8) & 0xFF:02X}-{hub_id & 0xFF:02X}")
     response_id = f"{region[0].upper()}{config.seed:04d}{n:09d}"
     wan_ms = int(rng.lognormvariate(7.5, 0.4))  # ~1.8 s median WAN + hub
     skew = rng.random() < config.skew_share
     chf = hub_ms + (wan_ms + 2_000 if skew else 0)  # a hub clock running ahead
-    csp_in = hub_ms + wan_ms
+    csp_in = hub_ms + wan_ms + late_ms
     is_response = rng.random() < config.service_response_share
     if is_response:
         frame = build_response(originator=device_id, recipient=SUPPLIER, counter=n + 1,
@@ -328,12 +383,14 @@ def _one(rng: random.Random, config: TrafficConfig, rules: RuleTable, n: int, hu
         code, recipient = None, SUPPLIER
     else:
         code, recipient, fmt, _ = _pick(rng, STORM_MIX if in_storm else ALERT_MIX)
+        if recipient == SUPPLIER:
+            recipient = SUPPLIERS[hub_id % min(config.suppliers, len(SUPPLIERS))]  # the device's own supplier
         frame = build_alert(alert_code=code, originator=device_id, recipient=recipient,
                             alert_time=from_ms(hub_ms - rng.randrange(100, 2_000)), counter=n + 1,
                             fmt=fmt, mac_header=recipient == ACB_EUI or rng.random() < 0.3,
                             signed=rng.random() < 0.2)
     payload = base64.b64encode(frame).decode()
-    has_hub = rng.random() >= config.missing_hub_share
+    has_hub = rng.random() >= config.missing_hub_share and not silent
     if region == "north":
         csp_sent = csp_in + config.csp_north_processing_ms + rng.randrange(-40, 60)
         body: dict[str, object] = {"responseId": response_id, "commsHubId": hub_id, "payload": payload,
@@ -410,10 +467,12 @@ class LogLine:
 
 def service_user_answers(delivery_id: str, response_id: str, dcc_alert_code: str | None,
                          service_user_id: str, dsp_received: int, seed: int, *, throttled: bool = False,
-                         throttled_count: int | None = None, always_acknowledge: bool = False) -> list[LogLine]:
+                         throttled_count: int | None = None, always_acknowledge: bool = False,
+                         late_ms: int = 0) -> list[LogLine]:
     """Deterministic per delivery: the same notice always gets the same answers. A throttled
     delivery is one log line saying so (never passed); a forwarded one that storm protection
-    counted repeats for carries ``throttledAlertCount`` on its lines."""
+    counted repeats for carries ``throttledAlertCount`` on its lines. ``late_ms``: every
+    acknowledgement comes that much later (a slow Service User)."""
     if throttled:
         body: dict[str, object] = {
                 "deliveryId": delivery_id, "responseId": response_id, "dccAlertCode": dcc_alert_code,
@@ -426,11 +485,11 @@ def service_user_answers(delivery_id: str, response_id: str, dcc_alert_code: str
     roll = 0.0 if always_acknowledge else rng.random()
     attempts: list[tuple[int, int | None]] = []
     if roll < 0.90:
-        attempts.append((passed, passed + int(rng.lognormvariate(5.5, 0.7))))
+        attempts.append((passed, passed + int(rng.lognormvariate(5.5, 0.7)) + late_ms))
     elif roll < 0.97:
         attempts.append((passed, None))
         retry = passed + 30_000
-        attempts.append((retry, retry + int(rng.lognormvariate(5.5, 0.7))))
+        attempts.append((retry, retry + int(rng.lognormvariate(5.5, 0.7)) + late_ms))
     else:
         attempts.append((passed, None))
         if rng.random() < 0.5:
