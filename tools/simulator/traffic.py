@@ -201,7 +201,8 @@ def prepare(traffic: Traffic, seed: int) -> Prepared:
             dcc, user = route
             answers[(d, i.response_id, dcc, user)] = service_user_answers(
                 d, i.response_id, dcc, user, i.dsp_received, seed, throttled=d in traffic.throttled,
-                throttled_count=traffic.throttled_counts.get(d), always_acknowledge=traffic.always_acknowledge)
+                throttled_count=traffic.throttled_counts.get(d), always_acknowledge=traffic.always_acknowledge,
+                late_ms=traffic.ack_late_ms(user, d))
     traffic.prepared = Prepared(seed, outgoing, answers)
     return traffic.prepared
 
