@@ -1,7 +1,7 @@
 """The thin shell every service shares: a FastStream app (lifecycle hooks, the broker
-connection) whose consumer loops pull batches of JetStream messages through nats-py's public
-pull-subscription API, hand them to a pure function, publish what it returns with pipelined
-acks, and only then ack the inputs.
+connection) whose consumers take batches of JetStream messages pushed to them (nats-py's public
+push-subscription API, a deliver group per durable), hand them to a pure function, publish what
+it returns with pipelined acks, and only then ack the inputs.
 
 Acknowledgement policy (chosen, not defaulted):
 - outputs are acknowledged by JetStream before the inputs are acked (at-least-once);
@@ -22,22 +22,21 @@ Acknowledgement policy (chosen, not defaulted):
   its batch-mates go through; after ``max_deliver`` deliveries JetStream gives up on it
   and ``services.runtime.deadletter`` copies it, whole, to ``ast.dead-letter.<stage>``.
 
-Shutdown (SIGTERM): fetching stops (a pull request in flight is never cancelled: it ends by
-its own short expiry, so nothing it brings is stranded); the batch in hand and whatever was
-already delivered to the subscription are handled (published and acked) within
-``drain_timeout_s``, so nothing is left waiting for ``ack_wait``; a batch that cannot be
-published any more is handed back (NAK) at once.
+Shutdown (SIGTERM): deliveries stop (the subscription is drained: the server sends nothing
+more, what it had sent is gathered); the batch in hand and whatever was already delivered are
+handled (published and acked) within ``drain_timeout_s``, so nothing is left waiting for
+``ack_wait``; a batch that cannot be published any more is handed back (NAK) at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
 import signal
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -258,28 +257,52 @@ def broker_options(options: bus.ConnectOptions) -> dict[str, Any]:
     return kwargs
 
 
-class PullConsumer:
-    """One durable's loop: pull a batch (``fetch`` of nats-py's pull subscription, gathered up
-    to ``batch_size`` or ``batch_timeout_s``), hand it to the service, again, until stopped.
+#: Most bytes of input in one batch (the other bound is ``Settings.batch_size`` messages, and
+#: half the durable's ``max_ack_pending``): a batch of envelopes is bounded in events this way.
+BATCH_MAX_BYTES = 4 * 1024 * 1024
 
-    A pull request in flight is never cancelled (a fetch cancelled half way strands what it
-    had received until ``ack_wait``): ``stop`` lets the loop finish the batch in hand, waits
-    out the last request, and hands the service whatever the server delivered meanwhile."""
+
+class PushConsumer:
+    """One durable's push subscription (nats-py's ``js.subscribe`` with the durable's deliver
+    group, so replicas share it): the callback only gathers messages; a task hands them to the
+    service in batches of up to ``batch_size`` messages (and half the durable's
+    ``max_ack_pending``, so the next batch streams in while one is handled) and
+    ``BATCH_MAX_BYTES``, taken once a batch is full or ``batch_timeout_s`` after its first
+    message came. Idle, it waits for a message: nothing polls.
+
+    ``stop`` unsubscribes (the server delivers nothing more once it has the UNSUB; what it sent
+    before is gathered: nats-py's ``drain``), then the task handles what it holds, published and
+    acked, and ends. After a failure (``Unrecoverable``) what it holds is left unacked, for the
+    service's successor."""
 
     def __init__(self, service: Service, binding: Binding) -> None:
         self.service = service
         self.binding = binding
         self.running = False
+        self.failed = False
         self.task: asyncio.Task[None] | None = None
-        self.sub: JetStreamContext.PullSubscription | None = None
+        self.sub: JetStreamContext.PushSubscription | None = None
+        self.held: collections.deque[Msg] = collections.deque()
+        self.held_bytes = 0
+        self.batch_msgs = max(1, min(service.settings.batch_size, binding.spec.max_ack_pending // 2))
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
 
     async def start(self, js: JetStreamContext) -> None:
-        self.sub = await js.pull_subscribe_bind(durable=self.binding.durable, stream=self.binding.stream,
-                                                # its user's own replies only (shared.bus.inbox_prefix)
-                                                inbox_prefix=bus.reply_prefix(self.service.broker.connection))
+        spec = self.binding.spec
         self.running = True
-        self.task = asyncio.create_task(self._loop(), name=f"consume {self.binding.durable}")
+        self.sub = await js.subscribe(spec.filter_subjects[0], queue=spec.durable, durable=spec.durable,
+                                      stream=spec.stream, config=bus.consumer_config(spec),
+                                      cb=self._received, manual_ack=True)
+        self.task = asyncio.create_task(self._loop(), name=f"consume {spec.durable}")
         self.task.add_done_callback(self._ended)
+
+    async def _received(self, msg: Msg) -> None:
+        self.held.append(msg)
+        self.held_bytes += len(msg.data)
+        self._arrived.set()
+        if len(self.held) >= self.batch_msgs or self.held_bytes >= BATCH_MAX_BYTES:
+            self._full.set()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A loop that ends while the service runs is a crash, never an idle process: the
@@ -290,63 +313,58 @@ class PullConsumer:
         self.service.fail(f"consumer loop of {self.binding.durable} stopped", error)
 
     async def stop(self) -> None:
-        """Stop fetching; return once the loop has handled everything delivered to it."""
+        """Stop deliveries; return once the loop has handled everything delivered to it."""
+        if self.running and self.sub is not None:
+            self.running = False
+            with contextlib.suppress(Exception):  # connection gone: nothing more comes anyway
+                await self.sub.drain()
         self.running = False
+        self._arrived.set()
+        self._full.set()
         if self.task is not None:
             await asyncio.wait([self.task])  # cancelling this wait leaves the loop draining
 
-    async def _pull(self) -> list[Msg]:
-        assert self.sub is not None
-        settings = self.service.settings
-        size, timeout = settings.batch_size, settings.batch_timeout_s
-        deadline = time.monotonic() + timeout
+    def _take(self) -> list[Msg]:
         msgs: list[Msg] = []
-        while len(msgs) < size and self.running:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        size = 0
+        held = self.held
+        while held and len(msgs) < self.batch_msgs:
+            n = len(held[0].data)
+            if msgs and size + n > BATCH_MAX_BYTES:
                 break
-            try:
-                msgs += await self.sub.fetch(size - len(msgs), timeout=remaining)
-            except TimeoutError:  # nats' TimeoutError and FetchTimeoutError derive from it: none came
-                break
-            except Exception as exc:  # noqa: BLE001 - connection lost or reconnecting, consumer away
-                log.debug("pull failed; pulling again", durable=self.binding.durable, error=str(exc))
-                if not msgs:
-                    await asyncio.sleep(0.1)
-                break
+            msgs.append(held.popleft())
+            size += n
+        self.held_bytes -= size
+        if len(held) < self.batch_msgs and self.held_bytes < BATCH_MAX_BYTES:
+            self._full.clear()
         return msgs
 
     async def _loop(self) -> None:
-        while self.running:
-            msgs = await self._pull()
-            if not msgs:
+        timeout = self.service.settings.batch_timeout_s
+        while True:
+            if not self.held:
+                if not self.running:
+                    break
+                self._arrived.clear()
+                await self._arrived.wait()
                 continue
+            if self.running and not self._full.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), timeout)
+            msgs = self._take()
             try:
                 await self.service.handle(self.binding, msgs)
             except Unrecoverable:
-                self.running = False  # the service is stopping: nothing more is taken
+                self.failed = True  # the service is stopping: nothing more is taken
                 break
             except Exception:
                 # Not acked: the batch comes back after ack_wait.
                 log.exception("batch not handled", service=self.service.name, durable=self.binding.durable)
                 await asyncio.sleep(1.0)
-        await self._drain()
-
-    async def _drain(self) -> None:
-        """Messages of the last pull request may still arrive (it lives as long as its expiry)
-        or sit in the subscription's queue: wait out the request, then handle what is queued
-        (fetch takes the queue first)."""
-        assert self.sub is not None
-        await asyncio.sleep(max(0.1, 2 * self.service.settings.batch_timeout_s))
-        left = self.sub.pending_msgs
-        msgs: list[Msg] = []
-        if left:
+        if self.failed and self.sub is not None:
+            self.running = False
             with contextlib.suppress(Exception):
-                msgs = await self.sub.fetch(left, timeout=max(0.1, self.service.settings.batch_timeout_s))
-        if msgs:
-            await self.service.handle(self.binding, msgs)
-        with contextlib.suppress(Exception):
-            await self.sub.unsubscribe()
+                await self.sub.drain()
 
 
 class Service:
@@ -372,7 +390,8 @@ class Service:
 
         self.dead_letters = DeadLetters(name, [(b.stream, b.durable) for b in self.bindings],
                                         settings.publish_ack_timeout_s, on_dead=self._dead_lettered)
-        self.consumers = [PullConsumer(self, b) for b in self.bindings]
+        self.consumers = [PushConsumer(self, b) for b in self.bindings]
+        self._consumer_of = {b.durable: c for b, c in zip(self.bindings, self.consumers, strict=True)}
         self._lag_task: asyncio.Task[None] | None = None
         for b in self.bindings:
             self.metrics.declare("alert_timing.dead_letters", service=name, stream=b.stream, durable=b.durable)
@@ -428,7 +447,9 @@ class Service:
                     return None
                 log.warning("outputs not stored yet; publishing them again", service=self.name,
                             subject=binding.subject, messages=count, error=str(exc), retry_in_s=delay)
-                for m in msgs:  # keep the batch ours meanwhile (ack_wait)
+                consumer = self._consumer_of.get(binding.durable)
+                held = list(consumer.held) if consumer is not None else []
+                for m in (*msgs, *held):  # keep the batch, and what waits behind it, ours meanwhile (ack_wait)
                     with contextlib.suppress(Exception):
                         await m.in_progress()
                 await asyncio.sleep(delay)
@@ -546,7 +567,7 @@ class Service:
             metrics.add("alert_timing.messages.rejected", rejected, service=self.name)
 
     async def _quiesce(self) -> None:
-        """Stop fetching and let every consumer loop end by itself: the batch in hand is
+        """Stop deliveries and let every consumer loop end by itself: the batch in hand is
         published and acked, what was delivered but not started is handled too. (Also the app's
         shutdown hook, so stopping the app drains; a second call returns at once.)"""
         self.stopping = True

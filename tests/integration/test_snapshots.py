@@ -298,19 +298,22 @@ def test_message_unacked_below_a_snapshot_is_applied_after_a_restart(world) -> N
     asyncio.run(settled(settings))
 
     async def leave_one_unacked() -> int:
-        # Paused, metrics has no pull request waiting once its last one expires: the next
-        # message goes to ours.
+        # Paused, metrics takes nothing; the durable is pointed at a subject of ours for one
+        # message (a push durable's deliver subject may be changed), then back at the service.
         sup.processes[key].send_signal(signal.SIGSTOP)
-        for _ in range(1000):
-            if not (await consumer(settings)).num_waiting:
-                break
-            await asyncio.sleep(0.01)
         nc = await bus.connect(settings, "test-unacked")
         try:
             js = nc.jetstream(timeout=10)
-            sub = await js.pull_subscribe_bind(durable=bus.metrics_durable(0), stream=s.STREAM_EVENTS)
+            spec = next(c for c in bus.consumer_specs(1) if c.durable == bus.metrics_durable(0))
+            config = bus.consumer_config(spec)
+            config.deliver_subject = nc.new_inbox()
+            sub = await js.subscribe_bind(stream=s.STREAM_EVENTS, config=config, consumer=spec.durable,
+                                          manual_ack=True)
+            await js.add_consumer(s.STREAM_EVENTS, config)
             await publish(settings, acknowledged)
-            [held] = await sub.fetch(1, timeout=10)
+            held = await sub.next_msg(timeout=10)
+            await sub.unsubscribe()
+            await js.add_consumer(s.STREAM_EVENTS, bus.consumer_config(spec))
             await publish(settings, later)
             sup.processes[key].send_signal(signal.SIGCONT)
             for _ in range(1000):
