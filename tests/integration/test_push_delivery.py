@@ -5,6 +5,8 @@ rest comes again. Real nats-server."""
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -90,4 +92,46 @@ async def test_replicas_share_a_durable_and_each_message_is_handled_once(tmp_pat
         finally:
             for r in replicas:
                 await r.app.stop()  # its shutdown hook drains the consumer
+            await nc.close()
+
+
+def _in_msgs(monitor: int, name: str) -> int:
+    """Messages the server has received from the connection called ``name`` (its monitoring
+    endpoint, /connz)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/connz?limit=1024", timeout=5) as r:
+        conns = json.load(r)["connections"]
+    [conn] = [c for c in conns if c.get("name") == name]  # the service's one connection
+    return int(conn["in_msgs"])
+
+
+async def test_an_idle_service_sends_nothing(tmp_path: Path) -> None:
+    """Idle, a service waits for deliveries: no pull requests, no polling. (It pulled before:
+    an empty 20 ms fetch after another, about 50 requests a second per durable.)"""
+    stage = "idle-test"
+    monitor = bus.free_port()
+    with bus.EmbeddedNats(tmp_path / "jetstream", extra_args=["-m", str(monitor)]) as server:
+        settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
+        nc = await bus.connect(settings, "test")
+        js = nc.jetstream(timeout=10)
+        await bus.bootstrap(js, settings)
+        spec = bus.ConsumerSpec(s.STREAM_IN, stage, (s.IN_CSP_CENTRAL,), stage)
+        await js.add_consumer(s.STREAM_IN, bus.consumer_config(spec))
+        handled: list[int] = []
+        service = Service(stage, settings, [Binding(spec, lambda batch, out: handled.extend(
+            m.stream_seq for m in batch))])
+        await service.app.start()
+        try:
+            ack = await js.publish(s.IN_CSP_CENTRAL, b'{"n": 1}')
+            for _ in range(200):  # one message handled and acked: the service is up and idle
+                info = await js.consumer_info(s.STREAM_IN, stage)
+                if info.ack_floor.stream_seq == ack.seq:
+                    break
+                await asyncio.sleep(0.05)
+            assert handled == [ack.seq] and info.ack_floor.stream_seq == ack.seq
+            before = await asyncio.to_thread(_in_msgs, monitor, stage)
+            await asyncio.sleep(2.0)  # the window watched, not a wait for anything
+            after = await asyncio.to_thread(_in_msgs, monitor, stage)
+            assert after - before == 0
+        finally:
+            await service.app.stop()
             await nc.close()
