@@ -74,23 +74,45 @@ def reply_prefix(nc: Client) -> bytes:
 # --------------------------------------------------------------------------- bootstrap
 
 
+#: Unacked messages a durable fed one input per message (``ast.in.*``) may have out at once:
+#: the flow control of its push delivery (JetStream offers no other with a deliver group, see
+#: ``consumer_config``). Four batches of 512: one in hand, the next gathering, two on the way;
+#: the last of them waits at most 2,048 inputs' work (a second or two at the slowest stage's
+#: rate), far inside ``ack_wait_s``.
+INPUT_MAX_ACK_PENDING = 2_048
+#: The same for a durable fed envelopes (``ast.captured`` …, up to 256 events each,
+#: services.runtime.service.ENVELOPE_MAX_EVENTS): 128 envelopes, at most 32,768 events, a few
+#: seconds' work for a stage taking several thousand events a second, inside ``ack_wait_s``.
+ENVELOPE_MAX_ACK_PENDING = 128
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     stream: str
     durable: str
     filter_subjects: tuple[str, ...]
     service: str
-    max_ack_pending: int = 20_000
+    max_ack_pending: int = INPUT_MAX_ACK_PENDING
     ack_wait_s: float = 30.0
     max_deliver: int = 5
+    #: Pushed to the service (``deliver_subject``) rather than pulled.
+    push: bool = True
+
+    @property
+    def deliver_subject(self) -> str:
+        """Where JetStream pushes this durable's messages: under the service's own inbox
+        (``_INBOX.<service>.>``, the only subjects its user may subscribe to, and nobody
+        else's), never a subject a stream stores or another user reads."""
+        return f"_INBOX.{self.service}.push.{self.durable}"
 
 
 def consumer_specs(partitions: int = 1) -> list[ConsumerSpec]:
     """Every durable consumer of the product: one per service input (replicas share it)."""
+    envelopes = ENVELOPE_MAX_ACK_PENDING
     specs = [
         ConsumerSpec(s.STREAM_IN, "hub-capture", tuple(s.IN_CSP), s.HUB_CAPTURE),
-        ConsumerSpec(s.STREAM_EVENTS, "csp-enrichment", (s.CAPTURED,), s.CSP_ENRICHMENT),
-        ConsumerSpec(s.STREAM_EVENTS, "dsp-mapping", (s.ENRICHED,), s.DSP_MAPPING),
+        ConsumerSpec(s.STREAM_EVENTS, "csp-enrichment", (s.CAPTURED,), s.CSP_ENRICHMENT, envelopes),
+        ConsumerSpec(s.STREAM_EVENTS, "dsp-mapping", (s.ENRICHED,), s.DSP_MAPPING, envelopes),
         ConsumerSpec(
             s.STREAM_IN, "dsp-mapping-delivery", (s.IN_DSP_DELIVERY, s.IN_DSP_CLOCK), s.DSP_MAPPING
         ),
@@ -99,8 +121,65 @@ def consumer_specs(partitions: int = 1) -> list[ConsumerSpec]:
         subjects = [s.expected(p), s.attempted(p), s.CLOCK, s.wall_clock(p)]
         if p == 0:  # whole-network counts are kept by partition 0
             subjects += [s.RESPONSE_SEEN, f"{s.REJECTED}.*"]
-        specs.append(ConsumerSpec(s.STREAM_EVENTS, metrics_durable(p), tuple(subjects), s.METRICS))
+        specs.append(ConsumerSpec(s.STREAM_EVENTS, metrics_durable(p), tuple(subjects), s.METRICS, envelopes))
     return specs
+
+
+def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
+    """A durable's JetStream config (the bootstrap's, the one place).
+
+    A push durable delivers to ``spec.deliver_subject`` in a deliver group named after the
+    durable, so the replicas of a service share it (each message goes to one of them). It has
+    neither flow control nor idle heartbeats: the server accepts them with a deliver group, but
+    both are per subscription while a group spreads the messages over several (nats.go and
+    nats.c refuse such a queue subscription), so ``max_ack_pending`` is the flow control."""
+    return api.ConsumerConfig(
+        durable_name=spec.durable,
+        name=spec.durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        ack_wait=spec.ack_wait_s,
+        max_deliver=spec.max_deliver,
+        max_ack_pending=spec.max_ack_pending,
+        filter_subjects=list(spec.filter_subjects),
+        deliver_subject=spec.deliver_subject if spec.push else None,
+        deliver_group=spec.durable if spec.push else None,
+    )
+
+
+#: JetStream's refusal to turn a pull consumer into a push one, or back, in place.
+CONSUMER_MODE_CHANGE_ERR_CODE = 10012
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
+    """Create the durable, or update it to ``consumer_config``. A durable whose delivery mode
+    changes (pull to push, as this release does, or back) cannot be updated in place: it is
+    recreated from the first message it has not had acknowledged (its ack floor + 1), so what
+    was acked stays acked, what was delivered and not acked comes again (at-least-once), and
+    the metrics rebuild (ack floor) sees the same floor. The position an existing durable
+    started from (deliver policy, start sequence) is never updated: JetStream refuses it."""
+    config = consumer_config(spec)
+    try:
+        info = await js.consumer_info(spec.stream, spec.durable)
+    except NotFoundError:
+        await js.add_consumer(spec.stream, config)
+        return f"consumer {spec.stream}/{spec.durable}"
+    config.deliver_policy = info.config.deliver_policy
+    config.opt_start_seq = info.config.opt_start_seq
+    config.opt_start_time = info.config.opt_start_time
+    if bool(info.config.deliver_subject) == spec.push:
+        await js.add_consumer(spec.stream, config)
+        return f"consumer {spec.stream}/{spec.durable}"
+    floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+    config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+    config.opt_start_seq = floor + 1
+    config.opt_start_time = None
+    await js.delete_consumer(spec.stream, spec.durable)
+    await js.add_consumer(spec.stream, config)
+    mode = "push" if spec.push else "pull"
+    log.warning("durable recreated to change its delivery mode", stream=spec.stream, durable=spec.durable,
+                mode=mode, from_seq=floor + 1)
+    return f"consumer {spec.stream}/{spec.durable} recreated for {mode} delivery from sequence {floor + 1}"
 
 
 def deadletter_durable(service: str) -> str:
@@ -116,7 +195,7 @@ def deadletter_specs(partitions: int = 1) -> list[ConsumerSpec]:
         by_service.setdefault(spec.service, []).append(
             f"{s.ADVISORY_MAX_DELIVERIES}.{spec.stream}.{spec.durable}")
     return [ConsumerSpec(s.STREAM_ADVISORIES, deadletter_durable(service), tuple(filters), service,
-                         max_ack_pending=1000, max_deliver=-1)
+                         max_ack_pending=1000, max_deliver=-1, push=False)
             for service, filters in by_service.items()]
 
 
@@ -432,18 +511,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
             storage=api.StorageType.FILE, replicas=settings.stream_replicas))
         done.append(f"object store {s.METRICS_SNAPSHOTS} created")
     for spec in consumer_specs(settings.metrics_partitions) + deadletter_specs(settings.metrics_partitions):
-        consumer = api.ConsumerConfig(
-            durable_name=spec.durable,
-            name=spec.durable,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.ALL,
-            ack_wait=spec.ack_wait_s,
-            max_deliver=spec.max_deliver,
-            max_ack_pending=spec.max_ack_pending,
-            filter_subjects=list(spec.filter_subjects),
-        )
-        await js.add_consumer(spec.stream, consumer)
-        done.append(f"consumer {spec.stream}/{spec.durable}")
+        done.append(await ensure_consumer(js, spec))
     return done
 
 

@@ -1,7 +1,7 @@
 """The thin shell every service shares: a FastStream app (lifecycle hooks, the broker
-connection) whose consumer loops pull batches of JetStream messages through nats-py's public
-pull-subscription API, hand them to a pure function, publish what it returns with pipelined
-acks, and only then ack the inputs.
+connection) whose consumers take batches of JetStream messages pushed to them (nats-py's public
+push-subscription API, a deliver group per durable), hand them to a pure function, publish what
+it returns with pipelined acks, and only then ack the inputs.
 
 Acknowledgement policy (chosen, not defaulted):
 - outputs are acknowledged by JetStream before the inputs are acked (at-least-once);
@@ -22,11 +22,10 @@ Acknowledgement policy (chosen, not defaulted):
   its batch-mates go through; after ``max_deliver`` deliveries JetStream gives up on it
   and ``services.runtime.deadletter`` copies it, whole, to ``ast.dead-letter.<stage>``.
 
-Shutdown (SIGTERM): fetching stops (a pull request in flight is never cancelled: it ends by
-its own short expiry, so nothing it brings is stranded); the batch in hand and whatever was
-already delivered to the subscription are handled (published and acked) within
-``drain_timeout_s``, so nothing is left waiting for ``ack_wait``; a batch that cannot be
-published any more is handed back (NAK) at once.
+Shutdown (SIGTERM): deliveries stop (the subscription is drained: the server sends nothing
+more, what it had sent is gathered); the batch in hand and whatever was already delivered are
+handled (published and acked) within ``drain_timeout_s``, so nothing is left waiting for
+``ack_wait``; a batch that cannot be published any more is handed back (NAK) at once.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ import hashlib
 import logging
 import signal
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +50,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
+from services.runtime.consumer import PushConsumer, Unrecoverable
 from shared import bus
 from shared import subjects as s
 from shared.bus import ConsumerSpec, Outgoing
@@ -202,13 +201,6 @@ def index_message(stage: str, response_id: str, at: list[tuple[str, int]]) -> Ou
 BatchHandler = Callable[[list[Inbound], Emitter], Awaitable[None] | None]
 
 
-class Unrecoverable(Exception):
-    """Raised by a handler that has changed its state with a batch whose outputs it could not
-    make: the batch must be neither acked nor handled again here (handling it again would find
-    its events applied and make nothing). The service stops with a failure status; its
-    successor rebuilds from the log and makes the outputs."""
-
-
 @dataclass(frozen=True)
 class Binding:
     """A durable consumer (its spec is the bootstrap's: ``shared.bus.consumer_specs``) and the
@@ -259,97 +251,6 @@ def broker_options(options: bus.ConnectOptions) -> dict[str, Any]:
     return kwargs
 
 
-class PullConsumer:
-    """One durable's loop: pull a batch (``fetch`` of nats-py's pull subscription, gathered up
-    to ``batch_size`` or ``batch_timeout_s``), hand it to the service, again, until stopped.
-
-    A pull request in flight is never cancelled (a fetch cancelled half way strands what it
-    had received until ``ack_wait``): ``stop`` lets the loop finish the batch in hand, waits
-    out the last request, and hands the service whatever the server delivered meanwhile."""
-
-    def __init__(self, service: Service, binding: Binding) -> None:
-        self.service = service
-        self.binding = binding
-        self.running = False
-        self.task: asyncio.Task[None] | None = None
-        self.sub: JetStreamContext.PullSubscription | None = None
-
-    async def start(self, js: JetStreamContext) -> None:
-        self.sub = await js.pull_subscribe_bind(durable=self.binding.durable, stream=self.binding.stream,
-                                                # its user's own replies only (shared.bus.inbox_prefix)
-                                                inbox_prefix=bus.reply_prefix(self.service.broker.connection))
-        self.running = True
-        self.task = asyncio.create_task(self._loop(), name=f"consume {self.binding.durable}")
-        self.task.add_done_callback(self._ended)
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        """A loop that ends while the service runs is a crash, never an idle process: the
-        service stops with a failure status, so its supervisor starts it again."""
-        if self.service.stopping:
-            return
-        error = None if task.cancelled() else task.exception()
-        self.service.fail(f"consumer loop of {self.binding.durable} stopped", error)
-
-    async def stop(self) -> None:
-        """Stop fetching; return once the loop has handled everything delivered to it."""
-        self.running = False
-        if self.task is not None:
-            await asyncio.wait([self.task])  # cancelling this wait leaves the loop draining
-
-    async def _pull(self) -> list[Msg]:
-        assert self.sub is not None
-        settings = self.service.settings
-        size, timeout = settings.batch_size, settings.batch_timeout_s
-        deadline = time.monotonic() + timeout
-        msgs: list[Msg] = []
-        while len(msgs) < size and self.running:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                msgs += await self.sub.fetch(size - len(msgs), timeout=remaining)
-            except TimeoutError:  # nats' TimeoutError and FetchTimeoutError derive from it: none came
-                break
-            except Exception as exc:  # noqa: BLE001 - connection lost or reconnecting, consumer away
-                log.debug("pull failed; pulling again", durable=self.binding.durable, error=str(exc))
-                if not msgs:
-                    await asyncio.sleep(0.1)
-                break
-        return msgs
-
-    async def _loop(self) -> None:
-        while self.running:
-            msgs = await self._pull()
-            if not msgs:
-                continue
-            try:
-                await self.service.handle(self.binding, msgs)
-            except Unrecoverable:
-                self.running = False  # the service is stopping: nothing more is taken
-                break
-            except Exception:
-                # Not acked: the batch comes back after ack_wait.
-                log.exception("batch not handled", service=self.service.name, durable=self.binding.durable)
-                await asyncio.sleep(1.0)
-        await self._drain()
-
-    async def _drain(self) -> None:
-        """Messages of the last pull request may still arrive (it lives as long as its expiry)
-        or sit in the subscription's queue: wait out the request, then handle what is queued
-        (fetch takes the queue first)."""
-        assert self.sub is not None
-        await asyncio.sleep(max(0.1, 2 * self.service.settings.batch_timeout_s))
-        left = self.sub.pending_msgs
-        msgs: list[Msg] = []
-        if left:
-            with contextlib.suppress(Exception):
-                msgs = await self.sub.fetch(left, timeout=max(0.1, self.service.settings.batch_timeout_s))
-        if msgs:
-            await self.service.handle(self.binding, msgs)
-        with contextlib.suppress(Exception):
-            await self.sub.unsubscribe()
-
-
 class Service:
     """One service process: a FastStream app (lifecycle, connection) around its consumer loops."""
 
@@ -373,7 +274,8 @@ class Service:
 
         self.dead_letters = DeadLetters(name, [(b.stream, b.durable) for b in self.bindings],
                                         settings.publish_ack_timeout_s, on_dead=self._dead_lettered)
-        self.consumers = [PullConsumer(self, b) for b in self.bindings]
+        self.consumers = [PushConsumer(self, b) for b in self.bindings]
+        self._consumer_of = {b.durable: c for b, c in zip(self.bindings, self.consumers, strict=True)}
         self._lag_task: asyncio.Task[None] | None = None
         for b in self.bindings:
             self.metrics.dead_letters.declare(service=name, stream=b.stream, durable=b.durable)
@@ -432,7 +334,9 @@ class Service:
                     return None
                 log.warning("outputs not stored yet; publishing them again", service=self.name,
                             subject=binding.subject, messages=count, error=str(exc), retry_in_s=delay)
-                for m in msgs:  # keep the batch ours meanwhile (ack_wait)
+                consumer = self._consumer_of.get(binding.durable)
+                held = list(consumer.held) if consumer is not None else []
+                for m in (*msgs, *held):  # keep the batch, and what waits behind it, ours meanwhile (ack_wait)
                     with contextlib.suppress(Exception):
                         await m.in_progress()
                 await asyncio.sleep(delay)
@@ -550,7 +454,7 @@ class Service:
             metrics.messages_rejected.add(rejected, service=self.name)
 
     async def _quiesce(self) -> None:
-        """Stop fetching and let every consumer loop end by itself: the batch in hand is
+        """Stop deliveries and let every consumer loop end by itself: the batch in hand is
         published and acked, what was delivered but not started is handled too; the dead-letter
         and lag tasks end. (Also the app's shutdown hook, so stopping the app drains and leaves no
         task of the service running; a second call returns at once.)"""

@@ -91,10 +91,9 @@ async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch
         nc = await bus.connect(settings, "test")
         js = nc.jetstream(timeout=10)
         await bus.bootstrap(js, settings)
-        await js.add_consumer(s.STREAM_IN, api.ConsumerConfig(
-            durable_name=STAGE, name=STAGE, ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.ALL, max_deliver=MAX_DELIVER, ack_wait=10.0,
-            filter_subjects=[s.IN_CSP_SOUTH]))
+        # the product's durable config (shared.bus.consumer_config), delivered max_deliver times
+        spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_SOUTH,), STAGE, ack_wait_s=10.0, max_deliver=MAX_DELIVER)
+        await js.add_consumer(s.STREAM_IN, bus.consumer_config(spec))
         await add_deadletter_durable(js, STAGE, [(s.STREAM_IN, STAGE)])
 
         handled: list[bytes] = []
@@ -107,7 +106,6 @@ async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch
                     raise RuntimeError("this handler cannot take that message")
             handled.extend(m.data for m in batch)
 
-        spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_SOUTH,), STAGE)
         service = Service(STAGE, settings, [Binding(spec, handle)])
         await service.app.start()
         try:

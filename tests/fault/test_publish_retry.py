@@ -12,7 +12,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from nats.js import api
 
 from alert_timing.nats_server import EmbeddedNats
 from services.runtime import service as runtime_service
@@ -48,10 +47,8 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
         nc = await bus.connect(settings, "test")
         js = nc.jetstream(timeout=10)
         await bus.bootstrap(js, settings)
-        await js.add_consumer(s.STREAM_IN, api.ConsumerConfig(
-            durable_name=STAGE, name=STAGE, ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.ALL, max_deliver=5, ack_wait=30.0,
-            filter_subjects=[s.IN_CSP_CENTRAL]))
+        spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_CENTRAL,), STAGE)
+        await js.add_consumer(s.STREAM_IN, bus.consumer_config(spec))  # the product's durable config
 
         seen: set[int] = set()  # a stateful stage: what it has seen once, it never emits again
         calls: list[list[int]] = []
@@ -64,7 +61,6 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path, monke
                 seen.add(m.stream_seq)
                 out.single(s.rejected(STAGE), m.data, f"out:{m.stream_seq}")
 
-        spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_CENTRAL,), STAGE)
         service = Service(STAGE, settings, [Binding(spec, handle)])
         await service.app.start()
         try:

@@ -196,20 +196,20 @@ async def connect_as(server: SecuredNats, user: str) -> AsyncIterator[Conn]:
         await conn.nc.close()
 
 
-async def pull_one(js, stream: str, durable: str, marker: bytes) -> None:  # type: ignore[no-untyped-def]
-    """Bind to a service's durable as faststream does (CONSUMER.INFO, then MSG.NEXT), fetch
-    until the message carrying ``marker`` arrives, ack everything fetched."""
-    sub = await js.pull_subscribe("", durable=durable, stream=stream)
+async def take_one(js, stream: str, durable: str, marker: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Bind to a service's push durable as the service does (CONSUMER.INFO, then a queue
+    subscription on its deliver subject, ``shared.bus.ConsumerSpec.deliver_subject``), take
+    messages until the one carrying ``marker`` arrives, ack everything taken."""
+    sub = await js.subscribe("", queue=durable, durable=durable, stream=stream, manual_ack=True)
     deadline = time.monotonic() + 10
     try:
         while time.monotonic() < deadline:
             try:
-                msgs = await sub.fetch(50, timeout=1)
+                m = await sub.next_msg(timeout=1)
             except nats.errors.TimeoutError:
                 continue
-            for m in msgs:
-                await m.ack()
-            if any(marker in m.data for m in msgs):
+            await m.ack()
+            if marker in m.data:
                 return
         raise AssertionError(f"{stream}/{durable} did not deliver the test message")
     finally:
@@ -317,7 +317,7 @@ async def test_service_user_does_its_job(bootstrapped: SecuredNats, case: Case) 
                                       headers={"Nats-Msg-Id": f"in:{marker.decode()}"})
         assert ack.stream == case.stream
     async with connect_as(bootstrapped, case.user) as service:
-        await pull_one(service.js, case.stream, case.durable, marker)
+        await take_one(service.js, case.stream, case.durable, marker)
         for subject in case.outputs:
             ack = await service.js.publish(subject, b'{"test":"' + marker + b'"}',
                                            headers={"Nats-Msg-Id": f"{subject}:{marker.decode()}"})

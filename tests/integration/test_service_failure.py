@@ -40,13 +40,10 @@ async def run_until_failed(tmp_path: Path, handle, stateful: bool) -> tuple[int,
         try:
             js = nc.jetstream(timeout=10)
             await bus.bootstrap(js, settings)
-            await js.add_consumer(s.STREAM_IN, api.ConsumerConfig(
-                durable_name=STAGE, name=STAGE, ack_policy=api.AckPolicy.EXPLICIT,
-                deliver_policy=api.DeliverPolicy.ALL, max_deliver=5, ack_wait=30.0,
-                filter_subjects=[s.IN_CSP_CENTRAL]))
+            spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_CENTRAL,), STAGE)
+            await js.add_consumer(s.STREAM_IN, bus.consumer_config(spec))  # the product's durable config
             for i in range(10):
                 await js.publish(s.IN_CSP_CENTRAL, msgspec.json.encode({"n": i}))
-            spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_CENTRAL,), STAGE)
             service = Service(STAGE, settings, [Binding(spec, recorded, stateful=stateful)])
             code = await asyncio.wait_for(service.run(), 60)
             info = await js.consumer_info(s.STREAM_IN, STAGE)

@@ -99,9 +99,9 @@ def add_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "status", help="streams, service consumers and rejection counts",
         description="Show each stream (messages, bytes, first/last sequence and time), each service's "
-                    "durable consumer (pending, ack pending, redelivered, ack floor, waiting pulls) and "
-                    "the rejected and dead-letter counts per stage. Exit 1 when a stream or consumer is "
-                    "missing.")
+                    "durable consumer (pending, ack pending, redelivered, ack floor, push subscriber or "
+                    "waiting pulls) and the rejected and dead-letter counts per stage. Exit 1 when a stream "
+                    "or consumer is missing.")
     _nats_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmdstatus_command)

@@ -517,6 +517,11 @@ def asyncapi_document() -> dict:
             consumer |= {"stream": spec.stream, "durable": durable, "filterSubjects": filters,
                          "ackPolicy": "explicit", "maxDeliver": spec.max_deliver,
                          "ackWaitSeconds": spec.ack_wait_s, "maxAckPending": spec.max_ack_pending}
+            if spec.push:  # pushed to a deliver group named after the durable (shared.bus.consumer_config)
+                subject = spec.deliver_subject
+                if spec.service == s.METRICS:
+                    subject = subject.replace(bus.metrics_durable(0), durable)
+                consumer |= {"deliverSubject": subject, "deliverGroup": durable}
             key = _camel(spec.service, "receive", channel_id)
             if key in operations:  # one durable per service input; several subjects may share a channel
                 continue

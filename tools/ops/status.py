@@ -144,6 +144,9 @@ def _consumer_fields(info: api.ConsumerInfo) -> dict:
         "num_redelivered": info.num_redelivered or 0,
         "num_waiting": waiting,
         "pulling": waiting > 0,
+        # a push durable (the services'): whether a subscriber is bound to its deliver subject
+        "push": bool(info.config.deliver_subject),
+        "push_bound": bool(info.push_bound),
         "delivered_stream_seq": delivered.stream_seq if delivered else 0,
         "ack_floor_stream_seq": floor.stream_seq if floor else 0,
         "last_delivered": _ts(delivered.last_active) if delivered else None,
@@ -172,7 +175,7 @@ def status_text(result: dict, url: str) -> str:
                      f"{st['first_time'] or '-':<26}{st['last_seq']:>10}  {st['last_time'] or '-':<26}")
     lines.append("")
     lines.append(f"{'service':<16}{'consumer':<30}{'pending':>9}{'ack pending':>13}{'redelivered':>13}"
-                 f"{'ack floor':>11}  pulls")
+                 f"{'ack floor':>11}  delivery")
     for c in result["consumers"] + result["other_consumers"]:
         name = f"{c['stream']}/{c['durable']}"
         service = c.get("service", "(other)")
@@ -182,7 +185,10 @@ def status_text(result: dict, url: str) -> str:
         if not c.get("exists", True):
             lines.append(f"{service:<16}{name:<30}missing (run `{PROG} bootstrap`)")
             continue
-        pulls = f"{c['num_waiting']} waiting" if c["pulling"] else "none waiting"
+        if c.get("push"):
+            pulls = "pushed to a subscriber" if c["push_bound"] else "pushed, no subscriber"
+        else:
+            pulls = f"pulled, {c['num_waiting']} waiting" if c["pulling"] else "pulled, none waiting"
         lines.append(f"{service:<16}{name:<30}{c['num_pending']:>9,}{c['num_ack_pending']:>13,}"
                      f"{c['num_redelivered']:>13,}{c['ack_floor_stream_seq']:>11}  {pulls}")
     lines.append("")
