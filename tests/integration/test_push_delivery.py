@@ -13,6 +13,7 @@ import msgspec
 import pytest
 from nats.js import api
 
+from alert_timing.nats_server import EmbeddedNats, free_port
 from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.integration]
 
 
 async def test_a_pulled_durable_is_recreated_pushed_from_its_ack_floor(tmp_path: Path) -> None:
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
         nc = await bus.connect(settings, "test")
         try:
@@ -61,7 +62,7 @@ async def test_a_pulled_durable_is_recreated_pushed_from_its_ack_floor(tmp_path:
 
 async def test_replicas_share_a_durable_and_each_message_is_handled_once(tmp_path: Path) -> None:
     stage = "push-test"
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"), batch_size=16)
         nc = await bus.connect(settings, "test")
         js = nc.jetstream(timeout=10)
@@ -108,8 +109,8 @@ async def test_an_idle_service_sends_nothing(tmp_path: Path) -> None:
     """Idle, a service waits for deliveries: no pull requests, no polling. (It pulled before:
     an empty 20 ms fetch after another, about 50 requests a second per durable.)"""
     stage = "idle-test"
-    monitor = bus.free_port()
-    with bus.EmbeddedNats(tmp_path / "jetstream", extra_args=["-m", str(monitor)]) as server:
+    monitor = free_port()
+    with EmbeddedNats(tmp_path / "jetstream", extra_args=["-m", str(monitor)]) as server:
         settings = Settings(nats_url=server.url, data_dir=str(tmp_path / "data"))
         nc = await bus.connect(settings, "test")
         js = nc.jetstream(timeout=10)

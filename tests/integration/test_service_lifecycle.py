@@ -8,7 +8,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from nats.js import api
 
 from alert_timing.nats_server import EmbeddedNats
 from services.runtime.service import Binding, Emitter, Inbound, Service
@@ -32,10 +31,8 @@ async def test_stopping_the_app_stops_every_task_the_service_started(tmp_path: P
         try:
             js = nc.jetstream(timeout=10)
             await bus.bootstrap(js, settings)
-            await js.add_consumer(s.STREAM_IN, api.ConsumerConfig(
-                durable_name=STAGE, name=STAGE, ack_policy=api.AckPolicy.EXPLICIT,
-                deliver_policy=api.DeliverPolicy.ALL, filter_subjects=[s.IN_CSP_CENTRAL]))
             spec = bus.ConsumerSpec(s.STREAM_IN, STAGE, (s.IN_CSP_CENTRAL,), STAGE)
+            await js.add_consumer(s.STREAM_IN, bus.consumer_config(spec))
             service = Service(STAGE, settings, [Binding(spec, nothing)])
             before = asyncio.all_tasks()
             await asyncio.wait_for(service.app.start(), 30)
