@@ -16,7 +16,7 @@ import pytest
 
 from shared import bus
 from shared import subjects as s
-from tests.harness.faults import Harness, Outcome, check, run_case
+from tests.harness.faults import Baseline, Harness, check, run_case
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -28,7 +28,7 @@ SLOW_RATE = 60.0
 
 
 @pytest.mark.parametrize("service", s.SERVICES)
-def test_paused_while_the_traffic_ends(tmp_path: Path, baseline: tuple[Outcome, Harness], service: str) -> None:
+def test_paused_while_the_traffic_ends(tmp_path: Path, baseline: Baseline, service: str) -> None:
     """Paused three seconds into a ten-second run: the traffic ends while it is frozen."""
 
     async def faults(h: Harness) -> None:
@@ -37,10 +37,10 @@ def test_paused_while_the_traffic_ends(tmp_path: Path, baseline: tuple[Outcome, 
 
     outcome, _ = run_case(tmp_path, f"pause-{service}-traffic-ends", faults)
     assert len(outcome.faults) == 2
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
 
 
-def test_dsp_mapping_paused_while_the_traffic_goes_on(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_dsp_mapping_paused_while_the_traffic_goes_on(tmp_path: Path, baseline: Baseline) -> None:
     """Paused three seconds into a fifty-second run and resumed while inputs still arrive."""
 
     async def faults(h: Harness) -> None:
@@ -48,4 +48,4 @@ def test_dsp_mapping_paused_while_the_traffic_goes_on(tmp_path: Path, baseline: 
         await h.pause(f"{s.DSP_MAPPING}-0", PAUSE_S)
 
     outcome, _ = run_case(tmp_path, "pause-dsp-mapping-traffic-goes-on", faults, rate=SLOW_RATE)
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
