@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The suite on one worker per core (pytest-xdist); tests/conftest.py says what stays together.
+PYTEST_PARALLEL ?= -n auto --dist loadgroup --no-loadscope-reorder
 
 .PHONY: install demo test test-unit check chromium sshd prometheus docker-compose bench clean help
 
@@ -59,7 +61,7 @@ check: install ## lint (ruff), types (mypy over the four packages), layers (impo
 	$(BIN)/python scripts/check_dynamic_imports.py
 
 test: install chromium sshd prometheus docker-compose check ## the checks, then the whole test suite (unit, integration on a real nats-server, browser, sshd, promtool, Prometheus, compose)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests $(PYTEST_PARALLEL) --durations=20
 
 test-unit: install ## the fast pure tests only
 	$(BIN)/python -m pytest tests/unit

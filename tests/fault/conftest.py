@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 
 import pytest
 
-from tests.harness.faults import Harness, Outcome, run_case
+from tests.harness.faults import Baseline
 
 
 @pytest.fixture(scope="session")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Outcome, Harness]]:
-    """The undisturbed run of the seed, once per session (its server stays up for the replay)."""
-    outcome, harness = run_case(tmp_path_factory.mktemp("baseline"), "baseline", keep_server=True)
-    try:
-        yield outcome, harness
-    finally:
-        harness.close()
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Baseline:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # every worker's temporary directory is a child of this run's own one
+        return Baseline(tmp_path_factory.getbasetemp().parent)
+    return Baseline(tmp_path_factory.mktemp("baseline-shared"))

@@ -16,13 +16,13 @@ import pytest
 
 from shared import bus
 from shared import subjects as s
-from tests.harness.faults import Harness, Outcome, check, run_case, seeded
+from tests.harness.faults import Baseline, Harness, check, run_case, seeded
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def test_undisturbed_run(baseline: tuple[Outcome, Harness]) -> None:
-    outcome, _ = baseline
+def test_undisturbed_run(baseline: Baseline) -> None:
+    outcome = baseline.outcome()
     check(outcome, None)
     traffic = outcome.traffic
     assert traffic.count("malformed") > 0
@@ -30,7 +30,7 @@ def test_undisturbed_run(baseline: tuple[Outcome, Harness]) -> None:
     assert any(len(i.deliveries) > 1 for i in traffic.inputs if i.kind == "alert"), "fan-out"
 
 
-def test_each_service_killed_once_mid_run(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_each_service_killed_once_mid_run(tmp_path: Path, baseline: Baseline) -> None:
     """SIGKILL each service once, at a seeded point while traffic flows, and start it again."""
     rng = seeded("sigkill")
     services = list(s.SERVICES)
@@ -45,10 +45,10 @@ def test_each_service_killed_once_mid_run(tmp_path: Path, baseline: tuple[Outcom
 
     outcome, _ = run_case(tmp_path, "sigkill-each-service", faults)
     assert len(outcome.faults) == 2 * len(services)
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
 
 
-def test_nats_server_restarted_mid_run(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_nats_server_restarted_mid_run(tmp_path: Path, baseline: Baseline) -> None:
     """Stop nats-server while traffic flows and start it again (same port, same store), twice:
     publishes in flight are lost with the connection, and the services publish them again."""
     rng = seeded("nats-restart")
@@ -61,10 +61,10 @@ def test_nats_server_restarted_mid_run(tmp_path: Path, baseline: tuple[Outcome, 
 
     outcome, _ = run_case(tmp_path, "nats-server-restart", faults)
     assert len(outcome.faults) == 4
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
 
 
-def test_metrics_restarted_after_windows_closed(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_metrics_restarted_after_windows_closed(tmp_path: Path, baseline: Baseline) -> None:
     """Restart the metrics service once windows have closed: killed, killed again soon after
     its successor started consuming (while the first one's unacked messages may still be held),
     then stopped gently. Each start rebuilds the state from the event log; no window revision
@@ -82,10 +82,10 @@ def test_metrics_restarted_after_windows_closed(tmp_path: Path, baseline: tuple[
         assert await h.kill_and_restart(key, signal.SIGTERM) == 0
 
     outcome, _ = run_case(tmp_path, "metrics-restart", faults)
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
 
 
-def test_cluster_node_lost_mid_run(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_cluster_node_lost_mid_run(tmp_path: Path, baseline: Baseline) -> None:
     """Three nats-servers in a cluster, streams at three replicas, clients given all three
     URLs; the node leading AST_EVENTS is killed mid-run and the pipeline carries on."""
     rng = seeded("cluster")
@@ -103,4 +103,4 @@ def test_cluster_node_lost_mid_run(tmp_path: Path, baseline: tuple[Outcome, Harn
         await h.kill_node(index)
 
     outcome, _ = run_case(tmp_path, "cluster-node-lost", faults, nodes=3)
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())

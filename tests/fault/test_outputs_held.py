@@ -22,7 +22,7 @@ import pytest
 
 from shared import bus
 from shared import subjects as s
-from tests.harness.faults import Harness, Outcome, check, run_case, seeded
+from tests.harness.faults import Baseline, Harness, check, run_case, seeded
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -67,7 +67,7 @@ def fill(where: Path) -> Path:
     return filler
 
 
-def test_window_files_on_a_full_disk(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_window_files_on_a_full_disk(tmp_path: Path, baseline: Baseline) -> None:
     """The file system of the window files is full for ``FAILING_S`` while windows close."""
     rng = seeded("disk-full")
     ast = tmp_path / "data" / "ast"
@@ -83,10 +83,10 @@ def test_window_files_on_a_full_disk(tmp_path: Path, baseline: tuple[Outcome, Ha
         outcome, _ = run_case(tmp_path, "disk-full", faults)
         log = (tmp_path / "data" / "logs" / f"{s.METRICS}-0.log").read_text(errors="replace")
     assert "No space left on device" in log, "the disk never filled while windows were written"
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
 
 
-def test_records_not_stored_for_a_while(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_records_not_stored_for_a_while(tmp_path: Path, baseline: Baseline) -> None:
     """JetStream stores no ``ast.record`` for ``FAILING_S`` (the subject taken off AST_OUT):
     every publish of a record fails meanwhile and is retried."""
     rng = seeded("record-publish")
@@ -110,4 +110,4 @@ def test_records_not_stored_for_a_while(tmp_path: Path, baseline: tuple[Outcome,
     outcome, _ = run_case(tmp_path, "record-publish-fails", faults)
     log = (tmp_path / "data" / "logs" / f"{s.METRICS}-0.log").read_text(errors="replace")
     assert "outputs not stored yet" in log, "no record publish failed"
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())

@@ -17,7 +17,7 @@ import pytest
 
 from shared import bus
 from shared import subjects as s
-from tests.harness.faults import Harness, Outcome, check, run_case, traffic_config
+from tests.harness.faults import Baseline, Harness, Outcome, check, run_case, traffic_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -40,7 +40,7 @@ def long_span_baseline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Out
 
 
 @pytest.mark.parametrize("service", s.SERVICES)
-def test_paused_while_the_traffic_ends(tmp_path: Path, baseline: tuple[Outcome, Harness], service: str) -> None:
+def test_paused_while_the_traffic_ends(tmp_path: Path, baseline: Baseline, service: str) -> None:
     """Paused three seconds into a ten-second run: the traffic ends while it is frozen."""
 
     async def faults(h: Harness) -> None:
@@ -49,10 +49,10 @@ def test_paused_while_the_traffic_ends(tmp_path: Path, baseline: tuple[Outcome, 
 
     outcome, _ = run_case(tmp_path, f"pause-{service}-traffic-ends", faults)
     assert len(outcome.faults) == 2
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
 
 
-def test_dsp_mapping_paused_while_the_traffic_goes_on(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_dsp_mapping_paused_while_the_traffic_goes_on(tmp_path: Path, baseline: Baseline) -> None:
     """Paused three seconds into a fifty-second run and resumed while inputs still arrive."""
 
     async def faults(h: Harness) -> None:
@@ -60,7 +60,7 @@ def test_dsp_mapping_paused_while_the_traffic_goes_on(tmp_path: Path, baseline: 
         await h.pause(f"{s.DSP_MAPPING}-0", PAUSE_S)
 
     outcome, _ = run_case(tmp_path, "pause-dsp-mapping-traffic-goes-on", faults, rate=SLOW_RATE)
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
 
 
 def test_dsp_mapping_paused_while_more_than_a_day_of_traffic_ends(tmp_path: Path, long_span_baseline: Outcome) -> None:

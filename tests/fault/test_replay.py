@@ -4,6 +4,7 @@ live one (the event log is the source of truth; the metrics core is deterministi
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.harness.faults import REPO, Harness, Outcome, cli_env
+from shared import bus
+from tests.harness.faults import REPO, Baseline, cli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -27,14 +29,18 @@ def _latest_json(data_dir: Path) -> dict[str, tuple[str, bytes]]:
     return {w: (path.name, path.read_bytes()) for w, (_, path) in best.items()}
 
 
-def test_replay_rebuilds_byte_identical_reports(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
-    outcome, harness = baseline
-    live = _latest_json(harness.data_dir)
+def test_replay_rebuilds_byte_identical_reports(tmp_path: Path, baseline: Baseline) -> None:
+    outcome = baseline.outcome()
+    live = _latest_json(baseline.data_dir)
     assert live and set(live) == set(outcome.latest_reports())
+    # The live run's event log, served again: the run's server stopped with it; a nats-server of
+    # this test's own serves a copy of its store (the shared run's files stay as it left them).
+    shutil.copytree(baseline.store, tmp_path / "jetstream")
     target = tmp_path / "replayed"
-    done = subprocess.run(
-        [sys.executable, "-m", "alert_timing.cli", "replay", "--nats-url", harness.url, "--data-dir", str(target)],
-        env=cli_env(harness.url, tmp_path / "unused"), cwd=REPO, capture_output=True, text=True, timeout=300)
+    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "alert_timing.cli", "replay", "--nats-url", server.url, "--data-dir", str(target)],
+            env=cli_env(server.url, tmp_path / "unused"), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     replayed = _latest_json(target)
     assert set(replayed) == set(live)

@@ -14,7 +14,7 @@ import pytest
 from alert_timing.nats_server import EmbeddedNats
 from shared import bus
 from shared import subjects as s
-from tests.harness.faults import Harness, Outcome, check, run_case, seeded
+from tests.harness.faults import Baseline, Harness, check, run_case, seeded
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -37,7 +37,7 @@ async def held(h: Harness, service: str) -> dict[str, int]:
         await nc.close()
 
 
-def test_sigterm_mid_run_drains_and_exits_zero(tmp_path: Path, baseline: tuple[Outcome, Harness]) -> None:
+def test_sigterm_mid_run_drains_and_exits_zero(tmp_path: Path, baseline: Baseline) -> None:
     rng = seeded("sigterm")
     services = list(s.SERVICES)
     rng.shuffle(services)
@@ -60,7 +60,7 @@ def test_sigterm_mid_run_drains_and_exits_zero(tmp_path: Path, baseline: tuple[O
     assert codes == {f"{name}-0": 0 for name in services}, codes
     # The batch in hand was acked and the fetched rest handed back: nothing waits for ack_wait.
     assert all(n == 0 for pending in left.values() for n in pending.values()), left
-    check(outcome, baseline[0])
+    check(outcome, baseline.outcome())
 
 
 def test_sigterm_while_reconnecting_logs_one_line_and_no_traceback(tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import os
+import pickle
 import random
 import signal
 import subprocess
@@ -516,6 +518,42 @@ def run_case(root: Path, name: str, faults: Callable[[Harness], Awaitable[None]]
     if not keep_server:
         harness.close()
     return outcome, harness
+
+
+class Baseline:
+    """The undisturbed run of the seed, once per test run. With several workers (pytest-xdist)
+    the first worker that needs it runs it, under a lock, and the others read its outcome; a
+    case asks for it only when it checks its own outcome, so it runs its traffic meanwhile.
+    The run's server is stopped with it; its store and data directory stay (``store``,
+    ``data_dir``) for the replay."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._outcome: Outcome | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "baseline"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    @property
+    def store(self) -> Path:
+        return self.run_dir / "jetstream"
+
+    def outcome(self) -> Outcome:
+        if self._outcome is None:
+            done = self.root / "baseline.pickle"
+            with open(self.root / "baseline.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not done.exists():
+                    outcome, _ = run_case(self.run_dir, "baseline")
+                    done.with_suffix(".tmp").write_bytes(pickle.dumps(outcome))
+                    done.with_suffix(".tmp").rename(done)
+                self._outcome = pickle.loads(done.read_bytes())
+        return self._outcome
 
 
 def seeded(case: str) -> random.Random:

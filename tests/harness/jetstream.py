@@ -11,6 +11,8 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from shared import bus
+
 
 async def send(js: JetStreamContext, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
     await js.publish(subject, data, headers=headers)
@@ -40,3 +42,22 @@ async def collect(js: JetStreamContext, stream: str, subjects: list[str], until:
 
 def decoded(msgs: list[Msg]) -> list[dict]:
     return [msgspec.json.decode(m.data) for m in msgs]
+
+
+async def drained(js: JetStreamContext, partitions: int = 1, timeout: float = 30.0) -> None:
+    """Until every durable consumer of the product has had everything delivered and acked: the
+    pipeline has taken in all that was sent. Read in pipeline order: a service stores its outputs
+    before it acks its input, so what an idle stage produced is already pending further on."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    busy: dict[str, tuple[int, int]] = {}
+    while loop.time() < deadline:
+        busy = {}
+        for spec in bus.consumer_specs(partitions):
+            info = await js.consumer_info(spec.stream, spec.durable)
+            if info.num_pending or info.num_ack_pending:
+                busy[spec.durable] = (info.num_pending or 0, info.num_ack_pending or 0)
+        if not busy:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"consumers still busy after {timeout} s (pending, ack pending): {busy}")

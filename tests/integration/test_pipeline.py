@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 import pytest
 
 from shared import subjects as s
 from tests.harness.frames import ACB_EUI, SUPPLIER, alert_payload, delivery_line, feed, north, response_payload
-from tests.harness.jetstream import collect, decoded, send
+from tests.harness.jetstream import collect, decoded, drained, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 
@@ -108,7 +106,7 @@ async def test_failed_then_acknowledged_delivery(js):
     await send(js, s.IN_CSP_NORTH, north("IT-RETRY"), DSP)
     [delivery] = await deliveries_for(js, "IT-RETRY", 1)
     await send(js, s.IN_DSP_DELIVERY, delivery_line("IT-RETRY", "IT-RETRY", passed="20230601101502.700", acked=None))
-    await asyncio.sleep(0.5)
+    await drained(js)  # the failed attempt is taken in before the acknowledgment is sent
     await acknowledge(js, delivery, passed="20230601101532.700", acked="20230601101533.000")
     [record] = await records_for(js, "IT-RETRY", 1)
     assert record["status"] == "complete" and record["delivery_attempts"] == 2
@@ -149,7 +147,7 @@ async def test_same_input_twice_gives_one_record(js):
     await acknowledge(js, deliveries[0])
     await acknowledge(js, deliveries[0])  # the log line redelivered too
     await records_for(js, "IT-DUP1", 1)
-    await asyncio.sleep(1.0)
+    await drained(js)  # every copy taken in: whatever they give is out
     records = await records_for(js, "IT-DUP1", 1)
     assert len(records) == 1
     deliveries = await deliveries_for(js, "IT-DUP1", 1)

@@ -648,8 +648,8 @@ def test_real_services_and_simulator_under_their_own_users(tmp_path: Path) -> No
         assert boot.returncode == 0, boot.stderr
         for name in s.SERVICES:
             with open(logs / f"{name}.log", "wb") as out:
-                procs.append(subprocess.Popen(cli("service", name), env=env(name), cwd=REPO,
-                                              stdout=out, stderr=subprocess.STDOUT))
+                procs.append(subprocess.Popen(cli("service", name), env=env(name) | {"ALERT_TIMING_LOG_LEVEL": "INFO"},
+                                              cwd=REPO, stdout=out, stderr=subprocess.STDOUT))
 
         def dead() -> dict[str, int]:
             return {p.args[-1]: p.returncode for p in procs if p.poll() is not None}
@@ -657,10 +657,15 @@ def test_real_services_and_simulator_under_their_own_users(tmp_path: Path) -> No
         def service_logs() -> dict[str, str]:
             return {f.name: f.read_text(errors="replace")[-2000:] for f in logs.iterdir()}
 
-        deadline = time.monotonic() + 3  # a service that cannot connect or is refused exits early
-        while time.monotonic() < deadline and not dead():
+        def started() -> bool:
+            return all('"service started"' in (logs / f"{name}.log").read_text(errors="replace")
+                       for name in s.SERVICES)
+
+        # each service up (connected and consuming under its user), or one refused and gone
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not dead() and not started():
             time.sleep(0.1)
-        assert not dead(), (dead(), service_logs())
+        assert started() and not dead(), (dead(), service_logs())
         with open(tmp_path / "simulate.out", "wb") as out:
             sim = subprocess.Popen(cli("simulate", "--alerts", "200", "--wait", "60"), env=env("simulator"),
                                    cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
