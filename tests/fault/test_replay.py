@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from shared import bus
+from alert_timing.nats_server import EmbeddedNats
 from tests.harness.faults import REPO, Baseline, cli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -37,7 +37,7 @@ def test_replay_rebuilds_byte_identical_reports(tmp_path: Path, baseline: Baseli
     # this test's own serves a copy of its store (the shared run's files stay as it left them).
     shutil.copytree(baseline.store, tmp_path / "jetstream")
     target = tmp_path / "replayed"
-    with bus.EmbeddedNats(tmp_path / "jetstream") as server:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
         done = subprocess.run(
             [sys.executable, "-m", "alert_timing.cli", "replay", "--nats-url", server.url, "--data-dir", str(target)],
             env=cli_env(server.url, tmp_path / "unused"), cwd=REPO, capture_output=True, text=True, timeout=300)
