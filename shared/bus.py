@@ -567,3 +567,15 @@ async def publish_all(
 MAX_PAYLOAD = 4 * 1024 * 1024
 #: Largest inbound message a stream accepts; larger ones are refused to the publisher.
 MAX_INBOUND_BYTES = 1024 * 1024
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a pull request turned into another error.
+
+    nats-py's ``fetch`` turns a cancellation that lands while the connection is closing into
+    ``ConnectionClosedError`` (``Subscription.next_msg``); a loop that pulls again after an
+    error would then never end. Called in such a loop's error paths: when the task is being
+    cancelled (``Task.cancelling``), it ends."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

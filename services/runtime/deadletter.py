@@ -44,15 +44,6 @@ ATTEMPTS = 5
 RETRY_DELAY_S = 5.0
 
 
-def _raise_if_cancelled() -> None:
-    """A cancellation that arrived while a pull request was in flight can come out of nats-py's
-    ``fetch`` as a timeout or another error: the task is still being cancelled
-    (``Task.cancelling``), so end it rather than pull again for ever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 def advisory_subject(stream: str, durable: str) -> str:
     return f"{s.ADVISORY_MAX_DELIVERIES}.{stream}.{durable}"
 
@@ -120,7 +111,7 @@ class DeadLetters:
                 try:
                     msgs = await sub.fetch(16, timeout=5.0)
                 except (TimeoutError, nats.errors.TimeoutError):
-                    _raise_if_cancelled()
+                    bus.raise_if_cancelled()
                     continue
                 for msg in msgs:
                     if await self._on_advisory(msg):
@@ -135,7 +126,7 @@ class DeadLetters:
                         await sub.unsubscribe()
                 raise
             except Exception as exc:  # noqa: BLE001 - broker away, consumer not created yet: try again
-                _raise_if_cancelled()
+                bus.raise_if_cancelled()
                 log.warning("max-deliveries advisories not read; trying again", stage=self.stage, error=str(exc))
                 await asyncio.sleep(RETRY_DELAY_S)
 

@@ -153,8 +153,10 @@ async def _follow(js: JetStreamContext, stream: str, filters: list[str], start_s
             try:
                 msgs = await sub.fetch(500, timeout=5.0)
             except (TimeoutError, nats.errors.TimeoutError):
+                bus.raise_if_cancelled()
                 continue
             except (nats.errors.Error, nats.js.errors.Error, OSError):
+                bus.raise_if_cancelled()  # Ctrl-C while the connection closes comes out as an error
                 await unsubscribe(sub)  # consumer gone (restart, inactivity): start again after `seq`
                 sub = None
                 await asyncio.sleep(1.0)

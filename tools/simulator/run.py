@@ -113,6 +113,7 @@ class _Follower:
         try:
             msgs = await self.sub.fetch(n, timeout=timeout)
         except (TimeoutError, nats.errors.TimeoutError):
+            bus.raise_if_cancelled()
             if time.monotonic() - self.quiet_since >= FOLLOWER_CHECK_S:
                 self.quiet_since = time.monotonic()
                 try:
@@ -121,6 +122,7 @@ class _Follower:
                     await self._reopen()
             return []
         except Exception:  # noqa: BLE001 - consumer gone, connection lost or reconnecting
+            bus.raise_if_cancelled()
             await self._reopen()
             return []
         if msgs:
