@@ -45,7 +45,7 @@ from shared.events import (
     encoder,
     record_id,
 )
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings
 from shared.telemetry.metrics import Instrument, Metrics, setup_metrics
 from shared.telemetry.tracing import TraceIndex, Tracing, setup_tracing
 
@@ -163,13 +163,12 @@ def _observe(record: AstRecord, telemetry: Telemetry) -> dict[str, str] | None:
 def partitions_owned(settings: Settings) -> list[int]:
     """The partitions this replica runs: the one it is given, or every one."""
     if settings.metrics_partitions < 1:
-        raise SystemExit(f"alert-timing metrics: ALERT_TIMING_METRICS_PARTITIONS={settings.metrics_partitions} "
-                         "must be at least 1")
+        raise ConfigError(f"ALERT_TIMING_METRICS_PARTITIONS={settings.metrics_partitions} must be at least 1")
     if settings.metrics_partition is not None:
         if not 0 <= settings.metrics_partition < settings.metrics_partitions:
-            raise SystemExit(f"alert-timing metrics: ALERT_TIMING_METRICS_PARTITION={settings.metrics_partition} "
-                             f"is not one of the {settings.metrics_partitions} partitions "
-                             f"(0..{settings.metrics_partitions - 1})")
+            raise ConfigError(f"ALERT_TIMING_METRICS_PARTITION={settings.metrics_partition} "
+                              f"is not one of the {settings.metrics_partitions} partitions "
+                              f"(0..{settings.metrics_partitions - 1})")
         return [settings.metrics_partition]
     return list(range(settings.metrics_partitions))
 
@@ -538,7 +537,7 @@ def _deliverer(service: Service, settings: Settings, data_dir: Path, partitions:
         landing = landing_from_settings(settings.delivery_url or "", settings.delivery_key,
                                         settings.delivery_known_hosts)
     except DeliveryConfigError as exc:
-        raise SystemExit(f"alert-timing metrics: {exc}") from None
+        raise ConfigError(str(exc)) from None
 
     async def publish(messages: list[bus.Outgoing]) -> None:
         if service.js is None:

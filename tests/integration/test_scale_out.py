@@ -37,7 +37,7 @@ from services.runtime.service import Emitter
 from shared import bus
 from shared import subjects as s
 from shared.events import ClockTick, DeliveryAttempted, DeliveryExpected, RejectedInput, record_decoder
-from shared.settings import load
+from shared.settings import ConfigError, load
 from shared.timefmt import parse_iso
 
 PARTITIONS = 2
@@ -70,9 +70,9 @@ def test_default_partition_count_comes_from_the_settings(monkeypatch: pytest.Mon
 def test_a_replica_owns_one_partition_or_all_and_no_other() -> None:
     assert partitions_owned(load(metrics_partitions=3)) == [0, 1, 2]
     assert partitions_owned(load(metrics_partitions=3, metrics_partition=2)) == [2]
-    with pytest.raises(SystemExit, match="not one of the 2 partitions"):
+    with pytest.raises(ConfigError, match="not one of the 2 partitions"):
         partitions_owned(load(metrics_partitions=2, metrics_partition=2))
-    with pytest.raises(SystemExit, match="at least 1"):
+    with pytest.raises(ConfigError, match="at least 1"):
         partitions_owned(load(metrics_partitions=0))
 
 

@@ -69,6 +69,10 @@ def test_unreachable_nats_is_one_line_and_exit_2() -> None:
     ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER='zipkin' is not one of otlp, console, none"),
     ({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"},
      "OTEL_EXPORTER_OTLP_PROTOCOL='carrier-pigeon' is not one of http/protobuf, grpc"),
+    ({"ALERT_TIMING_METRICS_PARTITIONS": "2", "ALERT_TIMING_METRICS_PARTITION": "2"},
+     "ALERT_TIMING_METRICS_PARTITION=2 is not one of the 2 partitions (0..1)"),
+    ({"ALERT_TIMING_DELIVERY_URL": "ftp://127.0.0.1/landing"},
+     "ALERT_TIMING_DELIVERY_URL=ftp://127.0.0.1/landing: use sftp://USER@HOST:PORT/PATH or file:///PATH"),
 ])
 @pytest.mark.parametrize("command", ["python -m", "alert-timing service"])
 def test_a_bad_setting_is_one_line_and_exit_2(command: str, env: dict[str, str], expected: str) -> None:
