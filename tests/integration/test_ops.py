@@ -68,7 +68,11 @@ async def read_until(proc: asyncio.subprocess.Process, done, timeout: float = 45
 async def stop(proc: asyncio.subprocess.Process) -> int:
     if proc.returncode is None:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-    return await asyncio.wait_for(proc.wait(), 10)
+    # Read on to the end, as a terminal does: a command that prints faster than it is read
+    # blocks in its write once the pipe is full, and no Ctrl-C is handled until it returns.
+    await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode is not None
+    return proc.returncode
 
 
 async def deliveries_for(js, response_id: str, n: int, timeout: float = 45.0) -> list[dict]:
