@@ -7,6 +7,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,6 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 
 from shared import bus
 from shared import settings as settings_mod
@@ -204,7 +206,26 @@ def quiet_stdout() -> None:
 
 
 def stored_ms(msg: Msg) -> int:
+    """When JetStream stored a consumed message, epoch ms, exact: from the nanoseconds in its
+    ack subject (nats-py's ``metadata.timestamp`` goes through a float and can land a
+    microsecond off, a millisecond off a direct get of the same message)."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>
+        return int(tokens[7]) // 1_000_000
+    if len(tokens) >= 11:  # with domain and account hash
+        return int(tokens[Msg.Ack.Timestamp]) // 1_000_000
     return int(msg.metadata.timestamp.timestamp() * 1000)
+
+
+def direct_stored_ms(msg: RawStreamMsg) -> int:
+    """When JetStream stored a message read by sequence (a direct get), epoch ms, exact: from
+    its ``Nats-Time-Stamp`` (RFC 3339, nanoseconds), as ``stored_ms`` reads it."""
+    text = (msg.headers or {}).get("Nats-Time-Stamp")
+    if text and text.endswith("Z"):
+        whole, _, fraction = text[:-1].partition(".")
+        seconds = int(datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp())
+        return seconds * 1000 + int((fraction + "000")[:3])
+    return int(msg.time.timestamp() * 1000) if msg.time else 0
 
 
 def now_ms() -> int:

@@ -21,6 +21,7 @@ from alert_timing.ops.common import (
     close,
     connect,
     deliver_summary,
+    direct_stored_ms,
     event_summary,
     iso_or_dash,
     json_decoder,
@@ -345,7 +346,7 @@ async def find_journey_indexed(nc: Client, wanted: str) -> Journey | None:
         except NotFoundError:  # past the stream's limits
             journey.missing_streams.append(f"{stream}#{seq}")
             return
-        when = int(msg.time.timestamp() * 1000) if msg.time else 0
+        when = direct_stored_ms(msg)
         journey.steps.extend(matcher.steps_of(stream, msg.subject or "", msg.data or b"", seq, when))
 
     await asyncio.gather(*(read(stream, seq) for stream, seq in where))
@@ -383,7 +384,7 @@ async def input_store_ms(nc: Client, journey: Journey, matcher: Matcher) -> int 
             msg = await js.get_msg(s.STREAM_IN, seq=seq, direct=True)
         except NotFoundError:
             continue
-        when = int(msg.time.timestamp() * 1000) if msg.time else 0
+        when = direct_stored_ms(msg)
         journey.add(matcher.steps_of(s.STREAM_IN, msg.subject or "", msg.data or b"", seq, when))
         return when
     return None
@@ -433,7 +434,7 @@ async def follow_positions(nc: Client, journey: Journey, matcher: Matcher) -> in
             msg = await js.get_msg(s.STREAM_IN, seq=seq, direct=True)
         except NotFoundError:  # past the stream's limits, or deleted
             return
-        when = int(msg.time.timestamp() * 1000) if msg.time else 0
+        when = direct_stored_ms(msg)
         journey.add(matcher.steps_of(s.STREAM_IN, msg.subject or "", msg.data or b"", seq, when))
 
     await asyncio.gather(*(read(seq) for seq in wanted))
