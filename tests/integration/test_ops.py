@@ -41,10 +41,18 @@ async def run_ops(url: str | None, *argv: str, timeout: float = 60.0) -> tuple[i
     return proc.returncode, out.decode(), err.decode()
 
 
+def ctrl_c_reaches_it() -> None:
+    """In the child, before it starts: SIGINT as in a terminal. A shell that runs the suite in
+    the background (an asynchronous list without job control) ignores SIGINT, and a child
+    inherits that, so a Ctrl-C sent to it would change nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start_tail(url: str, *argv: str) -> asyncio.subprocess.Process:
     """``tail`` as a subprocess, returned once it says it is subscribed."""
     proc = await asyncio.create_subprocess_exec(*OPS, "tail", *argv, "--nats-url", url, cwd=ROOT,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                preexec_fn=ctrl_c_reaches_it)
     assert proc.stderr is not None
     while True:
         line = (await asyncio.wait_for(proc.stderr.readline(), 15)).decode()
@@ -271,7 +279,7 @@ async def test_tail_from_start_reads_the_history(js, nats_server):
     await deliveries_for(js, rid, 1)
     tail = await asyncio.create_subprocess_exec(*OPS, "tail", "ast.>", "--from-start", "--nats-url",
                                                 nats_server.url, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_reaches_it)
     try:
         lines = await read_until(tail, lambda got: any(f"deliver delivery_id={rid} " in ln for ln in got), 20)
     finally:
