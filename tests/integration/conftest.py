@@ -3,7 +3,8 @@ services as separate processes against it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -11,7 +12,7 @@ import pytest_asyncio
 
 from alert_timing.nats_server import EmbeddedNats
 from alert_timing.supervisor import Supervisor, run_bootstrap
-from shared.settings import load
+from shared.settings import Settings, load
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,21 @@ async def js(nats_server: EmbeddedNats) -> AsyncIterator:
     nc = await nats.connect(nats_server.url)
     yield nc.jetstream(timeout=10)
     await nc.close()
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[tuple[Settings, Path]]:
+    """A pipeline of its own: a nats-server and the four services as processes, bootstrapped;
+    the test's settings and data directory."""
+    data_dir = tmp_path / "data"
+    base = load(data_dir=str(data_dir))
+    sup = Supervisor(base, data_dir, None, extra_env={"ALERT_TIMING_LOG_LEVEL": "WARNING"})
+    try:
+        url = sup.start_server()
+        settings = load(nats_url=url, data_dir=str(data_dir))
+        run_bootstrap(settings)
+        sup.start_services()
+        yield settings, data_dir
+        assert not sup.check(), "services died"
+    finally:
+        sup.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,9 @@ import pytest
 from alert_timing.report import main as report_main
 from alert_timing.simulator.run import RunResult, run_traffic
 from alert_timing.simulator.traffic import TrafficConfig, cohorts
-from alert_timing.supervisor import Supervisor, run_bootstrap
-from shared.settings import Settings, load
+from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[tuple[Settings, Path]]:
-    data_dir = tmp_path / "data"
-    base = load(data_dir=str(data_dir))
-    sup = Supervisor(base, data_dir, None, extra_env={"ALERT_TIMING_LOG_LEVEL": "WARNING"})
-    try:
-        url = sup.start_server()
-        settings = load(nats_url=url, data_dir=str(data_dir))
-        run_bootstrap(settings)
-        sup.start_services()
-        yield settings, data_dir
-        assert not sup.check(), "services died"
-    finally:
-        sup.stop()
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,28 +16,11 @@ import pytest
 
 from alert_timing.simulator.run import RunResult, run_traffic
 from alert_timing.simulator.traffic import TrafficConfig
-from alert_timing.supervisor import Supervisor, run_bootstrap
-from shared.settings import Settings, load
+from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 OPERATOR = "90-B3-D5-1F-30-02-00-00"
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[tuple[Settings, Path]]:
-    data_dir = tmp_path / "data"
-    base = load(data_dir=str(data_dir))
-    sup = Supervisor(base, data_dir, None, extra_env={"ALERT_TIMING_LOG_LEVEL": "WARNING"})
-    try:
-        url = sup.start_server()
-        settings = load(nats_url=url, data_dir=str(data_dir))
-        run_bootstrap(settings)
-        sup.start_services()
-        yield settings, data_dir
-        assert not sup.check(), "services died"
-    finally:
-        sup.stop()
 
 
 def latest_reports(data_dir: Path) -> list[dict]:
