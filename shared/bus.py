@@ -383,9 +383,22 @@ def history_held(sizes: Mapping[str, int], settings: Settings) -> str:
             f"max_file_store, for more)")
 
 
-#: JetStream's "error creating store for stream" (a store of the same name still going away).
+#: JetStream's "error creating store for stream" (a store still going away, e.g. a probe's).
 STORE_NOT_CREATED_ERR_CODE = 10049
 _probe_serial = itertools.count()
+
+
+async def _add_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    """``add_stream``, tried again briefly on "error creating store for stream": right after the
+    storage probes' streams are deleted, the server can refuse a new store for a moment."""
+    for attempt in range(5):
+        try:
+            await js.add_stream(config)
+            return
+        except APIError as exc:
+            if exc.err_code != STORE_NOT_CREATED_ERR_CODE or attempt == 4:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
 
 
 async def _probe(js: JetStreamContext, size: int, replicas: int, cap: int) -> bool:
@@ -402,14 +415,7 @@ async def _probe(js: JetStreamContext, size: int, replicas: int, cap: int) -> bo
             config = api.StreamConfig(
                 name=name, subjects=[f"{s.PREFIX}.storage-probe.{name.lower()}"], storage=api.StorageType.FILE,
                 num_replicas=replicas, max_bytes=part, retention=api.RetentionPolicy.LIMITS)
-            for attempt in range(5):
-                try:
-                    await js.add_stream(config)
-                    break
-                except APIError as exc:
-                    if exc.err_code != STORE_NOT_CREATED_ERR_CODE or attempt == 4:
-                        raise
-                    await asyncio.sleep(0.1 * (attempt + 1))
+            await _add_stream(js, config)
             made.append(name)
         return True
     except APIError as exc:
@@ -500,7 +506,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings) -> list[str]:
                 continue
             done.append(f"stream {config.name} updated")
         else:
-            await js.add_stream(config)
+            await _add_stream(js, config)
             done.append(f"stream {config.name} created")
     try:
         await js.object_store(s.METRICS_SNAPSHOTS)
