@@ -269,6 +269,7 @@ def stream_configs(settings: Settings) -> list[api.StreamConfig]:
             max_msg_size=MAX_INBOUND_BYTES if name == s.STREAM_IN else MAX_PAYLOAD,
             max_bytes=limits[name],
             allow_direct=True,  # trace reads by sequence (DIRECT.GET), from any replica
+            allow_atomic=True,  # the services publish their outputs as atomic batches (shared.batching)
             **(common | ({"max_age": receipts_max_age_s(settings)} if name == s.STREAM_OUT else {})),
         )
         for name, subs in s.STREAM_SUBJECTS.items()

@@ -6,6 +6,7 @@ services append is a versioned JSON event (see ``shared.events``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
 
@@ -123,6 +124,26 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
     STREAM_OUT: [RECORD, REPORT_15M, f"{DELIVERED}.*", f"{DELIVERY_BACKLOG}.*"],
     STREAM_INDEX: [f"{INDEX}.*"],
 }
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, got = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or (token != "*" and token != got[i]):
+            return False
+    return len(got) == len(want)
+
+
+@functools.lru_cache(maxsize=4096)
+def stream_of(subject: str) -> str:
+    """The stream that stores ``subject`` (its ``STREAM_SUBJECTS`` pattern), or "" for none."""
+    for stream, patterns in STREAM_SUBJECTS.items():
+        if any(subject_matches(p, subject) for p in patterns):
+            return stream
+    return ""
 
 #: JetStream Object Store bucket of the metrics state snapshots (one pair of objects per partition).
 METRICS_SNAPSHOTS = "metrics-snapshots"

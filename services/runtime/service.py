@@ -53,6 +53,7 @@ from nats.js.errors import APIError
 from services.runtime.consumer import PushConsumer, Unrecoverable
 from shared import bus
 from shared import subjects as s
+from shared.batching import BatchPublisher
 from shared.bus import ConsumerSpec, Outgoing
 from shared.events import AnyEvent, Batch, IndexEntry, RejectedInput, batch_id, encoder
 from shared.settings import Settings
@@ -266,6 +267,7 @@ class Service:
                                  logger=logger, log_level=logging.DEBUG)
         self.app = FastStream(self.broker, logger=logger)
         self.js: JetStreamContext | None = None
+        self.publisher: BatchPublisher | None = None
         self.counters: dict[str, int] = {"batches": 0, "in": 0, "out": 0, "rejected": 0, "retried": 0,
                                          "dead_lettered": 0, "handed_back": 0}
         #: Set on SIGTERM: a batch that cannot be published any more is handed back, not retried.
@@ -302,6 +304,7 @@ class Service:
 
     async def _started(self) -> None:
         self.js = self.broker.connection.jetstream(timeout=self.settings.publish_ack_timeout_s)
+        self.publisher = BatchPublisher(self.broker.connection, self.js)
         await self.dead_letters.start(self.broker.connection)
         for consumer in self.consumers:
             await consumer.start(self.js)
@@ -318,11 +321,13 @@ class Service:
         """Publish a batch's outputs until JetStream has stored them all (where: stream and
         sequence of each), or until the service stops (None). Raises on a failure that will
         not pass (a defect)."""
-        assert self.js is not None
+        assert self.publisher is not None
+        # The input batch's name, the same when it is redelivered whole: its atomic batches' ids.
+        key = f"{binding.durable}.{msgs[0].metadata.sequence.stream}-{msgs[-1].metadata.sequence.stream}"
         delay = 0.25
         while True:
             try:
-                return await bus.publish_all(self.js, out, self.settings.publish_ack_timeout_s)
+                return await self.publisher.publish(out, self.settings.publish_ack_timeout_s, key)
             except Exception as exc:
                 if not transient(exc):
                     raise
