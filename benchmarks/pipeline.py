@@ -361,8 +361,8 @@ def _kill_phase(sup: Supervisor, settings: Settings, url: str, pipeline_rate: fl
     player = threading.Thread(target=play, daemon=True)
     started = time.monotonic()
     player.start()
-    # A snapshot written anyway (metrics also snapshots after SNAPSHOT_AFTER_EVENTS) starts
-    # the 60 s again; the kill comes at the latest 5 s before the traffic ends, so it is always
+    # A snapshot written meanwhile (metrics snapshots every ``snapshot_interval_s``) starts the
+    # 60 s again; the kill comes at the latest 5 s before the traffic ends, so it is always
     # under load, and ``kill_traffic_since_snapshot_s`` says how long it really was.
     while (traffic_since_snapshot(started, snapshots_at, time.monotonic()) < KILL_AFTER_S
            and time.monotonic() - started < seconds - 5.0):

@@ -173,11 +173,6 @@ def partitions_owned(settings: Settings) -> list[int]:
     return list(range(settings.metrics_partitions))
 
 
-#: A snapshot after this many events applied, sooner than the interval when traffic is heavy:
-#: the log a restart replays stays a few seconds long at any rate.
-SNAPSHOT_AFTER_EVENTS = 200_000
-
-
 class _Partition:
     """One partition's core and where it stands: ``applied_seq`` the highest stream sequence
     its state covers (not a contiguous mark: a message below it may still be unapplied, NAKed
@@ -197,7 +192,6 @@ class _Partition:
         self.consumer_created: str | None = None
         self.filter_subjects: list[str] = []
         self.last_snapshot = time.monotonic()
-        self.events_since_snapshot = 0
         self.saving: asyncio.Task[None] | None = None
         self.wall_clock_sent = 0.0  # monotonic time a wall-clock move was published, until it comes back
         #: Windows (start -> latest revision) whose files are not written yet: applied events'
@@ -218,20 +212,18 @@ class _Partition:
 
 @dataclass(frozen=True)
 class SnapshotPolicy:
-    """When a partition's state is written as a snapshot: every ``interval_s`` (0: never) or
-    after ``after_events`` events applied, whichever comes first."""
+    """When a partition's state is written as a snapshot: every ``interval_s`` (0: never), by
+    time only. A count of events would snapshot most often in a storm, when the time is worth
+    most; by time, a restart replays at most ``interval_s`` of log (docs/performance.md)."""
 
     interval_s: float
-    after_events: int = SNAPSHOT_AFTER_EVENTS
 
     @property
     def enabled(self) -> bool:
         return self.interval_s > 0
 
     def due(self, part: _Partition) -> bool:
-        return self.enabled and part.saving is None and (
-            time.monotonic() - part.last_snapshot >= self.interval_s
-            or part.events_since_snapshot >= self.after_events)
+        return self.enabled and part.saving is None and time.monotonic() - part.last_snapshot >= self.interval_s
 
 
 @dataclass
@@ -317,7 +309,6 @@ class MetricsService:
                 if isinstance(e, DeliveryExpected) and e.trace:
                     traces[e.delivery_id] = e.trace
         part.clean = False
-        part.events_since_snapshot += len(events)
         output = part.core.apply(events)
         if batch:
             part.applied_seq = max(part.applied_seq, max(m.stream_seq for m in batch))
@@ -384,7 +375,6 @@ class MetricsService:
         if self.snapshots is None:
             return
         part.last_snapshot = time.monotonic()
-        part.events_since_snapshot = 0
         part.saving = asyncio.create_task(self.save(self.snapshots, part))
 
     async def save(self, snapshots: SnapshotStore, part: _Partition) -> None:
