@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from alert_timing.simulator.traffic import LogLine
 from alert_timing_benchmarks import relays
 from alert_timing_benchmarks.pipeline import (
     MIN_RATE,
+    awaiting_timeout,
     input_rate,
     mean_rate,
     paced,
@@ -65,3 +68,19 @@ def test_traffic_since_snapshot_counts_from_the_later_of_start_and_last_snapshot
     assert traffic_since_snapshot(100.0, [], 170.0) == 70.0
     assert traffic_since_snapshot(100.0, [120.0, 150.0], 170.0) == 20.0
     assert traffic_since_snapshot(100.0, [90.0], 170.0) == 70.0
+
+
+def test_records_awaiting_the_handshake_timeout_are_the_unacknowledged_ones_not_out() -> None:
+    def line(outcome: str) -> LogLine:
+        return LogLine(msgspec.json.encode({"outcome": outcome}), "id", 0)
+
+    answers = {
+        ("d1", "r1", None, "u"): [line("acknowledged")],
+        ("d2", "r2", None, "u"): [line("failed"), line("failed")],  # never acknowledged
+        ("d3", "r3", None, "u"): [line("failed"), line("acknowledged")],  # acknowledged on retry
+        ("d4", "r4", None, "u"): [line("throttled")],
+        ("d5", "r5", None, "u"): [line("failed")],  # never acknowledged, its record already out
+    }
+    expected = {"d1", "d2", "d3", "d4", "d5"}
+    assert awaiting_timeout(answers, expected, {"d1", "d5"}) == 1
+    assert awaiting_timeout(answers, expected, expected) == 0
