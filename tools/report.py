@@ -579,7 +579,10 @@ def _build_report(data_dir: Path, start_ms: int, end_ms: int, out_dir: Path, sat
     try:
         con.execute(f"""CREATE TABLE ast AS
                         SELECT hash(delivery_id) AS id_hash, {columns} FROM read_parquet({files_sql}) {where}""")
-        records, distinct = _one(con, "SELECT count(*), count(DISTINCT id_hash) FROM ast")
+        # DISTINCT as an operator (a hash aggregate that spills), not count(DISTINCT): at 100 M
+        # records that aggregate's state outgrew the memory limit and the report stopped.
+        records, distinct = _one(con, "SELECT (SELECT count(*) FROM ast), "
+                                      "(SELECT count(*) FROM (SELECT DISTINCT id_hash FROM ast))")
         if records != distinct:  # a delivery in several files: keep its latest revision
             con.execute("DROP TABLE ast")
             con.execute(f"""CREATE TABLE ast AS
@@ -806,8 +809,8 @@ GROUP BY response_id ORDER BY dsp_received, response_id""")
                                    OR (sat_time >= {t_from} AND sat_time < {t_to})""")
     (missing_ast,) = _one(con, "SELECT count(*) FROM sat_missing_in_ast")
     (missing_sat,) = _one(con, "SELECT count(*) FROM ast_missing_in_sat")
-    (ast_ids,) = _one(con, f"""SELECT count(DISTINCT response_id) FROM read_parquet({period_files})
-                               WHERE dsp_received >= {t_from} AND dsp_received < {t_to}""")
+    (ast_ids,) = _one(con, f"""SELECT count(*) FROM (SELECT DISTINCT response_id FROM read_parquet({period_files})
+                               WHERE dsp_received >= {t_from} AND dsp_received < {t_to})""")
     return {"sat_entries": sat_entries, "ast_response_ids": ast_ids, "sat_missing_in_ast": missing_ast,
             "ast_missing_in_sat": missing_sat}
 
