@@ -56,6 +56,7 @@ from shared import subjects as s
 from shared.batching import BatchPublisher
 from shared.bus import ConsumerSpec, Outgoing
 from shared.events import AnyEvent, Batch, IndexEntry, RejectedInput, batch_id, encoder
+from shared.roundtrip import round_trip
 from shared.settings import Settings
 from shared.telemetry.metrics import Metrics, setup_metrics
 from shared.telemetry.tracing import Tracing, setup_tracing
@@ -361,7 +362,7 @@ class Service:
             log.warning("trace index entries not sent", service=self.name, entries=len(entries), error=str(exc))
 
     async def _ack(self, msgs: list[Msg]) -> None:
-        """Ack a handled batch and make sure the server has the acks (a flush round trip): an
+        """Ack a handled batch and make sure the server has the acks (a PING round trip): an
         ack left in the client's buffer when the process dies, or lost with the connection,
         would leave this batch below later ones that were acked. Resent until confirmed (an
         ack is idempotent), or until the service stops (the batch is then redelivered)."""
@@ -372,8 +373,7 @@ class Service:
         delay = 0.25
         while True:
             try:
-                # nats-py annotates an int; it hands the value to asyncio.wait_for, which takes seconds as float
-                await nc.flush(timeout=self.settings.publish_ack_timeout_s)  # type: ignore[arg-type]
+                await round_trip(nc, self.settings.publish_ack_timeout_s)  # not nc.flush: see shared.roundtrip
                 return
             except Exception as exc:  # noqa: BLE001 - any failure here means: not confirmed
                 if self.stopping or nc.is_closed:
