@@ -5,6 +5,7 @@ more until a reconnect minutes later."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ async def _late_pong(tmp_path: Path, wait: Callable[[Client], Awaitable[None]]) 
         try:
             sub = await nc.subscribe("after.pong")
             os.kill(server.process.pid, signal.SIGSTOP)
+            await asyncio.to_thread(os.waitpid, server.process.pid, os.WUNTRACED)  # once it is stopped, not before
             try:
                 with pytest.raises(TimeoutError):  # nats-py's flush timeout is a TimeoutError too
                     await wait(nc)
