@@ -46,6 +46,7 @@ from shared.events import (
     record_id,
 )
 from shared.settings import ConfigError, Settings
+from shared.tasks import stop_tasks
 from shared.telemetry.metrics import Instrument, Metrics, setup_metrics
 from shared.telemetry.tracing import TraceIndex, Tracing, setup_tracing
 
@@ -289,9 +290,7 @@ class MetricsService:
         """On drain (after the consumers stopped): cancel the background tasks, then write the
         state of every partition whose outputs are all stored."""
         tasks, self.tasks = self.tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks)
         await self.final_snapshot()
 
     # ------------------------------------------------------------ batches

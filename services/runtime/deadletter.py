@@ -34,6 +34,7 @@ from nats.js.errors import NotFoundError
 from shared import bus
 from shared import subjects as s
 from shared.events import RejectedInput, encoder
+from shared.tasks import stop_tasks
 
 log = structlog.get_logger()
 
@@ -96,9 +97,7 @@ class DeadLetters:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await stop_tasks([task])
 
     async def _consume(self) -> None:
         assert self._nc is not None

@@ -58,6 +58,7 @@ from shared.bus import ConsumerSpec, Outgoing
 from shared.events import AnyEvent, Batch, IndexEntry, RejectedInput, batch_id, encoder
 from shared.roundtrip import round_trip
 from shared.settings import Settings
+from shared.tasks import stop_tasks
 from shared.telemetry.metrics import Metrics, setup_metrics
 from shared.telemetry.tracing import Tracing, setup_tracing
 
@@ -467,9 +468,7 @@ class Service:
         await self.dead_letters.stop()
         lag, self._lag_task = self._lag_task, None
         if lag is not None:
-            lag.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag
+            await stop_tasks([lag])
         await asyncio.gather(*(c.stop() for c in self.consumers))
 
     async def run(self) -> int:
