@@ -3,7 +3,6 @@ soak, the benchmarks and the tests (the services connect to whatever server NATS
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,24 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def greets(host: str, port: int, greeting: bytes, timeout: float = 0.5) -> bool:
+    """Whether the server on ``host:port`` says ``greeting`` first (NATS: ``INFO``, SSH:
+    ``SSH-``): the proof that it is up. A connect alone is none: while nothing listens on a
+    port of the ephemeral range, a connect to it may be given that very port as its own and
+    connect to itself (a TCP self-connect), and the port may be another program's."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            got = b""
+            while len(got) < len(greeting):
+                chunk = sock.recv(len(greeting) - len(got))
+                if not chunk:
+                    return False
+                got += chunk
+            return got == greeting
+    except OSError:  # refused, or nothing said in time (a self-connect hears only silence)
+        return False
 
 
 def nats_server_binary() -> str:
@@ -75,9 +92,8 @@ class EmbeddedNats:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}: {args}")
-            with contextlib.suppress(OSError):
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
+            if greets(self.host, self.port, b"INFO "):
+                return self
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"nats-server did not listen on {self.host}:{self.port}")

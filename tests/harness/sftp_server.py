@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from alert_timing.nats_server import greets
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
@@ -88,11 +90,9 @@ class SftpServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {(self.workdir / 'sshd.log').read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            if greets("127.0.0.1", self.port, b"SSH-"):
+                return
+            time.sleep(0.05)
         raise RuntimeError("sshd did not listen within 10 s")
 
     def stop(self) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from alert_timing.nats_server import EmbeddedNats, free_port, nats_server_binary
+from alert_timing.nats_server import EmbeddedNats, free_port, greets, nats_server_binary
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
@@ -41,12 +40,10 @@ def stock_server(store: Path, port: int = 0, *extra: str) -> Iterator[str]:
         deadline = time.monotonic() + 15
         while True:
             assert process.poll() is None, f"nats-server exited with {process.returncode}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            if greets("127.0.0.1", port, b"INFO "):
                 break
-            except OSError:
-                assert time.monotonic() < deadline, "nats-server did not listen"
-                time.sleep(0.05)
+            assert time.monotonic() < deadline, "nats-server did not listen"
+            time.sleep(0.05)
         yield f"nats://127.0.0.1:{port}"
     finally:
         process.terminate()
