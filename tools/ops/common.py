@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,6 +24,7 @@ from shared import settings as settings_mod
 from shared import subjects as s
 from shared.eventlog import LogReadError
 from shared.events import LEG_SPANS
+from shared.tasks import stop_tasks
 from shared.timefmt import format_iso
 
 PROG = "alert-timing"
@@ -120,9 +122,32 @@ def command(name: str, body: Callable[[argparse.Namespace], Any],
     """Run an async command body: one-line errors, exit status, Ctrl-C and closed pipes."""
 
     def invoke(args: argparse.Namespace) -> int:
-        return int(asyncio.run(body(args)) or 0)
+        return int(asyncio.run(until_interrupted(body(args))) or 0)
 
     return one_line(name, invoke, interrupted)
+
+
+async def until_interrupted(body: Awaitable[Any]) -> Any:
+    """A command's body, ended by Ctrl-C: cancelled, and cancelled again while it goes on
+    (``shared.tasks.stop_tasks``: a cancellation that lands as a reply arrives is dropped, and
+    ``tail`` then read on into following live, for ever), then ``KeyboardInterrupt``."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(body)
+    ctrl_c = asyncio.Event()
+    try:
+        loop.add_signal_handler(signal.SIGINT, ctrl_c.set)
+    except (ValueError, RuntimeError):  # not the main thread: Ctrl-C is not ours to handle
+        return await task
+    waiter = asyncio.ensure_future(ctrl_c.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await stop_tasks([task], grace_s=2.0)
+            raise KeyboardInterrupt
+        return task.result()
+    finally:
+        waiter.cancel()
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def one_line(name: str, run_command: Callable[[argparse.Namespace], int | None],
