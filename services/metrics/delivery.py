@@ -49,13 +49,13 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-import asyncssh
 import structlog
 
 from shared import subjects as s
@@ -63,6 +63,13 @@ from shared.bus import Outgoing
 from shared.events import DeliveredFile, DeliveryBacklog, WindowDelivered, encoder
 from shared.telemetry.metrics import OLDEST_PENDING_AGE, PENDING_WINDOWS, QUARANTINED_WINDOWS, Instrument
 from shared.timefmt import format_iso
+
+with warnings.catch_warnings():
+    # asyncssh (2.24) names cryptography's DSA key types as it is imported, and cryptography 51
+    # warns of their deprecation: two lines on the stderr of every service and command, before
+    # its one error line. No DSA key is used here (the gateway's are ed25519, ECDSA or RSA).
+    warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh\b")
+    import asyncssh
 
 log = structlog.get_logger()
 
