@@ -58,7 +58,7 @@ class _BatchAck(msgspec.Struct):
 _ack_decoder = msgspec.json.Decoder(_BatchAck)
 
 
-def batch_id(key: str, stream: str, part: int) -> str:
+def atomic_batch_id(key: str, stream: str, part: int) -> str:
     """The id of one atomic batch: the input batch's ``key``, the stream and the part (batches of
     at most ``MAX_BATCH``); hashed when longer than the server takes."""
     text = f"{key}.{stream}.{part}"
@@ -122,7 +122,7 @@ class BatchPublisher:
         stored: list[tuple[str, int]] = []
         for part, start in enumerate(range(0, len(unique), MAX_BATCH)):
             chunk = unique[start:start + MAX_BATCH]
-            ack = await self._batch(chunk, batch_id(key, stream, part), timeout)
+            ack = await self._batch(stream, chunk, atomic_batch_id(key, stream, part), timeout)
             if ack is None:  # refused: each message on its own (duplicates answer where they are)
                 self.counters["fallbacks"] += 1
                 stored.extend(await publish_all(self.js, chunk, timeout))
@@ -131,7 +131,7 @@ class BatchPublisher:
                 stored.extend((ack.stream, seq) for seq in batch_sequences(ack.seq, ack.count))
         return stored if len(unique) == len(messages) else [stored[first[m.msg_id]] for m in messages]
 
-    async def _batch(self, chunk: list[Outgoing], bid: str, timeout: float) -> _BatchAck | None:
+    async def _batch(self, stream: str, chunk: list[Outgoing], bid: str, timeout: float) -> _BatchAck | None:
         """One atomic batch; its acknowledgement, or None when JetStream refused it."""
         try:
             last = len(chunk) - 1
@@ -151,7 +151,6 @@ class BatchPublisher:
             raise PublishError(f"atomic batch answered with {reply.data[:200]!r}") from exc
         if ack.error is None and ack.batch == bid and ack.count == len(chunk):
             return ack
-        stream = s.stream_of(m.subject)
         if ack.error is None or ack.error.err_code == ATOMIC_DISABLED:
             # Stored as plain messages (a server that ignores the headers), or refused as a batch
             # by the stream: message by message from now on (each duplicate is dropped).

@@ -126,15 +126,33 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
 }
 
 
+def intersect(a: str, b: str) -> str | None:
+    """The subjects two patterns both match, as one pattern (None when they share none)."""
+    ta, tb = a.split("."), b.split(".")
+    out: list[str] = []
+    i = 0
+    while True:
+        if i == len(ta) and i == len(tb):
+            return ".".join(out)
+        if i < len(ta) and ta[i] == ">":
+            return ".".join(out + tb[i:]) if i < len(tb) else None
+        if i < len(tb) and tb[i] == ">":
+            return ".".join(out + ta[i:])
+        if i >= len(ta) or i >= len(tb):
+            return None
+        x, y = ta[i], tb[i]
+        if x == "*":
+            out.append(y)
+        elif y == "*" or x == y:
+            out.append(x)
+        else:
+            return None
+        i += 1
+
+
 def subject_matches(pattern: str, subject: str) -> bool:
     """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
-    want, got = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(got) > i
-        if i >= len(got) or (token != "*" and token != got[i]):
-            return False
-    return len(got) == len(want)
+    return intersect(pattern, subject) == subject
 
 
 @functools.lru_cache(maxsize=4096)

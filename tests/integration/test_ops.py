@@ -101,11 +101,11 @@ async def attempts_for(js, response_id: str, timeout: float = 45.0) -> list[dict
 
 
 def test_subject_intersection():
-    assert common.intersect("ast.>", "ast.in.>") == "ast.in.>"
-    assert common.intersect("ast.*.csp-north", "ast.in.>") == "ast.in.csp-north"
-    assert common.intersect("ast.rejected.hub-capture", "ast.rejected.*") == "ast.rejected.hub-capture"
-    assert common.intersect("ast.record", "ast.in.>") is None
-    assert common.intersect("ast.>", "ast") is None
+    assert s.intersect("ast.>", "ast.in.>") == "ast.in.>"
+    assert s.intersect("ast.*.csp-north", "ast.in.>") == "ast.in.csp-north"
+    assert s.intersect("ast.rejected.hub-capture", "ast.rejected.*") == "ast.rejected.hub-capture"
+    assert s.intersect("ast.record", "ast.in.>") is None
+    assert s.intersect("ast.>", "ast") is None
     assert [name for name, _ in common.stream_filters("ast.>")] == [s.STREAM_IN, s.STREAM_EVENTS, s.STREAM_OUT,
                                                                       s.STREAM_INDEX]
     assert common.stream_filters("ast.deliver") == [(s.STREAM_EVENTS, ["ast.deliver"])]

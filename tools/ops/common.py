@@ -287,35 +287,11 @@ def valid_pattern(pattern: str) -> bool:
     return True
 
 
-def intersect(a: str, b: str) -> str | None:
-    """The subjects two patterns both match, as one pattern (None when they share none)."""
-    ta, tb = a.split("."), b.split(".")
-    out: list[str] = []
-    i = 0
-    while True:
-        if i == len(ta) and i == len(tb):
-            return ".".join(out)
-        if i < len(ta) and ta[i] == ">":
-            return ".".join(out + tb[i:]) if i < len(tb) else None
-        if i < len(tb) and tb[i] == ">":
-            return ".".join(out + ta[i:])
-        if i >= len(ta) or i >= len(tb):
-            return None
-        x, y = ta[i], tb[i]
-        if x == "*":
-            out.append(y)
-        elif y == "*" or x == y:
-            out.append(x)
-        else:
-            return None
-        i += 1
-
-
 def stream_filters(pattern: str) -> list[tuple[str, list[str]]]:
     """Each stream holding subjects that ``pattern`` matches, with the filters to read them."""
     plan = []
     for stream, subjects in s.STREAM_SUBJECTS.items():
-        filters = sorted({f for subj in subjects if (f := intersect(pattern, subj)) is not None})
+        filters = sorted({f for subj in subjects if (f := s.intersect(pattern, subj)) is not None})
         if filters:
             plan.append((stream, filters))
     return plan

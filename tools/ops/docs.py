@@ -16,7 +16,6 @@ from alert_timing.ops.common import (
     EVENT_TIME_FIELDS,
     PROG,
     describe,
-    intersect,
     note,
 )
 from services.dsp_mapping.core import DCC_ALERT_CODES, MAX_THROTTLED_COUNT, OUTCOMES
@@ -314,7 +313,7 @@ def _camel(*parts: str) -> str:
 def _address_matches(address: str, subject: str) -> bool:
     """Whether a channel address (``{param}`` = one token) covers a subject or filter pattern."""
     pattern = ".".join("*" if t.startswith("{") else t for t in address.split("."))
-    got = intersect(pattern, subject)
+    got = s.intersect(pattern, subject)
     return got is not None and (got == subject)
 
 
@@ -395,7 +394,7 @@ def asyncapi_document() -> dict:
     for chan in channels():
         probe = ".".join("x" if t.startswith("{") else t for t in chan.address.split("."))
         stream_of[chan.id] = next((name for name, subs in s.STREAM_SUBJECTS.items()
-                                   if any(intersect(probe, sub) == probe for sub in subs)), None)
+                                   if any(s.intersect(probe, sub) == probe for sub in subs)), None)
 
     def message(name: str, title: str, summary: str, payload: str, *, inbound: bool = False,
                 correlation: str | None = None, examples: list | None = None) -> dict:

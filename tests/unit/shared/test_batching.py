@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared import subjects as s
-from shared.batching import MAX_BATCH_ID, batch_id, batch_sequences, by_stream
+from shared.batching import MAX_BATCH_ID, atomic_batch_id, batch_sequences, by_stream
 from shared.bus import Outgoing
 
 
@@ -41,10 +41,10 @@ def test_outputs_are_grouped_by_stream_in_their_order() -> None:
 
 @given(st.text(min_size=1, max_size=200), st.sampled_from(list(s.STREAM_SUBJECTS)), st.integers(0, 1000))
 def test_a_batch_id_is_deterministic_and_within_the_servers_limit(key: str, stream: str, part: int) -> None:
-    bid = batch_id(key, stream, part)
-    assert bid == batch_id(key, stream, part)
+    bid = atomic_batch_id(key, stream, part)
+    assert bid == atomic_batch_id(key, stream, part)
     assert 0 < len(bid) <= MAX_BATCH_ID
-    assert bid != batch_id(key, stream, part + 1)
+    assert bid != atomic_batch_id(key, stream, part + 1)
 
 
 @given(st.integers(1, 10**12), st.integers(1, 1000))
