@@ -23,7 +23,7 @@ from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
-from tests.harness.jetstream import collect
+from tests.harness.jetstream import collect, settled
 
 pytestmark = [pytest.mark.integration]
 
@@ -72,12 +72,8 @@ async def test_an_advisory_sent_while_no_copier_ran_is_still_copied(tmp_path: Pa
             [dead] = [msgspec.json.decode(m.data) for m in msgs]
             assert base64.b64decode(dead["raw"]) == poison and dead["source_seq"] == ack.seq
             assert dead["headers"]["X-Kept"] == "yes"
-            for _ in range(100):  # the advisory is acked once its copy is stored
-                info = await js.consumer_info(s.STREAM_ADVISORIES, bus.deadletter_durable(durable))
-                if info.num_ack_pending == 0 and info.num_pending == 0:
-                    break
-                await asyncio.sleep(0.1)
-            assert info.num_ack_pending == 0 and info.num_pending == 0
+            # the advisory is acked once its copy is stored and counted
+            await settled(js, s.STREAM_ADVISORIES, bus.deadletter_durable(durable))
             assert watcher.count == 1
         finally:
             await watcher.stop()
@@ -131,6 +127,8 @@ async def test_poison_message_is_dead_lettered_whole(tmp_path: Path, monkeypatch
             # every delivery tried it (the first one twice: in its batch, then alone)
             assert set(attempts) == {poison_seq} and len(attempts) == MAX_DELIVER + 1
             assert sorted(handled) == sorted(good)  # its batch-mates went through
+            # The copy is stored before it is counted: counted once the advisory is acked.
+            await settled(js, s.STREAM_ADVISORIES, bus.deadletter_durable(STAGE))
             assert service.counters["dead_lettered"] == 1
 
             # A second replica seeing the same advisory publishes the same copy: JetStream keeps one.

@@ -44,6 +44,21 @@ def decoded(msgs: list[Msg]) -> list[dict]:
     return [msgspec.json.decode(m.data) for m in msgs]
 
 
+async def settled(js: JetStreamContext, stream: str, durable: str, timeout: float = 30.0) -> None:
+    """Until one consumer has had everything delivered and acked: what its reader does before
+    it acks (a count, a copy) is done."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        info = await js.consumer_info(stream, durable)
+        if not info.num_pending and not info.num_ack_pending:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{durable} still busy after {timeout} s: "
+                                 f"{info.num_pending} pending, {info.num_ack_pending} ack pending")
+        await asyncio.sleep(0.05)
+
+
 async def drained(js: JetStreamContext, partitions: int = 1, timeout: float = 30.0) -> None:
     """Until every durable consumer of the product has had everything delivered and acked: the
     pipeline has taken in all that was sent. Read in pipeline order: a service stores its outputs
