@@ -18,7 +18,7 @@ from services.runtime.service import Binding, Emitter, Inbound, Service
 from shared import bus
 from shared import subjects as s
 from shared.settings import Settings
-from tests.harness.jetstream import collect
+from tests.harness.jetstream import collect, settled
 
 pytestmark = [pytest.mark.integration]
 
@@ -68,13 +68,8 @@ async def test_outputs_survive_a_transient_publish_failure(tmp_path: Path) -> No
             assert service.counters["retried"] > 0
             handled = [seq for call in calls for seq in call]
             assert len(handled) == len(set(handled)) == len(sent)  # each input handled exactly once
-            deadline = asyncio.get_running_loop().time() + 10
-            while True:
-                info = await js.consumer_info(s.STREAM_IN, STAGE)
-                if info.num_ack_pending == 0 or asyncio.get_running_loop().time() > deadline:
-                    break
-                await asyncio.sleep(0.1)
-            assert info.num_ack_pending == 0 and info.num_pending == 0
+            await settled(js, s.STREAM_IN, STAGE, timeout=10)
+            info = await js.consumer_info(s.STREAM_IN, STAGE)
             assert info.ack_floor.stream_seq == info.delivered.stream_seq  # acked in order, none above the floor
         finally:
             service.stopping = True
