@@ -313,8 +313,7 @@ def _camel(*parts: str) -> str:
 def _address_matches(address: str, subject: str) -> bool:
     """Whether a channel address (``{param}`` = one token) covers a subject or filter pattern."""
     pattern = ".".join("*" if t.startswith("{") else t for t in address.split("."))
-    got = s.intersect(pattern, subject)
-    return got is not None and (got == subject)
+    return s.subject_matches(pattern, subject)
 
 
 def _clean(schema: Any) -> Any:
@@ -394,7 +393,7 @@ def asyncapi_document() -> dict:
     for chan in channels():
         probe = ".".join("x" if t.startswith("{") else t for t in chan.address.split("."))
         stream_of[chan.id] = next((name for name, subs in s.STREAM_SUBJECTS.items()
-                                   if any(s.intersect(probe, sub) == probe for sub in subs)), None)
+                                   if any(s.subject_matches(sub, probe) for sub in subs)), None)
 
     def message(name: str, title: str, summary: str, payload: str, *, inbound: bool = False,
                 correlation: str | None = None, examples: list | None = None) -> dict:
